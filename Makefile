@@ -1,0 +1,49 @@
+# Planet's front door. Every target installs what it needs first (make deps).
+SHELL := /bin/bash
+PLANET := bun core/cli/main.ts
+DEV_ROOTFS := build/dev/rootfs
+DEV_SECRETS := build/dev/secrets
+DEV_HOST := planet-dev
+DEV_IP := 10.211.0.1
+START_FLAGS := --rootfs $(DEV_ROOTFS) --netns $(DEV_HOST) --public-ip $(DEV_IP) --secrets-dir $(DEV_SECRETS) --cluster-id dev
+
+.PHONY: deps dev production master node dev-start enter stop test lint clean
+
+deps: ## install Debian packages, bun and node_modules
+	@build.assets/host-deps.sh
+	@bun install --frozen-lockfile --silent
+
+dev: deps ## build build/dev/planet.tar.gz (master + node on one host)
+	$(PLANET) build --target dev
+
+production: master node ## build the master and node images
+
+master: deps
+	$(PLANET) build --target master
+
+node: deps
+	$(PLANET) build --target node
+
+dev-start: dev ## build, issue dev secrets, create the test host and boot the dev bubble (returns when ready)
+	@[ -f $(DEV_SECRETS)/root.cert ] || $(PLANET) secrets init --domain planet.local --ip $(DEV_IP) --host planet-dev $(DEV_SECRETS)
+	$(PLANET) dev-host up $(DEV_HOST) --ip $(DEV_IP)
+	$(DEV_ROOTFS)/usr/bin/planet start $(START_FLAGS) --detach
+	@echo "ready: make enter | KUBECONFIG=$(DEV_SECRETS)/admin.kubeconfig kubectl get nodes | make stop"
+
+enter: ## a shell inside the dev bubble
+	$(DEV_ROOTFS)/usr/bin/planet enter --rootfs $(DEV_ROOTFS)
+
+stop: ## halt the dev bubble and remove the test host
+	-$(PLANET) stop --rootfs $(DEV_ROOTFS)
+	$(PLANET) dev-host down $(DEV_HOST)
+
+test: deps ## lint, typecheck and every test (integration tests boot real bubbles)
+	@test/run.sh
+
+lint:
+	bunx biome check .
+	bunx tsc --noEmit
+
+clean: ## remove build outputs (the asset cache in ~/.cache/planet stays)
+	-$(PLANET) stop --rootfs $(DEV_ROOTFS) 2>/dev/null
+	rm -rf build

@@ -1,0 +1,25 @@
+import { defineCommand } from "citty";
+import { buildImage } from "../../build/image.ts";
+import { logger } from "../../log.ts";
+import { debugArg, multi } from "../_args.ts";
+import { recipes, repoRoot, resolveTarget } from "../_project.ts";
+
+const log = logger("build");
+
+export default defineCommand({
+  meta: { name: "build", description: "build build/<target>/planet.tar.gz from pinned assets and plugins" },
+  args: {
+    ...debugArg,
+    target: { type: "string", description: "dev | master | node", default: "dev" },
+    plugin: { type: "string", description: "out-of-tree plugin folder (repeatable)" },
+    without: { type: "string", description: "leave a plugin out (repeatable)" },
+    out: { type: "string", description: "output folder (default build/<target>)" },
+  },
+  async run({ args, rawArgs }) {
+    const repo = repoRoot();
+    const resolution = await resolveTarget(args.target, multi(rawArgs, "plugin"), multi(rawArgs, "without"));
+    log.info(`target ${resolution.target}: ${resolution.plugins.map((p) => p.def.name).join(", ")}`);
+    const res = await buildImage({ resolution, recipes, repo, out: args.out });
+    log.success(`${res.tarball} in ${res.seconds.toFixed(1)}s`);
+  },
+});

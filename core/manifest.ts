@@ -1,0 +1,53 @@
+import { createHash } from "node:crypto";
+import { existsSync, readFileSync } from "node:fs";
+import type { CertRequest, CheckDef, Role } from "./plugin.ts";
+
+/** Where the manifest lives inside an image. */
+export const MANIFEST_PATH = "/etc/planet/manifest.json";
+
+export interface ManifestAsset {
+  name: string;
+  version: string;
+  kind: string;
+  /** sha256 of what was fetched (.deb, .dsc, URL body, local file). */
+  sha256: string | null;
+  /** Rootfs path → sha256 of the file as it is in the image. */
+  files: Record<string, string>;
+}
+
+/**
+ * What an image is, written at build time to `planet.json` (tarball root) and `/etc/planet/manifest.json`.
+ * It holds no timestamps: two builds of the same inputs give the same manifest.
+ */
+export interface Manifest {
+  schema: 1;
+  version: string;
+  commit: string;
+  target: string;
+  /** Roles `planet start` uses when `--role` is not given. */
+  roles: Role[];
+  plugins: { name: string; version: string; description: string; requires: string[]; roles: Role[]; external: boolean }[];
+  assets: ManifestAsset[];
+  /** Units enabled per role, and the plugin owning each unit. */
+  units: Record<Role, string[]>;
+  unitOwners: Record<string, string>;
+  checks: (CheckDef & { plugin: string; roles: Role[] })[];
+  certs: (CertRequest & { plugin: string })[];
+  /** Defaults for /etc/container-environment; `${VAR}` refers to other variables. */
+  env: Record<string, string>;
+  images: { ref: string; path: string; sha256: string }[];
+  /** Debian packages in the rootfs (an SBOM). */
+  packages: { name: string; version: string; arch: string }[];
+}
+
+export function manifestDigest(text: string): string {
+  return `sha256:${createHash("sha256").update(text).digest("hex")}`;
+}
+
+/** Reads the manifest of the image rooted at `rootfs` (default: the one we run in). */
+export function readManifest(rootfs = "/"): { manifest: Manifest; digest: string } | null {
+  const path = `${rootfs.replace(/\/$/, "")}${MANIFEST_PATH}`;
+  if (!existsSync(path)) return null;
+  const text = readFileSync(path, "utf8");
+  return { manifest: JSON.parse(text) as Manifest, digest: manifestDigest(text) };
+}

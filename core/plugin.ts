@@ -1,0 +1,159 @@
+/**
+ * The plugin contract. A plugin is data: a folder under `plugins/` (or anywhere, for your own)
+ * holding `index.ts` that default-exports `definePlugin({...})`, its real systemd unit files beside
+ * it, and an optional `files/` overlay. Core never names a component; everything a component needs
+ * is declared here and lands in the image, its manifest, and the agent's checks.
+ */
+
+/** Where a plugin's units are enabled when the bubble starts (`planet start --role`). */
+export type Role = "master" | "node";
+export const ROLES: readonly Role[] = ["master", "node"];
+
+/** What a certificate is for; decides key usage and extended key usage. */
+export type CertUsage = "server" | "client" | "peer" | "ca";
+
+/**
+ * A certificate the plugin needs. `planet secrets init` issues the union of all plugins' requests
+ * from one CA; no plugin makes its own keys. Files land as `<name>.cert` / `<name>.key` in the
+ * secrets dir, mounted read-only at `/var/state` inside the bubble.
+ */
+export interface CertRequest {
+  /** File base name, unique in the image, e.g. `apiserver` → `apiserver.cert`, `apiserver.key`. */
+  name: string;
+  /** Subject common name, e.g. `kube-apiserver` or `system:node:$NODE_NAME`. */
+  cn: string;
+  /** Subject organisations (Kubernetes groups), e.g. `["system:masters"]`. */
+  org?: string[];
+  /**
+   * Subject alternative names. Placeholders: `$DOMAIN`, `$SERVICE_IP` (first IP of the service
+   * subnet), `$PUBLIC_IP`, `$HOSTS` (every `--host`), `$IPS` (every `--ip`). Plain entries are DNS
+   * names unless they parse as IP addresses.
+   */
+  sans?: string[];
+  /** e.g. `["server", "client"]`. `ca` makes a CA (for a second CA such as `front-proxy-ca`). */
+  usage: CertUsage[];
+  /** Name of the issuing CA request; default `root` (the cluster CA). */
+  issuer?: string;
+  /** Also write `<name>.kubeconfig` using this cert, pointing at this server URL. */
+  kubeconfig?: string;
+  /** Not a certificate: write `<name>.key` / `<name>.pub`, an RSA key pair (service accounts). */
+  keyPairOnly?: boolean;
+  /** Not a certificate: `<name>.key` holding this many random bytes, base64 (e.g. serf gossip). */
+  randomBytes?: number;
+}
+
+/** How bad it is when a check fails. */
+export type Severity = "critical" | "warning";
+
+interface CheckBase {
+  /** Unique in the image, kebab-case, e.g. `etcd-healthz`. */
+  name: string;
+  /** Default `critical`. */
+  severity?: Severity;
+  /** Per-attempt timeout in ms (default 5000). */
+  timeoutMs?: number;
+  /** Only run on these roles (default: the plugin's roles). */
+  roles?: Role[];
+}
+
+/** GET a URL; healthy on 2xx (and `expect` in the body when given). */
+export interface HttpCheck extends CheckBase {
+  /** e.g. `https://127.0.0.1:6443/healthz`. */
+  http: string;
+  /** Name of a cert request used as the client certificate for https (CA is `root`). */
+  tls?: string;
+  /** Substring the body must contain, e.g. `ok`. */
+  expect?: string;
+}
+/** Open a TCP connection to `host:port`. */
+export interface TcpCheck extends CheckBase {
+  tcp: string;
+}
+/** A systemd unit must be active. */
+export interface UnitCheck extends CheckBase {
+  unit: string;
+}
+/** A command inside the bubble must exit 0. */
+export interface CommandCheck extends CheckBase {
+  command: string[];
+}
+/** Checks are data: the agent runs them, `planet status` reports them. */
+export type CheckDef = HttpCheck | TcpCheck | UnitCheck | CommandCheck;
+
+/** A unit shipped by the plugin; a bare string means enabled for the plugin's roles. */
+export interface UnitDef {
+  /** File name beside `index.ts`, e.g. `etcd.service` or `secrets-renew.timer`. */
+  name: string;
+  /** Enable for these roles instead of the plugin's. */
+  roles?: Role[];
+  /** `false` ships the unit without enabling it (started by another unit or by hand). */
+  enabled?: boolean;
+}
+
+/** An OCI image the build assembles from assets and bundles into the rootfs. */
+export interface ImageDef {
+  /** Reference it is tagged with, e.g. `k8s.gcr.io/pause:3.2`. */
+  ref: string;
+  /** Files from assets: `{ "asset-name:path/in/asset": "/path/in/image" }`. */
+  files: Record<string, string>;
+  /** Symlinks in the image: `{ "/bin/sh": "busybox" }`. */
+  links?: Record<string, string>;
+  entrypoint?: string[];
+  cmd?: string[];
+  /** Where the archive lands in the rootfs, e.g. `/usr/share/planet/images/pause.tar`. */
+  path: string;
+}
+
+export interface PluginDef {
+  /** kebab-case, equal to the folder name; also the log tag and the `--without` value. */
+  name: string;
+  /** One line for `planet plugins`. */
+  description: string;
+  /** Plugin version recorded in the manifest (default the planet version). */
+  version?: string;
+  /** Plugins that must be in the same image. Composition only: units order the boot. */
+  requires?: string[];
+  /** Roles whose bubble enables this plugin's units, e.g. `["master"]`. */
+  roles: Role[];
+  /** Names of `build.assets/` recipes whose files this plugin installs, e.g. `["kubernetes"]`. */
+  assets?: string[];
+  /** Extra Debian packages (latest of the pinned archive) installed into the base rootfs. */
+  packages?: string[];
+  /** Unit files beside `index.ts`, e.g. `["etcd.service"]`. */
+  units?: (string | UnitDef)[];
+  /** Overlay folders copied into the rootfs: `{ "files/": "/" }`. */
+  files?: Record<string, string>;
+  /** Defaults merged into `/etc/container-environment`, e.g. `{ ETCD_PORT: "2379" }`. */
+  env?: Record<string, string>;
+  /** Certificates this plugin needs; issued by `planet secrets init`. */
+  certs?: CertRequest[];
+  /** Health checks run by the agent. */
+  checks?: CheckDef[];
+  /** OCI images bundled into the rootfs. */
+  images?: ImageDef[];
+}
+
+/**
+ * Identity helper that gives a plugin its type — like citty's `defineCommand`.
+ * @example export default definePlugin({ name: "hello", description: "…", roles: ["node"] })
+ */
+export function definePlugin<const T extends PluginDef>(def: T): T {
+  return def;
+}
+
+/** A plugin after resolution: normalised units, known folder. */
+export interface ResolvedPlugin {
+  def: PluginDef;
+  /** Absolute folder of the plugin. */
+  dir: string;
+  /** `true` for `--plugin ./dir` plugins. */
+  external: boolean;
+  units: Required<UnitDef>[];
+}
+
+export function checkKind(c: CheckDef): "http" | "tcp" | "unit" | "command" {
+  if ("http" in c) return "http";
+  if ("tcp" in c) return "tcp";
+  if ("unit" in c) return "unit";
+  return "command";
+}

@@ -1,0 +1,72 @@
+import { closeSync, openSync } from "node:fs";
+import { PlanetError } from "./errors.ts";
+
+export interface RunOptions {
+  cwd?: string;
+  env?: Record<string, string | undefined>;
+  /** Text written to the child's stdin. */
+  input?: string;
+  /** Append the child's stdout+stderr to this file instead of capturing them. */
+  logFile?: string;
+  /** Error code used when the command exits non-zero (default COMMAND_FAILED). */
+  code?: string;
+  phase?: string;
+  plugin?: string;
+}
+
+export interface RunResult {
+  exitCode: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs a command to completion and returns its output; never throws on a non-zero exit. */
+export async function run(cmd: string[], opts: RunOptions = {}): Promise<RunResult> {
+  let proc: ReturnType<typeof Bun.spawn>;
+  const logFd = opts.logFile ? openSync(opts.logFile, "a") : undefined;
+  try {
+    proc = Bun.spawn(cmd, {
+      cwd: opts.cwd,
+      env: opts.env ? { ...process.env, ...opts.env } : process.env,
+      stdin: opts.input === undefined ? "ignore" : new Blob([opts.input]),
+      stdout: logFd ?? "pipe",
+      stderr: logFd ?? "pipe",
+    });
+  } catch (err) {
+    throw new PlanetError("COMMAND_MISSING", `cannot run ${cmd[0]}: ${(err as Error).message}`, {
+      phase: opts.phase,
+      plugin: opts.plugin,
+      cause: err,
+    });
+  }
+  const [stdout, stderr, exitCode] = await Promise.all([
+    proc.stdout instanceof ReadableStream ? new Response(proc.stdout).text() : "",
+    proc.stderr instanceof ReadableStream ? new Response(proc.stderr).text() : "",
+    proc.exited,
+  ]);
+  if (logFd !== undefined) closeSync(logFd);
+  return { exitCode, stdout, stderr };
+}
+
+/** Runs a command and throws a one-line PlanetError (with the last stderr line) when it fails. */
+export async function runOk(cmd: string[], opts: RunOptions = {}): Promise<string> {
+  const res = await run(cmd, opts);
+  if (res.exitCode !== 0) {
+    const detail = lastLine(res.stderr) || lastLine(res.stdout) || (opts.logFile ? `see ${opts.logFile}` : "");
+    throw new PlanetError(opts.code ?? "COMMAND_FAILED", `${cmd.join(" ")} exited ${res.exitCode}: ${detail}`, {
+      phase: opts.phase,
+      plugin: opts.plugin,
+    });
+  }
+  return res.stdout;
+}
+
+export function lastLine(text: string): string {
+  const lines = text.trim().split("\n");
+  return (lines[lines.length - 1] ?? "").trim();
+}
+
+/** True when `name` is an executable on PATH. */
+export function have(name: string): boolean {
+  return Bun.which(name) !== null;
+}

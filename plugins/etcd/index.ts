@@ -1,0 +1,26 @@
+import { definePlugin } from "../../core/plugin.ts";
+
+export default definePlugin({
+  name: "etcd",
+  description: "etcd 3.4 key-value store holding the cluster state, TLS for clients and peers",
+  requires: ["secrets"],
+  roles: ["master"],
+  assets: ["etcd-server", "etcd-client"],
+  units: ["etcd.service"],
+  files: { "files/": "/" },
+  env: {
+    PLANET_ETCD_MEMBER_NAME: "${KUBE_NODE_NAME}",
+    ETCD_INITIAL_CLUSTER: "${PLANET_ETCD_MEMBER_NAME}=https://${PLANET_PUBLIC_IP}:2380",
+    ETCD_INITIAL_CLUSTER_STATE: "new",
+    ETCDCTL_API: "3",
+  },
+  certs: [
+    {
+      name: "etcd",
+      cn: "etcd",
+      sans: ["localhost", "etcd", "127.0.0.1", "$PUBLIC_IP", "$IPS", "$HOSTS"],
+      usage: ["server", "client", "peer"],
+    },
+  ],
+  checks: [{ name: "etcd-healthz", http: "https://127.0.0.1:2379/health", tls: "etcd", expect: '"health":"true"' }],
+});

@@ -1,0 +1,12 @@
+import type { PluginDef } from "../core/plugin.ts";
+import agent from "./agent/index.ts";
+import etcd from "./etcd/index.ts";
+import kubeMaster from "./kube-master/index.ts";
+import kubeNode from "./kube-node/index.ts";
+import secrets from "./secrets/index.ts";
+
+/** The hand-kept registry of in-tree plugins. A new plugin is one folder and one line here. */
+export const plugins: readonly PluginDef[] = [secrets, etcd, kubeMaster, kubeNode, agent];
+
+/** Folder holding the plugin folders (each named like its plugin). */
+export const pluginsDir: string = import.meta.dir;

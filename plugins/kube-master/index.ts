@@ -1,0 +1,47 @@
+import { definePlugin } from "../../core/plugin.ts";
+
+const API = "https://127.0.0.1:6443";
+
+export default definePlugin({
+  name: "kube-master",
+  description: "Kubernetes 1.20 control plane: kube-apiserver, kube-controller-manager, kube-scheduler",
+  requires: ["etcd", "secrets"],
+  roles: ["master"],
+  assets: ["kubernetes", "kubectl"],
+  units: ["kube-apiserver.service", "kube-controller-manager.service", "kube-scheduler.service"],
+  env: { KUBE_APISERVER_PORT: "6443", KUBECONFIG: "/var/state/admin.kubeconfig" },
+  certs: [
+    {
+      name: "apiserver",
+      cn: "kube-apiserver",
+      sans: [
+        "kubernetes",
+        "kubernetes.default",
+        "kubernetes.default.svc",
+        "kubernetes.default.svc.cluster.local",
+        "planet-master",
+        "localhost",
+        "127.0.0.1",
+        "$SERVICE_IP",
+        "$DOMAIN",
+        "$PUBLIC_IP",
+        "$IPS",
+        "$HOSTS",
+      ],
+      usage: ["server"],
+    },
+    { name: "apiserver-kubelet-client", cn: "kube-apiserver-kubelet-client", org: ["system:masters"], usage: ["client"] },
+    { name: "apiserver-etcd-client", cn: "kube-apiserver-etcd-client", usage: ["client"] },
+    { name: "front-proxy-ca", cn: "front-proxy-ca", usage: ["ca"] },
+    { name: "front-proxy-client", cn: "front-proxy-client", usage: ["client"], issuer: "front-proxy-ca" },
+    { name: "scheduler", cn: "system:kube-scheduler", usage: ["client"], kubeconfig: API },
+    { name: "controller-manager", cn: "system:kube-controller-manager", usage: ["client"], kubeconfig: API },
+    { name: "admin", cn: "admin", org: ["system:masters"], usage: ["client"], kubeconfig: "https://$PUBLIC_IP:6443" },
+    { name: "sa", cn: "service-accounts", usage: ["client"], keyPairOnly: true },
+  ],
+  checks: [
+    { name: "apiserver-healthz", http: `${API}/healthz`, tls: "admin", expect: "ok" },
+    { name: "controller-manager-healthz", http: "https://127.0.0.1:10257/healthz", tls: "admin", expect: "ok" },
+    { name: "scheduler-healthz", http: "https://127.0.0.1:10259/healthz", tls: "admin", expect: "ok" },
+  ],
+});

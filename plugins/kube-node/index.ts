@@ -1,0 +1,50 @@
+import { definePlugin } from "../../core/plugin.ts";
+
+const MASTER = "https://planet-master:6443";
+const IMAGES = "/usr/share/planet/images";
+
+export default definePlugin({
+  name: "kube-node",
+  description: "Kubernetes 1.20 node: containerd (CRI), kubelet, kube-proxy, CNI bridge, bundled images",
+  requires: ["secrets"],
+  roles: ["node"],
+  assets: ["kubernetes", "kubectl", "containerd", "runc", "cni-plugins", "busybox-static"],
+  packages: ["conntrack", "ebtables", "ethtool", "socat"],
+  units: ["containerd.service", "planet-images.service", "kubelet.service", "kube-proxy.service"],
+  files: { "files/": "/" },
+  env: { KUBE_KUBELET_FLAGS: "", KUBE_PROXY_FLAGS: "" },
+  certs: [
+    { name: "kubelet", cn: "system:node:$NODE_NAME", org: ["system:nodes"], usage: ["client"], kubeconfig: MASTER },
+    {
+      name: "kubelet-server",
+      cn: "$NODE_NAME",
+      sans: ["$NODE_NAME", "localhost", "127.0.0.1", "$PUBLIC_IP", "$IPS", "$HOSTS"],
+      usage: ["server"],
+    },
+    { name: "kube-proxy", cn: "system:kube-proxy", usage: ["client"], kubeconfig: MASTER },
+  ],
+  checks: [
+    { name: "containerd-running", unit: "containerd.service" },
+    { name: "kubelet-healthz", http: "http://127.0.0.1:10248/healthz", expect: "ok" },
+    { name: "kube-proxy-healthz", http: "http://127.0.0.1:10256/healthz" },
+  ],
+  images: [
+    {
+      ref: "k8s.gcr.io/pause:3.2",
+      files: { "kubernetes:pause": "/pause" },
+      entrypoint: ["/pause"],
+      path: `${IMAGES}/pause.tar`,
+    },
+    {
+      ref: "docker.io/library/busybox:local",
+      files: { "busybox-static:bin/busybox": "/bin/busybox" },
+      links: Object.fromEntries(
+        ["sh", "sleep", "ls", "cat", "echo", "env", "hostname", "id", "ip", "nc", "ping", "ps", "wget", "true", "false"].map(
+          (a) => [`/bin/${a}`, "busybox"],
+        ),
+      ),
+      cmd: ["sh"],
+      path: `${IMAGES}/busybox.tar`,
+    },
+  ],
+});

@@ -1,0 +1,16 @@
+import { definePlugin } from "../../core/plugin.ts";
+
+/**
+ * The cluster CA every other plugin's certificates chain to, and the daily renewal of leaves that
+ * are about to expire (`planet secrets renew`).
+ */
+export default definePlugin({
+  name: "secrets",
+  description: "cluster PKI: the root CA and daily renewal of expiring certificates",
+  roles: ["master", "node"],
+  units: ["planet-secrets-renew.service", "planet-secrets-renew.timer"],
+  certs: [{ name: "root", cn: "planet-ca", org: ["planet"], usage: ["ca"] }],
+  checks: [
+    { name: "secrets-valid", command: ["/usr/bin/planet", "secrets", "check", "--quiet", "/var/state"], severity: "warning" },
+  ],
+});
