@@ -70,3 +70,8 @@ export function lastLine(text: string): string {
 export function have(name: string): boolean {
   return Bun.which(name) !== null;
 }
+
+/** argv that runs this same planet again: the compiled binary, or bun + the CLI entry. */
+export function selfCommand(): string[] {
+  return Bun.main.startsWith("/$bunfs/") ? [process.execPath] : [process.execPath, Bun.main];
+}

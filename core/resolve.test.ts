@@ -114,7 +114,7 @@ describe("resolvePlugins", () => {
       ],
       [{ files: { "files/etc/x.conf": "a" } }, { files: { "files/etc/x.conf": "b" } }],
     );
-    const err = await resolvePlugins(input).catch((e) => e as PlanetError);
+    const err = (await resolvePlugins(input).catch((e) => e)) as PlanetError;
     expect(err.code).toBe("FILE_CONFLICT");
     expect(err.plugin).toBe("b");
     expect(err.message).toContain("/etc/x.conf");
@@ -142,7 +142,10 @@ describe("resolvePlugins", () => {
   });
 
   test("UNIT_UNKNOWN_REFERENCE, with base units allowed", async () => {
-    const bad = setup([{ name: "a", units: ["x.service"] }], [{ units: { "x.service": SERVICE.replace("[Unit]\n", "[Unit]\nWants=ghost.service\n") } }]);
+    const bad = setup(
+      [{ name: "a", units: ["x.service"] }],
+      [{ units: { "x.service": SERVICE.replace("[Unit]\n", "[Unit]\nWants=ghost.service\n") } }],
+    );
     await expect(resolvePlugins(bad.input)).rejects.toThrow(/x.service refers to ghost.service/);
     const ok = setup(
       [{ name: "a", units: ["x.service"] }],
@@ -182,7 +185,11 @@ describe("resolvePlugins", () => {
     expect(await code({ ...input, external: [join(root, "nowhere")] })).toBe("PLUGIN_NOT_FOUND");
     const dup = plugin(join(root, "ext3"), { name: "a" });
     expect(await code({ ...input, external: [dup] })).toBe("DUPLICATE_PLUGIN");
-    const good = plugin(join(root, "ext4"), { name: "mine", requires: ["a"], units: ["mine.service"] }, { units: { "mine.service": SERVICE } });
+    const good = plugin(
+      join(root, "ext4"),
+      { name: "mine", requires: ["a"], units: ["mine.service"] },
+      { units: { "mine.service": SERVICE } },
+    );
     const res = await resolvePlugins({ ...input, external: [good] });
     expect(res.plugins.find((p) => p.def.name === "mine")?.external).toBe(true);
   });

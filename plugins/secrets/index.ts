@@ -8,7 +8,7 @@ export default definePlugin({
   name: "secrets",
   description: "cluster PKI: the root CA and daily renewal of expiring certificates",
   roles: ["master", "node"],
-  units: ["planet-secrets-renew.service", "planet-secrets-renew.timer"],
+  units: [{ name: "planet-secrets-renew.service", enabled: false }, "planet-secrets-renew.timer"],
   certs: [{ name: "root", cn: "planet-ca", org: ["planet"], usage: ["ca"] }],
   checks: [
     { name: "secrets-valid", command: ["/usr/bin/planet", "secrets", "check", "--quiet", "/var/state"], severity: "warning" },

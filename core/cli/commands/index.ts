@@ -1,8 +1,18 @@
 import type { CommandDef } from "citty";
 
+const lazy =
+  <M extends Record<string, unknown>>(load: () => Promise<M>, key: keyof M = "default") =>
+  () =>
+    load().then((m) => m[key] as CommandDef);
+
 /** Subcommands, loaded lazily so `planet exec` never pays for the build code. */
 export const commands: Record<string, () => Promise<CommandDef>> = {
-  version: () => import("./version.ts").then((m) => m.default as CommandDef),
-  build: () => import("./build.ts").then((m) => m.default as CommandDef),
-  plugins: () => import("./plugins.ts").then((m) => m.default as CommandDef),
+  version: lazy(() => import("./version.ts")),
+  build: lazy(() => import("./build.ts")),
+  plugins: lazy(() => import("./plugins.ts")),
+  start: lazy(() => import("./box.ts"), "startCmd"),
+  stop: lazy(() => import("./box.ts"), "stopCmd"),
+  exec: lazy(() => import("./box.ts"), "execCmd"),
+  enter: lazy(() => import("./box.ts"), "enterCmd"),
+  "dev-host": lazy(() => import("./dev-host.ts")),
 };

@@ -1,0 +1,509 @@
+import { type ChildProcess, spawn } from "node:child_process";
+import { createHash } from "node:crypto";
+import {
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  realpathSync,
+  renameSync,
+  rmdirSync,
+  rmSync,
+  symlinkSync,
+  unlinkSync,
+  writeFileSync,
+} from "node:fs";
+import { hostname as osHostname } from "node:os";
+import { dirname, join } from "node:path";
+import { PlanetError } from "../errors.ts";
+import { logger } from "../log.ts";
+import { type Manifest, readManifest } from "../manifest.ts";
+import { firstIp, overlaps, parseCidr, requireIp } from "../net.ts";
+import { ROLES, type Role } from "../plugin.ts";
+import { run } from "../proc.ts";
+import { expandEnv, formatEnvFile } from "./environment.ts";
+import { preflightHost, preflightNetns, preflightRootfs } from "./preflight.ts";
+import { bubbleSpec, type Volume } from "./spec.ts";
+import {
+  type BoxState,
+  boxDir,
+  detachLog,
+  findByRootfs,
+  pidAlive,
+  RUNC_ROOT,
+  readState,
+  runcStatus,
+  STATE_ROOT,
+  writeState,
+} from "./state.ts";
+
+const log = logger("box");
+
+export interface StartOptions {
+  rootfs: string;
+  roles?: Role[];
+  publicIp?: string;
+  masterIp?: string;
+  clusterId: string;
+  secretsDir?: string;
+  volumes: string[];
+  env: Record<string, string>;
+  serviceSubnet: string;
+  podSubnet: string;
+  nodeName?: string;
+  hostname?: string;
+  initialCluster?: string;
+  kubeletOptions?: string;
+  apiserverOptions?: string;
+  netns?: string;
+  /** Host folder for the data volumes (default /var/lib/planet/<cluster-id>). */
+  dataDir?: string;
+  /** Seconds to wait for READY=1. */
+  readyTimeout: number;
+}
+
+/** Kernel settings that are not per network namespace, which components in a bubble may change. */
+const HOST_SYSCTLS = [
+  "kernel.panic",
+  "kernel.panic_on_oops",
+  "vm.overcommit_memory",
+  "vm.panic_on_oom",
+  "kernel.keys.root_maxkeys",
+  "kernel.keys.root_maxbytes",
+  "fs.inotify.max_user_watches",
+  "fs.inotify.max_user_instances",
+];
+/** Per-netns settings, shared with the host only when the bubble uses the host network. */
+const NET_SYSCTLS = ["net.ipv4.ip_forward", "net.ipv4.conf.all.route_localnet", "net.bridge.bridge-nf-call-iptables"];
+
+function sysctlPath(name: string): string {
+  return `/proc/sys/${name.replace(/\./g, "/")}`;
+}
+
+function snapshotSysctls(hostNet: boolean): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const name of [...HOST_SYSCTLS, ...(hostNet ? NET_SYSCTLS : [])])
+    if (existsSync(sysctlPath(name))) out[name] = readFileSync(sysctlPath(name), "utf8").trim();
+  return out;
+}
+
+function restoreSysctls(saved: Record<string, string>): void {
+  for (const [name, value] of Object.entries(saved)) {
+    try {
+      if (readFileSync(sysctlPath(name), "utf8").trim() !== value) {
+        writeFileSync(sysctlPath(name), value);
+        log.debug(`restored ${name}=${value}`);
+      }
+    } catch (e) {
+      log.warn(`could not restore ${name}=${value}: ${(e as Error).message}`);
+    }
+  }
+}
+
+export function boxId(clusterId: string): string {
+  return `planet-${clusterId}`;
+}
+
+/** Writes a file inside the rootfs atomically (temp + rename). */
+function writeRootfsFile(rootfs: string, path: string, text: string): void {
+  const dest = join(rootfs, path);
+  mkdirSync(dirname(dest), { recursive: true });
+  const tmp = `${dest}.planet-tmp`;
+  writeFileSync(tmp, text);
+  renameSync(tmp, dest);
+}
+
+function parseVolume(spec: string): Volume {
+  const [source, destination, opt, ...rest] = spec.split(":");
+  if (!source || !destination?.startsWith("/") || rest.length > 0 || (opt && !["ro", "rw"].includes(opt)))
+    throw new PlanetError("BAD_FLAG", `--volume ${spec}: expected /host/path:/path/in/bubble[:ro]`);
+  if (!existsSync(source)) throw new PlanetError("BAD_VOLUME", `--volume ${spec}: ${source} does not exist on the host`);
+  return { source: realpathSync(source), destination, readonly: opt === "ro" };
+}
+
+/** Stable UUID for systemd's machine-id (`container_uuid=`), from cluster and node. */
+function stableUuid(seed: string): string {
+  const h = createHash("sha256").update(seed).digest("hex");
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-4${h.slice(13, 16)}-a${h.slice(17, 20)}-${h.slice(20, 32)}`;
+}
+
+interface Prepared {
+  id: string;
+  env: Record<string, string>;
+  roles: Role[];
+  manifest: Manifest;
+  spec: ReturnType<typeof bubbleSpec>;
+  netnsPath?: string;
+}
+
+/** Validates flags and computes everything `start` writes, without writing anything. */
+export function prepare(opts: StartOptions): Prepared {
+  const image = readManifest(opts.rootfs);
+  if (!image) throw new PlanetError("NOT_AN_IMAGE", `${opts.rootfs} has no manifest`, { phase: "preflight" });
+  const manifest = image.manifest;
+  const roles = opts.roles?.length ? opts.roles : manifest.roles;
+  for (const r of roles) {
+    if (!ROLES.includes(r)) throw new PlanetError("BAD_FLAG", `--role ${r}: expected master or node`);
+    if (!manifest.roles.includes(r))
+      throw new PlanetError("BAD_ROLE", `--role ${r}: image target ${manifest.target} is built for ${manifest.roles.join(",")}`);
+  }
+  if (!/^[a-z0-9]([a-z0-9-]{0,40}[a-z0-9])?$/.test(opts.clusterId))
+    throw new PlanetError("BAD_FLAG", `--cluster-id ${opts.clusterId}: use lowercase letters, digits and dashes`);
+  const netnsPath = opts.netns ? preflightNetns(opts.netns) : undefined;
+  const publicIp = opts.publicIp ?? (opts.netns ? netnsAddress(opts.netns) : undefined);
+  if (!publicIp) throw new PlanetError("BAD_FLAG", "--public-ip is not set (the node's address for cluster traffic)");
+  requireIp(publicIp, "--public-ip");
+  const masterIp = requireIp(opts.masterIp ?? publicIp, "--master-ip");
+  const service = parseCidr(opts.serviceSubnet, "--service-subnet");
+  const pod = parseCidr(opts.podSubnet, "--pod-subnet");
+  if (overlaps(service, pod))
+    throw new PlanetError("BAD_CIDR", `--service-subnet ${service.text} overlaps --pod-subnet ${pod.text}`);
+  const hostname = opts.hostname ?? osHostname();
+  const nodeName = opts.nodeName ?? hostname;
+  const id = boxId(opts.clusterId);
+
+  const flags: Record<string, string> = {
+    PLANET_ROLE: roles.join(","),
+    PLANET_PUBLIC_IP: publicIp,
+    KUBE_MASTER_IP: masterIp,
+    KUBE_CLUSTER_ID: opts.clusterId,
+    KUBE_SERVICE_SUBNET: service.text,
+    KUBE_SERVICE_IP: firstIp(service),
+    KUBE_POD_SUBNET: pod.text,
+    KUBE_NODE_NAME: nodeName,
+    PLANET_HOSTNAME: hostname,
+    PLANET_INITIAL_CLUSTER: opts.initialCluster ?? `${nodeName}:${publicIp}`,
+  };
+  const env = expandEnv({ ...manifest.env, ...flags, ...opts.env });
+  // Options append to what plugins default to, like the original's KUBE_*_FLAGS.
+  if (opts.kubeletOptions) env.KUBE_KUBELET_FLAGS = `${env.KUBE_KUBELET_FLAGS ?? ""} ${opts.kubeletOptions}`.trim();
+  if (opts.apiserverOptions) env.KUBE_APISERVER_FLAGS = `${env.KUBE_APISERVER_FLAGS ?? ""} ${opts.apiserverOptions}`.trim();
+
+  const dataDir = opts.dataDir ?? `/var/lib/planet/${opts.clusterId}`;
+  const volumes: Volume[] = ["etcd", "containerd", "registry", "state"].map((d) => ({
+    source: join(dataDir, d),
+    destination: `/ext/${d}`,
+    readonly: false,
+  }));
+  if (opts.secretsDir) {
+    if (!existsSync(opts.secretsDir))
+      throw new PlanetError(
+        "NO_SECRETS",
+        `--secrets-dir ${opts.secretsDir} does not exist (create it: planet secrets init --domain D ${opts.secretsDir})`,
+      );
+    volumes.push({ source: realpathSync(opts.secretsDir), destination: "/var/state", readonly: true });
+  }
+  for (const v of opts.volumes) {
+    const vol = parseVolume(v);
+    const i = volumes.findIndex((x) => x.destination === vol.destination);
+    if (i >= 0) volumes[i] = vol;
+    else volumes.push(vol);
+  }
+  const spec = bubbleSpec({
+    rootfs: realpathSync(opts.rootfs),
+    hostname,
+    env: { container: "planet", container_uuid: stableUuid(`${opts.clusterId}/${nodeName}`) },
+    cgroupsPath: `/${id}`,
+    netns: netnsPath,
+    volumes,
+  });
+  return { id, env, roles, manifest, spec, netnsPath };
+}
+
+/** The first IPv4 address of a network namespace (the test host's own address). */
+function netnsAddress(name: string): string | undefined {
+  const res = Bun.spawnSync(["ip", "-n", name, "-4", "-o", "addr", "show", "scope", "global"]);
+  return /inet (\d+\.\d+\.\d+\.\d+)/.exec(res.stdout.toString())?.[1];
+}
+
+/** Writes the files `start` owns inside the rootfs: environment, hostname, hosts, role target. */
+function writeRootfs(rootfs: string, p: Prepared): void {
+  writeRootfsFile(rootfs, "etc/container-environment", formatEnvFile(p.env));
+  writeRootfsFile(rootfs, "etc/hostname", `${p.spec.hostname}\n`);
+  const hosts = [
+    "127.0.0.1\tlocalhost",
+    "::1\tlocalhost ip6-localhost ip6-loopback",
+    `${p.env.PLANET_PUBLIC_IP}\t${p.spec.hostname}${p.env.KUBE_NODE_NAME !== p.spec.hostname ? ` ${p.env.KUBE_NODE_NAME}` : ""}`,
+    `${p.env.KUBE_MASTER_IP}\tplanet-master`,
+  ];
+  writeRootfsFile(rootfs, "etc/hosts", `${hosts.join("\n")}\n`);
+  const wants = join(rootfs, "etc/systemd/system/multi-user.target.wants");
+  mkdirSync(wants, { recursive: true });
+  for (const role of ROLES) {
+    const link = join(wants, `planet-${role}.target`);
+    const isLink = existsSync(link) || (() => { try { return lstatSync(link).isSymbolicLink(); } catch { return false; } })(); // biome-ignore format: short
+    if (isLink) unlinkSync(link);
+    if (p.roles.includes(role)) symlinkSync(`../planet-${role}.target`, link);
+  }
+}
+
+/** Removes everything a bubble left on the host: runc state, cgroups, state dir; restores sysctls. */
+export async function cleanup(id: string, state: BoxState | null): Promise<void> {
+  const rs = await runcStatus(id);
+  if (rs) {
+    if (rs.status === "running" || rs.status === "paused") await run(["runc", "--root", RUNC_ROOT, "kill", id, "KILL"]);
+    for (let i = 0; i < 50; i++) {
+      const res = await run(["runc", "--root", RUNC_ROOT, "delete", "--force", id]);
+      if (res.exitCode === 0 || !(await runcStatus(id))) break;
+      await Bun.sleep(100);
+    }
+  }
+  removeCgroups(id);
+  if (state) restoreSysctls(state.sysctls);
+  rmSync(boxDir(id), { recursive: true, force: true });
+  for (const dir of [RUNC_ROOT, STATE_ROOT])
+    try {
+      rmdirSync(dir);
+    } catch {
+      // not empty: another bubble still runs
+    }
+}
+
+/** runc deletes the bubble's cgroups; this catches any a crash left behind (deepest first). */
+function removeCgroups(id: string): void {
+  if (!existsSync("/sys/fs/cgroup")) return;
+  for (const ctrl of readdirSync("/sys/fs/cgroup")) {
+    const top = join("/sys/fs/cgroup", ctrl, id);
+    if (!existsSync(top)) continue;
+    const dirs: string[] = [];
+    const walk = (d: string) => {
+      for (const e of readdirSync(d, { withFileTypes: true })) if (e.isDirectory()) walk(join(d, e.name));
+      dirs.push(d);
+    };
+    walk(top);
+    for (const d of dirs)
+      try {
+        rmdirSync(d);
+      } catch (e) {
+        log.warn(`cgroup ${d} not removed: ${(e as Error).message}`);
+      }
+  }
+}
+
+/** Refuses a second bubble for the same cluster or rootfs; cleans up after a crashed one. */
+async function claim(id: string, rootfs: string): Promise<void> {
+  const other = findByRootfs(rootfs);
+  if (other && other.id !== id && pidAlive(other.pid))
+    throw new PlanetError(
+      "ALREADY_RUNNING",
+      `${rootfs} already runs as bubble ${other.id} (planet start pid ${other.pid}); stop it first: planet stop`,
+    );
+  const state = readState(id);
+  const rs = await runcStatus(id);
+  if (state && pidAlive(state.pid) && state.pid !== process.pid)
+    throw new PlanetError(
+      "ALREADY_RUNNING",
+      `bubble ${id} is already running (planet start pid ${state.pid}, phase ${state.phase}); stop it first: planet stop`,
+    );
+  if (state || rs) {
+    log.warn(`bubble ${id}: cleaning up after a planet start that died (pid ${state?.pid ?? "unknown"})`);
+    await cleanup(id, state);
+  }
+}
+
+/** Listens on the host end of systemd's NOTIFY_SOCKET (through runc's proxy) with socat. */
+function listenNotify(path: string, onMessage: (fields: Record<string, string>) => void): ChildProcess {
+  rmSync(path, { force: true });
+  const child = spawn("socat", ["-u", `UNIX-RECV:${path}`, "STDOUT"], { stdio: ["ignore", "pipe", "ignore"] });
+  let buf = "";
+  child.stdout?.on("data", (chunk: Buffer) => {
+    buf += chunk.toString();
+    // Datagrams carry newline-separated KEY=VALUE fields; READY=1 is what matters.
+    const fields: Record<string, string> = {};
+    for (const line of buf.split("\n")) {
+      const eq = line.indexOf("=");
+      if (eq > 0) fields[line.slice(0, eq)] = line.slice(eq + 1);
+    }
+    buf = buf.endsWith("\n") ? "" : (buf.split("\n").pop() ?? "");
+    onMessage(fields);
+  });
+  return child;
+}
+
+async function waitFor(cond: () => boolean, timeoutMs: number, stepMs = 20): Promise<boolean> {
+  const end = Date.now() + timeoutMs;
+  while (Date.now() < end) {
+    if (cond()) return true;
+    await Bun.sleep(stepMs);
+  }
+  return cond();
+}
+
+/** `systemctl is-active` of the role's units, printed like the original's `[OK] unit`. */
+async function reportUnits(id: string, p: Prepared): Promise<string[]> {
+  const units = [...new Set(p.roles.flatMap((r) => p.manifest.units[r]))].filter((u) => !u.endsWith(".timer"));
+  if (units.length === 0) return [];
+  const res = await run(["runc", "--root", RUNC_ROOT, "exec", id, "systemctl", "is-active", ...units]);
+  const states = res.stdout.trim().split("\n");
+  const failed: string[] = [];
+  units.forEach((u, i) => {
+    const st = states[i] ?? "unknown";
+    const owner = p.manifest.unitOwners[u] ?? "?";
+    if (st === "active" || st === "activating") log.info(`[OK] ${u} (${owner}) ${st}`);
+    else {
+      failed.push(u);
+      log.warn(`[${st.toUpperCase()}] ${u} (${owner})`);
+    }
+  });
+  return failed;
+}
+
+/**
+ * Boots the bubble and stays in the foreground until it halts, like the original: SIGINT/SIGTERM
+ * become a clean halt (SIGRTMIN+3 to systemd). Returns the exit code for the CLI.
+ */
+export async function start(opts: StartOptions): Promise<number> {
+  preflightHost();
+  preflightRootfs(opts.rootfs);
+  const rootfs = realpathSync(opts.rootfs);
+  const p = prepare({ ...opts, rootfs });
+  await claim(p.id, rootfs);
+  const dir = boxDir(p.id);
+  mkdirSync(dir, { recursive: true });
+  const state: BoxState = {
+    id: p.id,
+    rootfs,
+    clusterId: opts.clusterId,
+    pid: process.pid,
+    phase: "booting",
+    startedAt: new Date().toISOString(),
+    netns: opts.netns,
+    sysctls: snapshotSysctls(!p.netnsPath),
+  };
+  writeState(state);
+  let runc: ChildProcess | undefined;
+  let notify: ChildProcess | undefined;
+  try {
+    for (const v of p.spec.mounts)
+      if (v.type === "bind" && v.source.startsWith("/var/lib/planet/")) mkdirSync(v.source, { recursive: true });
+    writeRootfs(rootfs, p);
+    writeFileSync(join(dir, "config.json"), `${JSON.stringify(p.spec, null, 2)}\n`);
+
+    let ready = false;
+    let status = "";
+    const sock = join(dir, "notify.sock");
+    notify = listenNotify(sock, (f) => {
+      if (f.STATUS && f.STATUS !== status) {
+        status = f.STATUS;
+        log.debug(`systemd: ${status}`);
+      }
+      if (f.READY === "1") ready = true;
+    });
+    if (!(await waitFor(() => existsSync(sock), 5000)))
+      throw new PlanetError("NOTIFY_SOCKET", `socat did not create ${sock}`, { phase: "start" });
+
+    const t0 = performance.now();
+    log.start(`booting ${p.id}: ${rootfs} as ${p.roles.join("+")}${opts.netns ? ` in network namespace ${opts.netns}` : ""}`);
+    const console = openSync(join(dir, "console.log"), "a");
+    mkdirSync(RUNC_ROOT, { recursive: true });
+    runc = spawn("runc", ["--root", RUNC_ROOT, "run", "--bundle", dir, p.id], {
+      detached: true, // its own session: a terminal's Ctrl-C reaches planet, which halts systemd cleanly
+      stdio: ["ignore", console, console],
+      env: { ...process.env, NOTIFY_SOCKET: sock },
+    });
+    let exited: number | null = null;
+    const exitedP = new Promise<number>((resolve) =>
+      runc?.on("exit", (code, signal) => {
+        exited = code ?? (signal ? 128 : 1);
+        resolve(exited);
+      }),
+    );
+
+    let stopping = false;
+    const halt = async (why: string) => {
+      if (stopping) {
+        log.warn(`${why} again: forcing the bubble down`);
+        await run(["runc", "--root", RUNC_ROOT, "kill", p.id, "KILL"]);
+        return;
+      }
+      stopping = true;
+      state.phase = "stopping";
+      writeState(state);
+      log.info(`${why}: halting ${p.id}`);
+      await run(["runc", "--root", RUNC_ROOT, "kill", p.id, "37"]); // SIGRTMIN+3 = halt
+    };
+    const onSignal = (sig: string) => void halt(sig);
+    process.on("SIGINT", onSignal);
+    process.on("SIGTERM", onSignal);
+    process.on("SIGHUP", () => {});
+
+    const booted = await waitFor(() => ready || exited !== null, opts.readyTimeout * 1000, 10);
+    if (exited !== null || !booted) {
+      const tail = readFileSync(join(dir, "console.log"), "utf8").trim().split("\n").slice(-3).join(" / ");
+      if (!booted) await halt("boot timeout");
+      throw new PlanetError(
+        "BOOT_FAILED",
+        exited !== null
+          ? `runc exited ${exited} before systemd was ready: ${tail}`
+          : `systemd not ready after ${opts.readyTimeout}s`,
+        { phase: "start" },
+      );
+    }
+    const bootSeconds = Math.round(performance.now() - t0) / 1000;
+    const failed = await reportUnits(p.id, p);
+    state.phase = "ready";
+    state.readyAt = new Date().toISOString();
+    state.bootSeconds = bootSeconds;
+    if (failed.length) state.error = `units not active: ${failed.join(", ")}`;
+    writeState(state);
+    log.success(`${p.id} ready in ${bootSeconds}s${failed.length ? ` (${failed.length} units not active)` : ""}`);
+
+    const code = await exitedP;
+    log.info(`${p.id} halted (runc exit ${code})`);
+    return stopping ? 0 : code === 0 ? 0 : 1;
+  } catch (err) {
+    state.phase = "failed";
+    state.error = err instanceof Error ? err.message : String(err);
+    throw err;
+  } finally {
+    if (runc && runc.exitCode === null) await run(["runc", "--root", RUNC_ROOT, "kill", p.id, "KILL"]);
+    notify?.kill();
+    await cleanup(p.id, state);
+  }
+}
+
+/** Finds the bubble booted from `rootfs`. */
+export function findBubble(rootfs: string): BoxState {
+  const real = existsSync(rootfs) ? realpathSync(rootfs) : rootfs;
+  const state = findByRootfs(real);
+  if (!state) throw new PlanetError("NOT_RUNNING", `no bubble runs from ${real} (start it: planet start)`);
+  return state;
+}
+
+/**
+ * Halts the bubble: SIGRTMIN+3 to systemd, waits for `planet start` to finish its cleanup, and
+ * forces it down after `timeoutSec`. Afterwards the host holds nothing of the bubble.
+ */
+export async function stop(rootfs: string, timeoutSec: number): Promise<{ forced: boolean; seconds: number }> {
+  const t0 = performance.now();
+  const state = findBubble(rootfs);
+  const id = state.id;
+  let forced = false;
+  if (pidAlive(state.pid)) {
+    await run(["runc", "--root", RUNC_ROOT, "kill", id, "37"]);
+    const done = await waitFor(() => !pidAlive(state.pid), timeoutSec * 1000, 50);
+    if (!done) {
+      forced = true;
+      log.warn(`${id} did not halt within ${timeoutSec}s: killing it`);
+      await run(["runc", "--root", RUNC_ROOT, "kill", id, "KILL"]);
+      if (!(await waitFor(() => !pidAlive(state.pid), 10_000, 50))) {
+        process.kill(state.pid, "SIGKILL");
+        await cleanup(id, state);
+      }
+    }
+  } else {
+    // planet start is gone (crashed or killed): clean up in its place.
+    await cleanup(id, state);
+  }
+  rmSync(detachLog(id), { force: true });
+  try {
+    rmdirSync(STATE_ROOT);
+  } catch {
+    // another bubble still runs
+  }
+  return { forced, seconds: Math.round(performance.now() - t0) / 1000 };
+}
+
+export { HOST_SYSCTLS, NET_SYSCTLS };

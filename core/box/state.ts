@@ -1,0 +1,85 @@
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { run } from "../proc.ts";
+
+/** Host-side state of running bubbles; a tmpfs, so a host reboot forgets them. */
+export const STATE_ROOT = process.env.PLANET_STATE_DIR ?? "/run/planet";
+/** runc's own state, kept apart from the host's default /run/runc. */
+export const RUNC_ROOT = join(STATE_ROOT, "runc");
+
+export type Phase = "booting" | "ready" | "stopping" | "failed";
+
+/** What `planet start` records about the bubble it runs (`<STATE_ROOT>/<id>/start.json`). */
+export interface BoxState {
+  id: string;
+  rootfs: string;
+  clusterId: string;
+  /** PID of the `planet start` process that owns the bubble. */
+  pid: number;
+  phase: Phase;
+  startedAt: string;
+  readyAt?: string;
+  /** Seconds from `runc run` to READY=1. */
+  bootSeconds?: number;
+  netns?: string;
+  /** Host sysctls as they were before the bubble started; restored at stop. */
+  sysctls: Record<string, string>;
+  error?: string;
+}
+
+/** Output of a `planet start --detach`ed bubble; removed by `planet stop`. */
+export function detachLog(id: string): string {
+  return join(STATE_ROOT, `${id}.log`);
+}
+
+export function boxDir(id: string): string {
+  return join(STATE_ROOT, id);
+}
+
+export function readState(id: string): BoxState | null {
+  const file = join(boxDir(id), "start.json");
+  if (!existsSync(file)) return null;
+  try {
+    return JSON.parse(readFileSync(file, "utf8")) as BoxState;
+  } catch {
+    return null;
+  }
+}
+
+export function writeState(state: BoxState): void {
+  const dir = boxDir(state.id);
+  mkdirSync(dir, { recursive: true });
+  const tmp = join(dir, `.start.json.${process.pid}`);
+  writeFileSync(tmp, `${JSON.stringify(state, null, 2)}\n`);
+  renameSync(tmp, join(dir, "start.json"));
+}
+
+/** Every bubble this host knows of. */
+export function listStates(): BoxState[] {
+  if (!existsSync(STATE_ROOT)) return [];
+  return readdirSync(STATE_ROOT)
+    .filter((d) => d !== "runc" && !d.endsWith(".log"))
+    .map(readState)
+    .filter((s): s is BoxState => s !== null);
+}
+
+export function findByRootfs(rootfs: string): BoxState | undefined {
+  return listStates().find((s) => s.rootfs === rootfs);
+}
+
+export function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
+/** runc's view of a container: its status, or null when runc does not know it. */
+export async function runcStatus(id: string): Promise<{ status: string; pid: number } | null> {
+  const res = await run(["runc", "--root", RUNC_ROOT, "state", id]);
+  if (res.exitCode !== 0) return null;
+  const s = JSON.parse(res.stdout) as { status: string; pid: number };
+  return { status: s.status, pid: s.pid };
+}

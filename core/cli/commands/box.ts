@@ -1,0 +1,183 @@
+import { spawn } from "node:child_process";
+import { existsSync, mkdirSync, openSync, readFileSync, rmSync } from "node:fs";
+import { dirname, resolve } from "node:path";
+import { defineCommand } from "citty";
+import { boxId, start, stop } from "../../box/box.ts";
+import { parseEnvPair } from "../../box/environment.ts";
+import { execIn } from "../../box/exec.ts";
+import { detachLog, pidAlive, readState } from "../../box/state.ts";
+import { PlanetError } from "../../errors.ts";
+import { logger } from "../../log.ts";
+import type { Role } from "../../plugin.ts";
+import { selfCommand } from "../../proc.ts";
+import { debugArg, multi } from "../_args.ts";
+
+const log = logger("box");
+const env = (name: string) => process.env[name] || undefined;
+
+/** The rootfs this binary lives in (`…/rootfs/usr/bin/planet`), or `--rootfs`. */
+export function ownRootfs(flag?: string): string {
+  if (flag) return resolve(flag);
+  const exe = process.execPath;
+  const i = exe.lastIndexOf("/rootfs/");
+  if (i >= 0 && exe.endsWith("/usr/bin/planet")) return exe.slice(0, i + "/rootfs".length);
+  const fromEnv = env("PLANET_ROOTFS");
+  if (fromEnv) return resolve(fromEnv);
+  throw new PlanetError("NO_ROOTFS", "cannot tell which rootfs to use: run <rootfs>/usr/bin/planet or pass --rootfs");
+}
+
+const rootfsArg = { rootfs: { type: "string", description: "image rootfs (default: the one this binary lives in)" } } as const;
+
+export const startCmd = defineCommand({
+  meta: { name: "start", description: "boot systemd inside the rootfs under runc; stays in the foreground until it halts" },
+  args: {
+    ...debugArg,
+    ...rootfsArg,
+    role: { type: "string", description: "master | node (repeatable; default: the image's roles) [PLANET_ROLE]" },
+    "public-ip": { type: "string", description: "node address for cluster traffic [PLANET_PUBLIC_IP]" },
+    "master-ip": { type: "string", description: "address of the master (default public-ip) [PLANET_MASTER_IP]" },
+    "cluster-id": { type: "string", description: "cluster name; also names the bubble (default local) [PLANET_CLUSTER_ID]" },
+    "secrets-dir": {
+      type: "string",
+      description: "host dir with certificates, mounted read-only at /var/state [PLANET_SECRETS_DIR]",
+    },
+    volume: { type: "string", description: "src:dst[:ro] bind mount (repeatable) [PLANET_VOLUME]" },
+    env: { type: "string", description: "NAME=value for the container environment (repeatable) [PLANET_ENV]" },
+    "service-subnet": { type: "string", description: "service CIDR (default 10.100.0.0/16) [PLANET_SERVICE_SUBNET]" },
+    "pod-subnet": { type: "string", description: "pod CIDR (default 10.244.0.0/16) [PLANET_POD_SUBNET]" },
+    "node-name": { type: "string", description: "Kubernetes node name (default hostname) [PLANET_NODE_NAME]" },
+    hostname: { type: "string", description: "hostname inside the bubble [PLANET_HOSTNAME]" },
+    "initial-cluster": { type: "string", description: "peers name:ip,... [PLANET_INITIAL_CLUSTER]" },
+    "kubelet-options": { type: "string", description: "extra kubelet flags [PLANET_KUBELET_OPTIONS]" },
+    "apiserver-options": { type: "string", description: "extra kube-apiserver flags [PLANET_APISERVER_OPTIONS]" },
+    netns: { type: "string", description: "join this network namespace instead of the host's [PLANET_NETNS]" },
+    "data-dir": { type: "string", description: "host dir of the data volumes (default /var/lib/planet/<cluster-id>)" },
+    "ready-timeout": { type: "string", description: "seconds to wait for systemd to finish booting", default: "120" },
+    detach: { type: "boolean", description: "return once the bubble is ready; it keeps running in the background" },
+  },
+  async run({ args, rawArgs }) {
+    const roles = multi(rawArgs, "role", { split: true });
+    const envPairs = [...(env("PLANET_ENV")?.split(",") ?? []), ...multi(rawArgs, "env")];
+    const opts = {
+      rootfs: ownRootfs(args.rootfs),
+      roles: (roles.length ? roles : (env("PLANET_ROLE")?.split(",") ?? [])) as Role[],
+      publicIp: args["public-ip"] ?? env("PLANET_PUBLIC_IP"),
+      masterIp: args["master-ip"] ?? env("PLANET_MASTER_IP"),
+      clusterId: args["cluster-id"] ?? env("PLANET_CLUSTER_ID") ?? "local",
+      secretsDir: args["secrets-dir"] ?? env("PLANET_SECRETS_DIR"),
+      volumes: [...(env("PLANET_VOLUME")?.split(",") ?? []), ...multi(rawArgs, "volume")],
+      env: Object.fromEntries(envPairs.map(parseEnvPair)),
+      serviceSubnet: args["service-subnet"] ?? env("PLANET_SERVICE_SUBNET") ?? "10.100.0.0/16",
+      podSubnet: args["pod-subnet"] ?? env("PLANET_POD_SUBNET") ?? "10.244.0.0/16",
+      nodeName: args["node-name"] ?? env("PLANET_NODE_NAME"),
+      hostname: args.hostname ?? env("PLANET_HOSTNAME"),
+      initialCluster: args["initial-cluster"] ?? env("PLANET_INITIAL_CLUSTER"),
+      kubeletOptions: args["kubelet-options"] ?? env("PLANET_KUBELET_OPTIONS"),
+      apiserverOptions: args["apiserver-options"] ?? env("PLANET_APISERVER_OPTIONS"),
+      netns: args.netns ?? env("PLANET_NETNS"),
+      dataDir: args["data-dir"],
+      readyTimeout: Number(args["ready-timeout"]),
+    };
+    if (!Number.isFinite(opts.readyTimeout) || opts.readyTimeout <= 0)
+      throw new PlanetError("BAD_FLAG", `--ready-timeout ${args["ready-timeout"]}: expected seconds`);
+    if (args.detach) {
+      process.exitCode = await detach(
+        boxId(opts.clusterId),
+        rawArgs.filter((a) => a !== "--detach"),
+        opts.readyTimeout,
+      );
+      return;
+    }
+    process.exitCode = await start(opts);
+  },
+});
+
+/** Runs `planet start` in the background and returns when it reports ready (or failed). */
+async function detach(id: string, rawArgs: string[], timeout: number): Promise<number> {
+  const logFile = detachLog(id);
+  mkdirSync(dirname(logFile), { recursive: true });
+  const out = openSync(logFile, "w");
+  const child = spawn(selfCommand()[0] as string, [...selfCommand().slice(1), "start", ...rawArgs], {
+    detached: true,
+    stdio: ["ignore", out, out],
+  });
+  child.unref();
+  const pid = child.pid ?? 0;
+  const end = Date.now() + (timeout + 30) * 1000;
+  let shown = 0;
+  const show = () => {
+    const text = existsSync(logFile) ? readFileSync(logFile, "utf8") : "";
+    process.stderr.write(text.slice(shown));
+    shown = text.length;
+  };
+  while (Date.now() < end) {
+    show();
+    const st = readState(id);
+    if (st?.pid === pid && st.phase === "ready") {
+      log.info(`running in the background (pid ${pid}, log ${logFile}); stop with: planet stop`);
+      return 0;
+    }
+    if (!pidAlive(pid)) {
+      show();
+      rmSync(logFile, { force: true });
+      return 1;
+    }
+    await Bun.sleep(100);
+  }
+  throw new PlanetError("BOOT_FAILED", `bubble not ready after ${timeout}s; see ${logFile}`);
+}
+
+export const stopCmd = defineCommand({
+  meta: { name: "stop", description: "halt the bubble cleanly (forced after --timeout) and leave the host as it was" },
+  args: { ...debugArg, ...rootfsArg, timeout: { type: "string", description: "seconds before forcing", default: "60" } },
+  async run({ args }) {
+    const res = await stop(ownRootfs(args.rootfs), Number(args.timeout));
+    log.success(`stopped in ${res.seconds}s${res.forced ? " (forced)" : ""}`);
+  },
+});
+
+export const execCmd = defineCommand({
+  meta: { name: "exec", description: "run a command inside the bubble; its exit code becomes planet's" },
+  args: {
+    ...debugArg,
+    ...rootfsArg,
+    tty: { type: "boolean", alias: "t", description: "allocate a pseudo-TTY" },
+    interactive: { type: "boolean", alias: "i", description: "keep stdin open" },
+    command: { type: "positional", description: "command and arguments", required: true },
+  },
+  async run({ args, rawArgs }) {
+    process.exitCode = await execIn({
+      rootfs: ownRootfs(args.rootfs),
+      command: commandAfterFlags(rawArgs),
+      tty: !!args.tty,
+      interactive: !!args.interactive,
+    });
+  },
+});
+
+export const enterCmd = defineCommand({
+  meta: { name: "enter", description: "a shell (or command) inside the bubble, with a TTY when there is one" },
+  args: { ...debugArg, ...rootfsArg, command: { type: "positional", description: "default /bin/bash", required: false } },
+  async run({ args, rawArgs }) {
+    const command = commandAfterFlags(rawArgs);
+    process.exitCode = await execIn({
+      rootfs: ownRootfs(args.rootfs),
+      command: command.length ? command : ["/bin/bash"],
+      tty: true,
+      interactive: true,
+    });
+  },
+});
+
+/** Everything from the first positional on (or after `--`) is the command, flags included. */
+function commandAfterFlags(rawArgs: string[]): string[] {
+  const dd = rawArgs.indexOf("--");
+  if (dd >= 0) return rawArgs.slice(dd + 1);
+  const withValue = new Set(["--rootfs"]);
+  for (let i = 0; i < rawArgs.length; i++) {
+    const a = rawArgs[i] ?? "";
+    if (withValue.has(a)) i++;
+    else if (!a.startsWith("-")) return rawArgs.slice(i);
+  }
+  return [];
+}
