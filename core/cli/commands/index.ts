@@ -15,4 +15,5 @@ export const commands: Record<string, () => Promise<CommandDef>> = {
   exec: lazy(() => import("./box.ts"), "execCmd"),
   enter: lazy(() => import("./box.ts"), "enterCmd"),
   "dev-host": lazy(() => import("./dev-host.ts")),
+  secrets: lazy(() => import("./secrets.ts")),
 };

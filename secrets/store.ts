@@ -1,0 +1,375 @@
+/**
+ * A secrets directory: the files `planet secrets init` issues from the plugins' certificate
+ * requests, and `planet-secrets.json`, which remembers what each file was issued for so that
+ * re-runs keep what is still right, `check` knows what to expect and `renew` can reissue alone.
+ */
+import { createHash, randomBytes } from "node:crypto";
+import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import type { CertRequest } from "../core/plugin.ts";
+import { PlanetError } from "../core/errors.ts";
+import { firstIp, parseCidr, requireIp } from "../core/net.ts";
+import {
+  certPem,
+  createCA,
+  generateKey,
+  type IssueRequest,
+  issue,
+  type KeyPair,
+  keyMatches,
+  keyPem,
+  kubeconfig,
+  parseCert,
+  parseKey,
+  publicKeyPem,
+  sansOf,
+  signedBy,
+  subjectText,
+} from "./pki.ts";
+
+export const RECORD = "planet-secrets.json";
+const DAY = 86_400_000;
+const phase = "secrets";
+
+export interface SecretsOptions {
+  domain: string;
+  serviceSubnet: string;
+  ips: string[];
+  hosts: string[];
+  nodeName: string;
+  /** Leaf validity in days (CAs get 10 years). */
+  validityDays: number;
+  /** Reissue every leaf (never a CA). */
+  force?: boolean;
+}
+
+interface FileRecord {
+  kind: "ca" | "cert" | "keypair" | "random";
+  /** Hash of what the file was issued for; a different hash means the request changed. */
+  hash: string;
+  issuer?: string;
+  request?: IssueRequest;
+  kubeconfig?: string;
+  validityDays?: number;
+}
+
+interface Record_ {
+  schema: 1;
+  domain: string;
+  serviceSubnet: string;
+  serviceIp: string;
+  ips: string[];
+  hosts: string[];
+  nodeName: string;
+  files: Record<string, FileRecord>;
+}
+
+export interface InitResult {
+  issued: string[];
+  kept: string[];
+}
+
+const DNS_NAME = /^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$/i;
+
+function validate(opts: SecretsOptions): { serviceIp: string } {
+  if (!opts.domain || !DNS_NAME.test(opts.domain))
+    throw new PlanetError("BAD_DOMAIN", `--domain ${JSON.stringify(opts.domain ?? "")}: expected a DNS name such as cluster.local`, { phase });
+  for (const ip of opts.ips) requireIp(ip, "--ip");
+  for (const h of opts.hosts)
+    if (!DNS_NAME.test(h)) throw new PlanetError("BAD_HOST", `--host ${h}: not a DNS name`, { phase });
+  if (!Number.isInteger(opts.validityDays) || opts.validityDays < 1)
+    throw new PlanetError("BAD_FLAG", `--validity ${opts.validityDays}: expected a number of days ≥ 1`, { phase });
+  return { serviceIp: firstIp(parseCidr(opts.serviceSubnet, "--service-subnet")) };
+}
+
+/** Substitutes `$DOMAIN`, `$SERVICE_IP`, `$PUBLIC_IP`, `$IPS`, `$HOSTS`, `$NODE_NAME`. */
+function expand(values: string[], opts: SecretsOptions, serviceIp: string): string[] {
+  const out: string[] = [];
+  for (const v of values) {
+    if (v === "$IPS") out.push(...opts.ips);
+    else if (v === "$HOSTS") out.push(...opts.hosts);
+    else if (v === "$PUBLIC_IP") out.push(...opts.ips.slice(0, 1));
+    else out.push(expandOne(v, opts, serviceIp));
+  }
+  return [...new Set(out.filter(Boolean))];
+}
+
+function expandOne(v: string, opts: SecretsOptions, serviceIp: string): string {
+  return v
+    .replaceAll("$DOMAIN", opts.domain)
+    .replaceAll("$SERVICE_IP", serviceIp)
+    .replaceAll("$PUBLIC_IP", opts.ips[0] ?? "127.0.0.1")
+    .replaceAll("$NODE_NAME", opts.nodeName);
+}
+
+function hashOf(value: unknown): string {
+  return createHash("sha256").update(JSON.stringify(value)).digest("hex").slice(0, 16);
+}
+
+/** Files a request owns in the directory. */
+function filesOf(r: CertRequest): string[] {
+  if (r.randomBytes) return [`${r.name}.key`];
+  if (r.keyPairOnly) return [`${r.name}.key`, `${r.name}.pub`];
+  return [`${r.name}.cert`, `${r.name}.key`, ...(r.kubeconfig ? [`${r.name}.kubeconfig`] : [])];
+}
+
+function read(dir: string, file: string): string | null {
+  const p = join(dir, file);
+  return existsSync(p) ? readFileSync(p, "utf8") : null;
+}
+
+function loadRecord(dir: string): Record_ | null {
+  const text = read(dir, RECORD);
+  if (!text) return null;
+  try {
+    return JSON.parse(text) as Record_;
+  } catch {
+    throw new PlanetError("CORRUPT_RECORD", `${join(dir, RECORD)} is not valid JSON; move it away to start over`, { phase });
+  }
+}
+
+/** Loads a CA pair; one file without the other, or a key that does not match, is an error. */
+function loadCA(dir: string, name: string): KeyPair | null {
+  const certText = read(dir, `${name}.cert`);
+  const keyText = read(dir, `${name}.key`);
+  if (!certText && !keyText) return null;
+  if (!certText || !keyText)
+    throw new PlanetError("CA_INCOMPLETE", `${join(dir, name)}: ${certText ? ".key" : ".cert"} is missing; restore it or remove both to make a new CA`, { phase });
+  let pair: KeyPair;
+  try {
+    pair = { cert: parseCert(certText), key: parseKey(keyText) };
+  } catch (e) {
+    throw new PlanetError("CA_CORRUPT", `${join(dir, name)}.cert/.key do not parse: ${(e as Error).message}`, { phase });
+  }
+  if (!keyMatches(pair.cert, pair.key))
+    throw new PlanetError("CA_MISMATCH", `${join(dir, name)}.key does not belong to ${name}.cert; refusing to touch the CA`, { phase });
+  return pair;
+}
+
+/** Writes files to temp names first, then renames them all: a crash never leaves a half file. */
+class Batch {
+  private files: { path: string; tmp: string }[] = [];
+  constructor(private dir: string) {}
+  put(name: string, text: string, mode: number): void {
+    const path = join(this.dir, name);
+    const tmp = join(this.dir, `.${name}.tmp-${process.pid}`);
+    writeFileSync(tmp, text, { mode });
+    chmodSync(tmp, mode);
+    this.files.push({ path, tmp });
+  }
+  commit(): void {
+    for (const f of this.files) renameSync(f.tmp, f.path);
+    this.files = [];
+  }
+  abort(): void {
+    for (const f of this.files) rmSync(f.tmp, { force: true });
+  }
+}
+
+/** The directory must be empty, or hold only files we write (or our temp files). */
+function checkDir(dir: string, requests: CertRequest[], previous: Record_ | null): void {
+  if (existsSync(dir) && !statSync(dir).isDirectory())
+    throw new PlanetError("NOT_A_DIR", `${dir} exists and is not a directory`, { phase });
+  if (!existsSync(dir)) return;
+  const ours = new Set([RECORD, ...requests.flatMap(filesOf)]);
+  for (const name of Object.keys(previous?.files ?? {})) for (const ext of [".cert", ".key", ".pub", ".kubeconfig"]) ours.add(`${name}${ext}`);
+  const foreign = readdirSync(dir).filter((f) => !ours.has(f) && !/^\..+\.tmp-\d+$/.test(f));
+  if (foreign.length)
+    throw new PlanetError("NOT_OUR_DIR", `${dir} holds files planet did not write (${foreign.slice(0, 3).join(", ")}); use an empty directory`, { phase });
+}
+
+/**
+ * Issues the union of the requests into `dir`: keeps the CAs and every leaf that still matches its
+ * request and verifies, issues what is missing or changed (every leaf with `force`).
+ */
+export async function initSecrets(dir: string, requests: CertRequest[], opts: SecretsOptions): Promise<InitResult> {
+  const { serviceIp } = validate(opts);
+  const previous = loadRecord(dir);
+  checkDir(dir, requests, previous);
+  try {
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    chmodSync(dir, 0o700);
+  } catch (e) {
+    throw new PlanetError("UNWRITABLE", `cannot write ${dir}: ${(e as Error).message}`, { phase });
+  }
+  for (const f of readdirSync(dir)) if (/^\..+\.tmp-\d+$/.test(f)) rmSync(join(dir, f), { force: true });
+
+  const cas = requests.filter((r) => r.usage.includes("ca"));
+  if (!cas.some((r) => r.name === "root")) cas.unshift({ name: "root", cn: "planet-ca", usage: ["ca"] });
+  // Every existing CA is checked before anything is written.
+  const loaded = new Map(cas.map((r) => [r.name, loadCA(dir, r.name)] as const));
+
+  const record: Record_ = {
+    schema: 1,
+    domain: opts.domain,
+    serviceSubnet: opts.serviceSubnet,
+    serviceIp,
+    ips: opts.ips,
+    hosts: opts.hosts,
+    nodeName: opts.nodeName,
+    files: {},
+  };
+  const batch = new Batch(dir);
+  const issued: string[] = [];
+  const kept: string[] = [];
+  try {
+    const caPairs = new Map<string, KeyPair>();
+    for (const r of cas) {
+      let pair = loaded.get(r.name) ?? null;
+      if (!pair) {
+        pair = await createCA(r.cn, r.org);
+        batch.put(`${r.name}.cert`, certPem(pair.cert), 0o644);
+        batch.put(`${r.name}.key`, keyPem(pair.key), 0o600);
+        issued.push(r.name);
+      } else kept.push(r.name);
+      caPairs.set(r.name, pair);
+      record.files[r.name] = { kind: "ca", hash: "ca" };
+    }
+    const leaves = requests.filter((r) => !r.usage.includes("ca"));
+    await Promise.all(
+      leaves.map(async (r) => {
+        if (r.randomBytes) {
+          record.files[r.name] = { kind: "random", hash: hashOf(r.randomBytes) };
+          if (read(dir, `${r.name}.key`) && !opts.force) return void kept.push(r.name);
+          batch.put(`${r.name}.key`, `${randomBytes(r.randomBytes).toString("base64")}\n`, 0o600);
+          return void issued.push(r.name);
+        }
+        if (r.keyPairOnly) {
+          record.files[r.name] = { kind: "keypair", hash: "keypair" };
+          const existing = read(dir, `${r.name}.key`);
+          if (existing && read(dir, `${r.name}.pub`)) return void kept.push(r.name);
+          const key = (await generateKey()).privateKey;
+          batch.put(`${r.name}.key`, keyPem(key), 0o600);
+          batch.put(`${r.name}.pub`, publicKeyPem(key), 0o644);
+          return void issued.push(r.name);
+        }
+        const issuer = r.issuer ?? "root";
+        const ca = caPairs.get(issuer);
+        if (!ca) throw new PlanetError("UNKNOWN_CERT", `cert ${r.name}: issuer ${issuer} is not requested`, { phase });
+        const req: IssueRequest = {
+          name: r.name,
+          cn: expandOne(r.cn, opts, serviceIp),
+          org: r.org,
+          sans: expand(r.sans ?? [], opts, serviceIp),
+          usage: r.usage,
+        };
+        const server = r.kubeconfig ? expandOne(r.kubeconfig, opts, serviceIp) : undefined;
+        const entry: FileRecord = { kind: "cert", hash: hashOf({ req, issuer, server, v: opts.validityDays }), issuer, request: req, kubeconfig: server, validityDays: opts.validityDays };
+        record.files[r.name] = entry;
+        if (!opts.force && leafStillGood(dir, r.name, ca, previous?.files[r.name]?.hash === entry.hash, !!server)) return void kept.push(r.name);
+        await writeLeaf(batch, dir, entry, ca, caPairs.get("root") ?? ca);
+        issued.push(r.name);
+      }),
+    );
+    batch.put(RECORD, `${JSON.stringify(record, null, 2)}\n`, 0o600);
+    batch.commit();
+  } catch (e) {
+    batch.abort();
+    throw e;
+  }
+  return { issued: issued.sort(), kept: kept.sort() };
+}
+
+function leafStillGood(dir: string, name: string, ca: KeyPair, sameRequest: boolean, needsKubeconfig: boolean): boolean {
+  if (!sameRequest) return false;
+  const c = read(dir, `${name}.cert`);
+  const k = read(dir, `${name}.key`);
+  if (!c || !k || (needsKubeconfig && !read(dir, `${name}.kubeconfig`))) return false;
+  try {
+    const cert = parseCert(c);
+    return keyMatches(cert, parseKey(k)) && signedBy(cert, ca.cert) && cert.validity.notAfter.getTime() > Date.now();
+  } catch {
+    return false;
+  }
+}
+
+/** Issues one leaf (keeping its key when `key` is given) and its kubeconfig. */
+async function writeLeaf(batch: Batch, dir: string, entry: FileRecord, ca: KeyPair, root: KeyPair, reuseKey = false): Promise<void> {
+  const req = entry.request as IssueRequest;
+  const oldKey = reuseKey ? read(dir, `${req.name}.key`) : null;
+  const pair = await issue(req, ca, entry.validityDays ?? 365, oldKey ? parseKey(oldKey) : undefined);
+  const certText = certPem(pair.cert);
+  const keyText = keyPem(pair.key);
+  batch.put(`${req.name}.cert`, certText, 0o644);
+  batch.put(`${req.name}.key`, keyText, 0o600);
+  if (entry.kubeconfig)
+    batch.put(`${req.name}.kubeconfig`, kubeconfig({ server: entry.kubeconfig, ca: certPem(root.cert), cert: certText, key: keyText, user: req.name }), 0o600);
+}
+
+export interface CertRow {
+  name: string;
+  subject: string;
+  sans: string[];
+  notAfter: string;
+  daysLeft: number;
+  chainValid: boolean;
+  keyMatches: boolean;
+  status: "ok" | "expiring" | "expired" | "invalid";
+}
+
+/** Every certificate in `dir`, checked against its issuer, its key and the warning window. */
+export function checkSecrets(dir: string, warnDays: number): CertRow[] {
+  if (!existsSync(dir)) throw new PlanetError("NO_SECRETS", `${dir} does not exist (create it: planet secrets init --domain D ${dir})`, { phase });
+  const record = loadRecord(dir);
+  const certs = readdirSync(dir).filter((f) => f.endsWith(".cert")).map((f) => f.slice(0, -5)).sort();
+  if (certs.length === 0) throw new PlanetError("NO_SECRETS", `${dir} holds no certificates`, { phase });
+  const cas = new Map<string, ReturnType<typeof parseCert>>();
+  for (const n of certs) {
+    const kind = record?.files[n]?.kind;
+    if (kind === "ca" || (!record && n === "root")) cas.set(n, parseCert(read(dir, `${n}.cert`) as string));
+  }
+  return certs.map((name) => {
+    let cert: ReturnType<typeof parseCert>;
+    try {
+      cert = parseCert(read(dir, `${name}.cert`) as string);
+    } catch {
+      return { name, subject: "?", sans: [], notAfter: "?", daysLeft: 0, chainValid: false, keyMatches: false, status: "invalid" as const };
+    }
+    const issuerName = record?.files[name]?.issuer ?? (cas.has(name) ? name : "root");
+    const issuer = cas.get(issuerName);
+    const chainValid = !!issuer && signedBy(cert, issuer);
+    const keyText = read(dir, `${name}.key`);
+    let matches = false;
+    try {
+      matches = !!keyText && keyMatches(cert, parseKey(keyText));
+    } catch {
+      matches = false;
+    }
+    const daysLeft = Math.floor((cert.validity.notAfter.getTime() - Date.now()) / DAY);
+    const status = !chainValid || !matches ? "invalid" : daysLeft < 0 ? "expired" : daysLeft < warnDays ? "expiring" : "ok";
+    return { name, subject: subjectText(cert), sans: sansOf(cert), notAfter: cert.validity.notAfter.toISOString(), daysLeft, chainValid, keyMatches: matches, status };
+  });
+}
+
+/**
+ * Reissues, with the same keys and the same request, every leaf that expires within `warnDays`
+ * (or is expired). CAs are never renewed silently.
+ */
+export async function renewSecrets(dir: string, warnDays: number, validityDays?: number): Promise<string[]> {
+  const record = loadRecord(dir);
+  if (!record) throw new PlanetError("NO_RECORD", `${dir} has no ${RECORD}; renew works on directories made by planet secrets init`, { phase });
+  const rows = checkSecrets(dir, warnDays);
+  const due = rows.filter((r) => r.status === "expiring" || r.status === "expired").map((r) => r.name);
+  const batch = new Batch(dir);
+  const renewed: string[] = [];
+  try {
+    for (const name of due) {
+      const entry = record.files[name];
+      if (!entry || entry.kind !== "cert" || !entry.request) continue; // a CA: reported by check, renewed by hand
+      const ca = loadCA(dir, entry.issuer ?? "root");
+      const root = loadCA(dir, "root");
+      if (!ca || !root) throw new PlanetError("CA_INCOMPLETE", `the CA of ${name} is missing`, { phase });
+      if (validityDays) entry.validityDays = validityDays;
+      else if ((entry.validityDays ?? 365) <= warnDays) entry.validityDays = 365;
+      await writeLeaf(batch, dir, entry, ca, root, true);
+      entry.hash = hashOf({ req: entry.request, issuer: entry.issuer, server: entry.kubeconfig, v: entry.validityDays });
+      renewed.push(name);
+    }
+    if (renewed.length) batch.put(RECORD, `${JSON.stringify(record, null, 2)}\n`, 0o600);
+    batch.commit();
+  } catch (e) {
+    batch.abort();
+    throw e;
+  }
+  return renewed;
+}
