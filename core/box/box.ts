@@ -136,6 +136,8 @@ interface Prepared {
   manifest: Manifest;
   spec: ReturnType<typeof bubbleSpec>;
   netnsPath?: string;
+  /** Host folders of the data volumes, created at start. */
+  dataDirs: string[];
 }
 
 /** Validates flags and computes everything `start` writes, without writing anything. */
@@ -209,7 +211,8 @@ export function prepare(opts: StartOptions): Prepared {
     netns: netnsPath,
     volumes,
   });
-  return { id, env, roles, manifest, spec, netnsPath };
+  const dataDirs = volumes.filter((v) => v.source.startsWith(`${dataDir}/`)).map((v) => v.source);
+  return { id, env, roles, manifest, spec, netnsPath, dataDirs };
 }
 
 /** The first IPv4 address of a network namespace (the test host's own address). */
@@ -376,8 +379,7 @@ export async function start(opts: StartOptions): Promise<number> {
   let runc: ChildProcess | undefined;
   let notify: ChildProcess | undefined;
   try {
-    for (const v of p.spec.mounts)
-      if (v.type === "bind" && v.source.startsWith("/var/lib/planet/")) mkdirSync(v.source, { recursive: true });
+    for (const d of p.dataDirs) mkdirSync(d, { recursive: true });
     writeRootfs(rootfs, p);
     writeFileSync(join(dir, "config.json"), `${JSON.stringify(p.spec, null, 2)}\n`);
 

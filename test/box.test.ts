@@ -1,0 +1,133 @@
+/**
+ * The bubble itself: a small real image (secrets + agent + the example plugin) booted under runc
+ * with systemd as PID 1, in a test host, then stopped — and the host compared before and after.
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { existsSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { readState } from "../core/box/state.ts";
+import { buildTest, CLI, canBoot, hostSnapshot, planet, REPO, testHost, waitFor } from "./helpers.ts";
+
+const HOST = "pt-box";
+const IP = "10.212.0.1";
+const CLUSTER = "boxtest";
+
+describe.if(canBoot)("box: planet start | exec | stop", () => {
+  let rootfs = "";
+  let before: Record<string, unknown> = {};
+  let host: ReturnType<typeof testHost> | undefined;
+  const inBubble = (...cmd: string[]) => planet("exec", "--rootfs", rootfs, ...cmd);
+  const startArgs = () => [
+    "start",
+    "--rootfs",
+    rootfs,
+    "--netns",
+    HOST,
+    "--cluster-id",
+    CLUSTER,
+    "--node-name",
+    "box-node",
+    "--env",
+    "GREETING=hello world",
+    "--data-dir",
+    join(REPO, "build", "test-box-data"),
+  ];
+
+  beforeAll(() => {
+    rootfs = join(buildTest("box", ["--target", "node", "--without", "kube-node", "--without", "agent", "--plugin", "./examples/hello"]), "rootfs");
+    before = hostSnapshot();
+    host = testHost(HOST, IP);
+  }, 900_000);
+  afterAll(() => {
+    if (readState(`planet-${CLUSTER}`)) planet("stop", "--rootfs", rootfs, "--timeout", "20");
+    host?.[Symbol.dispose]();
+  });
+
+  test("start reports ready; systemd is running; the plugin unit is active; the environment has the flags", () => {
+    const res = planet(...startArgs(), "--detach");
+    expect(res.exitCode).toBe(0);
+    expect(res.stderr).toContain("ready in");
+    const state = inBubble("systemctl", "is-system-running").stdout.trim();
+    if (state !== "running") console.error(inBubble("systemctl", "--failed", "--no-legend").stdout); // biome-ignore lint/suspicious/noConsole: shows the failed units
+    expect(state).toBe("running");
+    expect(inBubble("systemctl", "is-active", "hello.service").stdout.trim()).toBe("active");
+    const env = readFileSync(join(rootfs, "etc/container-environment"), "utf8");
+    for (const line of [
+      `PLANET_PUBLIC_IP="${IP}"`,
+      `KUBE_CLUSTER_ID="${CLUSTER}"`,
+      'KUBE_NODE_NAME="box-node"',
+      'KUBE_SERVICE_SUBNET="10.100.0.0/16"',
+      'KUBE_POD_SUBNET="10.244.0.0/16"',
+      'GREETING="hello world"',
+      'HELLO_PORT="8088"',
+    ])
+      expect(env).toContain(line);
+    // systemd's CONTAINER_INTERFACE: it knows it is in a container named planet, with a stable machine id.
+    expect(inBubble("systemd-detect-virt", "--container").stdout.trim()).toBe("container-other");
+    expect(inBubble("cat", "/etc/machine-id").stdout.trim()).toMatch(/^[0-9a-f]{32}$/);
+    // The service answers inside the test host's network namespace.
+    expect(inBubble("curl", "-sf", "http://127.0.0.1:8088/").stdout).toContain("hello from planet");
+  });
+
+  test("exec propagates exit codes, works without a tty, and sets the environment", () => {
+    expect(inBubble("false").exitCode).toBe(1);
+    expect(inBubble("sh", "-c", "exit 7").exitCode).toBe(7);
+    const env = inBubble("sh", "-c", 'echo "$GREETING|$KUBE_NODE_NAME|$PATH"');
+    expect(env.exitCode).toBe(0);
+    expect(env.stdout.trim()).toBe("hello world|box-node|/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+    expect(inBubble("ls", "-d", "/var/state", "/ext/etcd").exitCode).toBe(2); // no secrets dir given, so no /var/state
+    expect(inBubble("ls", "-d", "/ext/etcd", "/ext/containerd").exitCode).toBe(0);
+  });
+
+  test("a second start on the same rootfs is refused with one clear line", () => {
+    const res = planet(...startArgs());
+    expect(res.exitCode).toBe(1);
+    expect(res.stderr.trim()).toMatch(/^ALREADY_RUNNING: bubble planet-boxtest is already running/);
+    expect(res.stderr.trim().split("\n")).toHaveLength(1);
+  });
+
+  test("kill -9 of planet start: the next start cleans up and boots", async () => {
+    expect(planet("stop", "--rootfs", rootfs).exitCode).toBe(0);
+    const proc = Bun.spawn([...CLI, ...startArgs()], { cwd: REPO, stdout: "ignore", stderr: "ignore" });
+    await waitFor("foreground start ready", () => readState(`planet-${CLUSTER}`)?.phase === "ready", 60_000);
+    proc.kill("SIGKILL");
+    await proc.exited;
+    expect(inBubble("true").exitCode).toBe(0); // the bubble outlives its owner...
+    const again = planet(...startArgs(), "--detach"); // ...until the next start takes over
+    expect(again.exitCode).toBe(0);
+    expect(again.stderr).toContain("cleaning up after a planet start that died");
+    expect(inBubble("systemctl", "is-system-running").stdout.trim()).toBe("running");
+  });
+
+  test("SIGTERM to a foreground start halts the bubble cleanly", async () => {
+    expect(planet("stop", "--rootfs", rootfs).exitCode).toBe(0);
+    const proc = Bun.spawn([...CLI, ...startArgs()], { cwd: REPO, stdout: "ignore", stderr: "pipe" });
+    await waitFor("foreground start ready", () => readState(`planet-${CLUSTER}`)?.phase === "ready", 60_000);
+    proc.kill("SIGTERM");
+    expect(await proc.exited).toBe(0);
+    expect(readState(`planet-${CLUSTER}`)).toBeNull();
+  });
+
+  test("stop leaves the host as it was: mounts, cgroups, sysctls, runc, processes, links", async () => {
+    planet(...startArgs(), "--detach");
+    const res = planet("stop", "--rootfs", rootfs);
+    expect(res.exitCode).toBe(0);
+    host?.[Symbol.dispose]();
+    host = undefined;
+    expect(existsSync("/run/planet")).toBe(false);
+    // The kernel finishes tearing down cgroups and reaping a moment after runc returns.
+    const same = () => Bun.deepEquals(hostSnapshot(), before);
+    await waitFor("host as before", same, 5000).catch(() => false);
+    expect(hostSnapshot()).toEqual(before);
+  });
+
+  test("bad input: stop with nothing running, exec into nothing, rootfs that is not an image", () => {
+    expect(planet("stop", "--rootfs", rootfs).stderr).toMatch(/^NOT_RUNNING: /);
+    expect(planet("exec", "--rootfs", rootfs, "true").exitCode).toBe(1);
+    const notImage = planet("start", "--rootfs", "/tmp", "--public-ip", "10.0.0.1");
+    expect(notImage.exitCode).toBe(1);
+    expect(notImage.stderr.trim()).toMatch(/^NOT_AN_IMAGE: /);
+    const badNetns = planet("start", "--rootfs", rootfs, "--netns", "no-such-ns");
+    expect(badNetns.stderr.trim()).toMatch(/^NO_NETNS: /);
+  });
+});

@@ -1,0 +1,126 @@
+/** Shared pieces of the integration tests: build once, boot in a test host, snapshot the host. */
+import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { RUNC_ROOT } from "../core/box/state.ts";
+
+export const REPO = resolve(import.meta.dir, "..");
+export const CLI = [process.execPath, join(REPO, "core/cli/main.ts")];
+
+/** Booting needs root, runc, socat and mmdebstrap; without them the tests show as skipped. */
+export const canBoot =
+  process.getuid?.() === 0 && ["runc", "socat", "mmdebstrap", "ip"].every((t) => Bun.which(t) !== null) && existsSync("/proc/self/ns/cgroup");
+
+export interface Ran {
+  exitCode: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs a command to completion (never throws on non-zero). */
+export function sh(cmd: string[], opts: { env?: Record<string, string>; cwd?: string; stdin?: string } = {}): Ran {
+  const res = Bun.spawnSync(cmd, {
+    cwd: opts.cwd ?? REPO,
+    env: { ...process.env, ...opts.env },
+    stdin: opts.stdin === undefined ? "ignore" : new Blob([opts.stdin]),
+  });
+  return { exitCode: res.exitCode ?? -1, stdout: res.stdout.toString(), stderr: res.stderr.toString() };
+}
+
+/** `planet …` from the checkout. */
+export function planet(...args: string[]): Ran {
+  return sh([...CLI, ...args]);
+}
+
+export async function planetAsync(args: string[], env?: Record<string, string>): Promise<Ran> {
+  const proc = Bun.spawn([...CLI, ...args], { cwd: REPO, env: { ...process.env, ...env }, stdout: "pipe", stderr: "pipe" });
+  const [stdout, stderr, exitCode] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
+  return { exitCode, stdout, stderr };
+}
+
+/** Builds a target into build/test-<name> (warm cache: seconds) and returns its folder. */
+export function buildTest(name: string, args: string[]): string {
+  const out = join(REPO, "build", `test-${name}`);
+  const res = planet("build", ...args, "--out", out);
+  if (res.exitCode !== 0) throw new Error(`build ${name} failed: ${res.stderr.slice(-2000)}`);
+  return out;
+}
+
+export async function waitFor<T>(what: string, probe: () => T | Promise<T>, timeoutMs: number, stepMs = 200): Promise<NonNullable<T>> {
+  const end = Date.now() + timeoutMs;
+  let last: unknown;
+  while (Date.now() < end) {
+    try {
+      const v = await probe();
+      if (v) return v as NonNullable<T>;
+    } catch (e) {
+      last = e;
+    }
+    await Bun.sleep(stepMs);
+  }
+  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${last}` : ""}`);
+}
+
+/** A test host (netns + veth) for the duration of a `using` block. */
+export function testHost(name: string, ip: string): { name: string; ip: string } & Disposable {
+  const up = planet("dev-host", "up", name, "--ip", ip);
+  if (up.exitCode !== 0) throw new Error(`dev-host up: ${up.stderr}`);
+  return {
+    name,
+    ip,
+    [Symbol.dispose]() {
+      planet("dev-host", "down", name, "--ip", ip);
+    },
+  };
+}
+
+const SYSCTLS = [
+  "kernel/panic",
+  "kernel/panic_on_oops",
+  "vm/overcommit_memory",
+  "vm/panic_on_oom",
+  "kernel/keys/root_maxkeys",
+  "kernel/keys/root_maxbytes",
+  "net/ipv4/ip_forward",
+  "net/ipv4/conf/all/route_localnet",
+  "net/bridge/bridge-nf-call-iptables",
+  "fs/inotify/max_user_watches",
+];
+
+/** What a bubble must leave as it found it on the host. */
+export function hostSnapshot(): Record<string, unknown> {
+  const cgroupDirs: Record<string, string[]> = {};
+  for (const ctrl of readdirSync("/sys/fs/cgroup"))
+    try {
+      cgroupDirs[ctrl] = readdirSync(join("/sys/fs/cgroup", ctrl), { withFileTypes: true })
+        .filter((e) => e.isDirectory())
+        .map((e) => e.name)
+        .sort();
+    } catch {
+      // a file, not a hierarchy
+    }
+  const procs = readdirSync("/proc")
+    .filter((p) => /^\d+$/.test(p))
+    .flatMap((pid) => {
+      try {
+        const cg = readFileSync(`/proc/${pid}/cgroup`, "utf8");
+        return /planet-/.test(cg) ? [`${pid}:${readFileSync(`/proc/${pid}/comm`, "utf8").trim()}`] : [];
+      } catch {
+        return [];
+      }
+    });
+  return {
+    mounts: readFileSync("/proc/mounts", "utf8"),
+    // hierarchy ids only: num_cgroups moves with everything else running on the machine
+    cgroupHierarchies: readFileSync("/proc/cgroups", "utf8")
+      .split("\n")
+      .map((l) => l.split("\t").slice(0, 2).join("\t")),
+    cgroupDirs,
+    sysctls: Object.fromEntries(SYSCTLS.filter((s) => existsSync(`/proc/sys/${s}`)).map((s) => [s, readFileSync(`/proc/sys/${s}`, "utf8").trim()])),
+    runcDefault: sh(["runc", "list", "-q"]).stdout,
+    runcPlanet: existsSync(RUNC_ROOT) ? sh(["runc", "--root", RUNC_ROOT, "list", "-q"]).stdout : "",
+    planetState: existsSync("/run/planet") ? readdirSync("/run/planet") : null,
+    processesInBubbleCgroups: procs,
+    links: sh(["ip", "-o", "link", "show"]).stdout.replace(/\s+link\/\S+.*$/gm, "").replace(/^\d+: /gm, ""),
+    netns: existsSync("/run/netns") ? readdirSync("/run/netns") : null,
+  };
+}
