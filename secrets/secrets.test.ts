@@ -55,7 +55,11 @@ const TABLE: { name: string; subject: string; eku: string[]; sans?: string[]; ca
       "DNS:node-a.example",
     ],
   },
-  { name: "apiserver-kubelet-client", subject: "CN=kube-apiserver-kubelet-client, O=system:masters", eku: ["TLS Web Client Authentication"] },
+  {
+    name: "apiserver-kubelet-client",
+    subject: "CN=kube-apiserver-kubelet-client, O=system:masters",
+    eku: ["TLS Web Client Authentication"],
+  },
   { name: "apiserver-etcd-client", subject: "CN=kube-apiserver-etcd-client", eku: ["TLS Web Client Authentication"] },
   {
     name: "etcd",
@@ -83,9 +87,13 @@ const TABLE: { name: string; subject: string; eku: string[]; sans?: string[]; ca
 describe("secrets init", () => {
   test.each(TABLE)("$name: chains to its CA, subject, SANs and usages", (row) => {
     const cert = join(dir, `${row.name}.cert`);
-    expect(openssl("verify", "-CAfile", join(dir, `${row.ca ?? (row.eku.length ? "root" : row.name)}.cert`), cert)).toContain(": OK");
+    expect(openssl("verify", "-CAfile", join(dir, `${row.ca ?? (row.eku.length ? "root" : row.name)}.cert`), cert)).toContain(
+      ": OK",
+    );
     const text = openssl("x509", "-in", cert, "-noout", "-text", "-nameopt", "sep_comma_plus_space");
-    expect(openssl("x509", "-in", cert, "-noout", "-subject", "-nameopt", "sep_comma_plus_space").trim()).toBe(`subject=${row.subject}`);
+    expect(openssl("x509", "-in", cert, "-noout", "-subject", "-nameopt", "sep_comma_plus_space").trim()).toBe(
+      `subject=${row.subject}`,
+    );
     const eku = /Extended Key Usage: *\n\s*(.+)/.exec(text)?.[1]?.split(", ") ?? [];
     expect(eku).toEqual(row.eku);
     if (row.eku.length === 0) expect(text).toContain("CA:TRUE");
@@ -117,7 +125,8 @@ describe("secrets init", () => {
     const third = await initSecrets(dir, requests, OPTS);
     expect(third.issued).toEqual(["scheduler"]);
     const after = snapshot(dir);
-    for (const f of Object.keys(before).filter((f) => !f.startsWith("scheduler.") && f !== "planet-secrets.json")) expect(after[f]).toBe(before[f]);
+    for (const f of Object.keys(before).filter((f) => !f.startsWith("scheduler.") && f !== "planet-secrets.json"))
+      expect(after[f]).toBe(before[f]);
     expect(after["scheduler.cert"]).not.toBe(before["scheduler.cert"]);
     expect(openssl("verify", "-CAfile", join(dir, "root.cert"), join(dir, "scheduler.cert"))).toContain("OK");
   });
@@ -219,15 +228,27 @@ describe("TLS with the issued certificates", () => {
     using server = Bun.serve({
       port: 0,
       hostname: "127.0.0.1",
-      tls: { cert: read(dir, "apiserver.cert"), key: read(dir, "apiserver.key"), ca: read(dir, "root.cert"), requestCert: true, rejectUnauthorized: true },
+      tls: {
+        cert: read(dir, "apiserver.cert"),
+        key: read(dir, "apiserver.key"),
+        ca: read(dir, "root.cert"),
+        requestCert: true,
+        rejectUnauthorized: true,
+      },
       fetch: () => new Response("ok"),
     });
     const url = `https://127.0.0.1:${server.port}/`;
-    const ok = await fetch(url, { tls: { ca: read(dir, "root.cert"), cert: read(dir, "admin.cert"), key: read(dir, "admin.key") } });
+    const ok = await fetch(url, {
+      tls: { ca: read(dir, "root.cert"), cert: read(dir, "admin.cert"), key: read(dir, "admin.key") },
+    });
     expect(await ok.text()).toBe("ok");
-    const bad = fetch(url, { tls: { ca: read(dir, "root.cert"), cert: read(other, "admin.cert"), key: read(other, "admin.key") } });
+    const bad = fetch(url, {
+      tls: { ca: read(dir, "root.cert"), cert: read(other, "admin.cert"), key: read(other, "admin.key") },
+    });
     await expect(bad).rejects.toThrow();
     // And the client refuses a server whose cert is from another CA.
-    await expect(fetch(url, { tls: { ca: read(other, "root.cert"), cert: read(dir, "admin.cert"), key: read(dir, "admin.key") } })).rejects.toThrow();
+    await expect(
+      fetch(url, { tls: { ca: read(other, "root.cert"), cert: read(dir, "admin.cert"), key: read(dir, "admin.key") } }),
+    ).rejects.toThrow();
   });
 });

@@ -4,11 +4,21 @@
  * re-runs keep what is still right, `check` knows what to expect and `renew` can reissue alone.
  */
 import { createHash, randomBytes } from "node:crypto";
-import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
+import {
+  chmodSync,
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from "node:fs";
 import { join } from "node:path";
-import type { CertRequest } from "../core/plugin.ts";
 import { PlanetError } from "../core/errors.ts";
 import { firstIp, parseCidr, requireIp } from "../core/net.ts";
+import type { CertRequest } from "../core/plugin.ts";
 import {
   certPem,
   createCA,
@@ -73,10 +83,13 @@ const DNS_NAME = /^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9](
 
 function validate(opts: SecretsOptions): { serviceIp: string } {
   if (!opts.domain || !DNS_NAME.test(opts.domain))
-    throw new PlanetError("BAD_DOMAIN", `--domain ${JSON.stringify(opts.domain ?? "")}: expected a DNS name such as cluster.local`, { phase });
+    throw new PlanetError(
+      "BAD_DOMAIN",
+      `--domain ${JSON.stringify(opts.domain ?? "")}: expected a DNS name such as cluster.local`,
+      { phase },
+    );
   for (const ip of opts.ips) requireIp(ip, "--ip");
-  for (const h of opts.hosts)
-    if (!DNS_NAME.test(h)) throw new PlanetError("BAD_HOST", `--host ${h}: not a DNS name`, { phase });
+  for (const h of opts.hosts) if (!DNS_NAME.test(h)) throw new PlanetError("BAD_HOST", `--host ${h}: not a DNS name`, { phase });
   if (!Number.isInteger(opts.validityDays) || opts.validityDays < 1)
     throw new PlanetError("BAD_FLAG", `--validity ${opts.validityDays}: expected a number of days ≥ 1`, { phase });
   return { serviceIp: firstIp(parseCidr(opts.serviceSubnet, "--service-subnet")) };
@@ -134,7 +147,11 @@ function loadCA(dir: string, name: string): KeyPair | null {
   const keyText = read(dir, `${name}.key`);
   if (!certText && !keyText) return null;
   if (!certText || !keyText)
-    throw new PlanetError("CA_INCOMPLETE", `${join(dir, name)}: ${certText ? ".key" : ".cert"} is missing; restore it or remove both to make a new CA`, { phase });
+    throw new PlanetError(
+      "CA_INCOMPLETE",
+      `${join(dir, name)}: ${certText ? ".key" : ".cert"} is missing; restore it or remove both to make a new CA`,
+      { phase },
+    );
   let pair: KeyPair;
   try {
     pair = { cert: parseCert(certText), key: parseKey(keyText) };
@@ -142,7 +159,9 @@ function loadCA(dir: string, name: string): KeyPair | null {
     throw new PlanetError("CA_CORRUPT", `${join(dir, name)}.cert/.key do not parse: ${(e as Error).message}`, { phase });
   }
   if (!keyMatches(pair.cert, pair.key))
-    throw new PlanetError("CA_MISMATCH", `${join(dir, name)}.key does not belong to ${name}.cert; refusing to touch the CA`, { phase });
+    throw new PlanetError("CA_MISMATCH", `${join(dir, name)}.key does not belong to ${name}.cert; refusing to touch the CA`, {
+      phase,
+    });
   return pair;
 }
 
@@ -172,10 +191,15 @@ function checkDir(dir: string, requests: CertRequest[], previous: Record_ | null
     throw new PlanetError("NOT_A_DIR", `${dir} exists and is not a directory`, { phase });
   if (!existsSync(dir)) return;
   const ours = new Set([RECORD, ...requests.flatMap(filesOf)]);
-  for (const name of Object.keys(previous?.files ?? {})) for (const ext of [".cert", ".key", ".pub", ".kubeconfig"]) ours.add(`${name}${ext}`);
+  for (const name of Object.keys(previous?.files ?? {}))
+    for (const ext of [".cert", ".key", ".pub", ".kubeconfig"]) ours.add(`${name}${ext}`);
   const foreign = readdirSync(dir).filter((f) => !ours.has(f) && !/^\..+\.tmp-\d+$/.test(f));
   if (foreign.length)
-    throw new PlanetError("NOT_OUR_DIR", `${dir} holds files planet did not write (${foreign.slice(0, 3).join(", ")}); use an empty directory`, { phase });
+    throw new PlanetError(
+      "NOT_OUR_DIR",
+      `${dir} holds files planet did not write (${foreign.slice(0, 3).join(", ")}); use an empty directory`,
+      { phase },
+    );
 }
 
 /**
@@ -254,9 +278,17 @@ export async function initSecrets(dir: string, requests: CertRequest[], opts: Se
           usage: r.usage,
         };
         const server = r.kubeconfig ? expandOne(r.kubeconfig, opts, serviceIp) : undefined;
-        const entry: FileRecord = { kind: "cert", hash: hashOf({ req, issuer, server, v: opts.validityDays }), issuer, request: req, kubeconfig: server, validityDays: opts.validityDays };
+        const entry: FileRecord = {
+          kind: "cert",
+          hash: hashOf({ req, issuer, server, v: opts.validityDays }),
+          issuer,
+          request: req,
+          kubeconfig: server,
+          validityDays: opts.validityDays,
+        };
         record.files[r.name] = entry;
-        if (!opts.force && leafStillGood(dir, r.name, ca, previous?.files[r.name]?.hash === entry.hash, !!server)) return void kept.push(r.name);
+        if (!opts.force && leafStillGood(dir, r.name, ca, previous?.files[r.name]?.hash === entry.hash, !!server))
+          return void kept.push(r.name);
         await writeLeaf(batch, dir, entry, ca, caPairs.get("root") ?? ca);
         issued.push(r.name);
       }),
@@ -284,7 +316,14 @@ function leafStillGood(dir: string, name: string, ca: KeyPair, sameRequest: bool
 }
 
 /** Issues one leaf (keeping its key when `key` is given) and its kubeconfig. */
-async function writeLeaf(batch: Batch, dir: string, entry: FileRecord, ca: KeyPair, root: KeyPair, reuseKey = false): Promise<void> {
+async function writeLeaf(
+  batch: Batch,
+  dir: string,
+  entry: FileRecord,
+  ca: KeyPair,
+  root: KeyPair,
+  reuseKey = false,
+): Promise<void> {
   const req = entry.request as IssueRequest;
   const oldKey = reuseKey ? read(dir, `${req.name}.key`) : null;
   const pair = await issue(req, ca, entry.validityDays ?? 365, oldKey ? parseKey(oldKey) : undefined);
@@ -293,7 +332,11 @@ async function writeLeaf(batch: Batch, dir: string, entry: FileRecord, ca: KeyPa
   batch.put(`${req.name}.cert`, certText, 0o644);
   batch.put(`${req.name}.key`, keyText, 0o600);
   if (entry.kubeconfig)
-    batch.put(`${req.name}.kubeconfig`, kubeconfig({ server: entry.kubeconfig, ca: certPem(root.cert), cert: certText, key: keyText, user: req.name }), 0o600);
+    batch.put(
+      `${req.name}.kubeconfig`,
+      kubeconfig({ server: entry.kubeconfig, ca: certPem(root.cert), cert: certText, key: keyText, user: req.name }),
+      0o600,
+    );
 }
 
 export interface CertRow {
@@ -309,9 +352,13 @@ export interface CertRow {
 
 /** Every certificate in `dir`, checked against its issuer, its key and the warning window. */
 export function checkSecrets(dir: string, warnDays: number): CertRow[] {
-  if (!existsSync(dir)) throw new PlanetError("NO_SECRETS", `${dir} does not exist (create it: planet secrets init --domain D ${dir})`, { phase });
+  if (!existsSync(dir))
+    throw new PlanetError("NO_SECRETS", `${dir} does not exist (create it: planet secrets init --domain D ${dir})`, { phase });
   const record = loadRecord(dir);
-  const certs = readdirSync(dir).filter((f) => f.endsWith(".cert")).map((f) => f.slice(0, -5)).sort();
+  const certs = readdirSync(dir)
+    .filter((f) => f.endsWith(".cert"))
+    .map((f) => f.slice(0, -5))
+    .sort();
   if (certs.length === 0) throw new PlanetError("NO_SECRETS", `${dir} holds no certificates`, { phase });
   const cas = new Map<string, ReturnType<typeof parseCert>>();
   for (const n of certs) {
@@ -323,7 +370,16 @@ export function checkSecrets(dir: string, warnDays: number): CertRow[] {
     try {
       cert = parseCert(read(dir, `${name}.cert`) as string);
     } catch {
-      return { name, subject: "?", sans: [], notAfter: "?", daysLeft: 0, chainValid: false, keyMatches: false, status: "invalid" as const };
+      return {
+        name,
+        subject: "?",
+        sans: [],
+        notAfter: "?",
+        daysLeft: 0,
+        chainValid: false,
+        keyMatches: false,
+        status: "invalid" as const,
+      };
     }
     const issuerName = record?.files[name]?.issuer ?? (cas.has(name) ? name : "root");
     const issuer = cas.get(issuerName);
@@ -337,7 +393,16 @@ export function checkSecrets(dir: string, warnDays: number): CertRow[] {
     }
     const daysLeft = Math.floor((cert.validity.notAfter.getTime() - Date.now()) / DAY);
     const status = !chainValid || !matches ? "invalid" : daysLeft < 0 ? "expired" : daysLeft < warnDays ? "expiring" : "ok";
-    return { name, subject: subjectText(cert), sans: sansOf(cert), notAfter: cert.validity.notAfter.toISOString(), daysLeft, chainValid, keyMatches: matches, status };
+    return {
+      name,
+      subject: subjectText(cert),
+      sans: sansOf(cert),
+      notAfter: cert.validity.notAfter.toISOString(),
+      daysLeft,
+      chainValid,
+      keyMatches: matches,
+      status,
+    };
   });
 }
 
@@ -347,7 +412,10 @@ export function checkSecrets(dir: string, warnDays: number): CertRow[] {
  */
 export async function renewSecrets(dir: string, warnDays: number, validityDays?: number): Promise<string[]> {
   const record = loadRecord(dir);
-  if (!record) throw new PlanetError("NO_RECORD", `${dir} has no ${RECORD}; renew works on directories made by planet secrets init`, { phase });
+  if (!record)
+    throw new PlanetError("NO_RECORD", `${dir} has no ${RECORD}; renew works on directories made by planet secrets init`, {
+      phase,
+    });
   const rows = checkSecrets(dir, warnDays);
   const due = rows.filter((r) => r.status === "expiring" || r.status === "expired").map((r) => r.name);
   const batch = new Batch(dir);

@@ -34,7 +34,10 @@ describe.if(canBoot)("box: planet start | exec | stop", () => {
   ];
 
   beforeAll(() => {
-    rootfs = join(buildTest("box", ["--target", "node", "--without", "kube-node", "--without", "agent", "--plugin", "./examples/hello"]), "rootfs");
+    rootfs = join(
+      buildTest("box", ["--target", "node", "--without", "kube-node", "--without", "agent", "--plugin", "./examples/hello"]),
+      "rootfs",
+    );
     before = hostSnapshot();
     host = testHost(HOST, IP);
   }, 900_000);

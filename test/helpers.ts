@@ -8,7 +8,9 @@ export const CLI = [process.execPath, join(REPO, "core/cli/main.ts")];
 
 /** Booting needs root, runc, socat and mmdebstrap; without them the tests show as skipped. */
 export const canBoot =
-  process.getuid?.() === 0 && ["runc", "socat", "mmdebstrap", "ip"].every((t) => Bun.which(t) !== null) && existsSync("/proc/self/ns/cgroup");
+  process.getuid?.() === 0 &&
+  ["runc", "socat", "mmdebstrap", "ip"].every((t) => Bun.which(t) !== null) &&
+  existsSync("/proc/self/ns/cgroup");
 
 export interface Ran {
   exitCode: number;
@@ -33,7 +35,11 @@ export function planet(...args: string[]): Ran {
 
 export async function planetAsync(args: string[], env?: Record<string, string>): Promise<Ran> {
   const proc = Bun.spawn([...CLI, ...args], { cwd: REPO, env: { ...process.env, ...env }, stdout: "pipe", stderr: "pipe" });
-  const [stdout, stderr, exitCode] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
+  const [stdout, stderr, exitCode] = await Promise.all([
+    new Response(proc.stdout).text(),
+    new Response(proc.stderr).text(),
+    proc.exited,
+  ]);
   return { exitCode, stdout, stderr };
 }
 
@@ -45,7 +51,12 @@ export function buildTest(name: string, args: string[]): string {
   return out;
 }
 
-export async function waitFor<T>(what: string, probe: () => T | Promise<T>, timeoutMs: number, stepMs = 200): Promise<NonNullable<T>> {
+export async function waitFor<T>(
+  what: string,
+  probe: () => T | Promise<T>,
+  timeoutMs: number,
+  stepMs = 200,
+): Promise<NonNullable<T>> {
   const end = Date.now() + timeoutMs;
   let last: unknown;
   while (Date.now() < end) {
@@ -115,12 +126,16 @@ export function hostSnapshot(): Record<string, unknown> {
       .split("\n")
       .map((l) => l.split("\t").slice(0, 2).join("\t")),
     cgroupDirs,
-    sysctls: Object.fromEntries(SYSCTLS.filter((s) => existsSync(`/proc/sys/${s}`)).map((s) => [s, readFileSync(`/proc/sys/${s}`, "utf8").trim()])),
+    sysctls: Object.fromEntries(
+      SYSCTLS.filter((s) => existsSync(`/proc/sys/${s}`)).map((s) => [s, readFileSync(`/proc/sys/${s}`, "utf8").trim()]),
+    ),
     runcDefault: sh(["runc", "list", "-q"]).stdout,
     runcPlanet: existsSync(RUNC_ROOT) ? sh(["runc", "--root", RUNC_ROOT, "list", "-q"]).stdout : "",
     planetState: existsSync("/run/planet") ? readdirSync("/run/planet") : null,
     processesInBubbleCgroups: procs,
-    links: sh(["ip", "-o", "link", "show"]).stdout.replace(/\s+link\/\S+.*$/gm, "").replace(/^\d+: /gm, ""),
+    links: sh(["ip", "-o", "link", "show"])
+      .stdout.replace(/\s+link\/\S+.*$/gm, "")
+      .replace(/^\d+: /gm, ""),
     netns: existsSync("/run/netns") ? readdirSync("/run/netns") : null,
   };
 }

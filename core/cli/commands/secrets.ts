@@ -24,7 +24,11 @@ export function certRequests(choice: string | undefined): { from: string; reques
   const names = choice ? (targets[choice]?.plugins ?? choice.split(",")) : (targets.dev?.plugins ?? []);
   const requests = names.flatMap((n) => {
     const p = plugins.find((x) => x.name === n);
-    if (!p) throw new PlanetError("UNKNOWN_PLUGIN", `--plugins: no target or plugin named ${n} (targets: ${Object.keys(targets).join(", ")})`);
+    if (!p)
+      throw new PlanetError(
+        "UNKNOWN_PLUGIN",
+        `--plugins: no target or plugin named ${n} (targets: ${Object.keys(targets).join(", ")})`,
+      );
     return p.certs ?? [];
   });
   return { from: choice ? `--plugins ${choice}` : "target dev", requests };
@@ -38,7 +42,11 @@ const init = defineCommand({
     ...debugArg,
     ...dirArg,
     domain: { type: "string", description: "cluster DNS domain, in the apiserver certificate (required)" },
-    "service-subnet": { type: "string", description: "service CIDR; its first IP goes into the apiserver cert", default: "10.100.0.0/16" },
+    "service-subnet": {
+      type: "string",
+      description: "service CIDR; its first IP goes into the apiserver cert",
+      default: "10.100.0.0/16",
+    },
     ip: { type: "string", description: "node/public IP for SANs (repeatable); the first is $PUBLIC_IP" },
     host: { type: "string", description: "extra DNS name for SANs (repeatable)" },
     "node-name": { type: "string", description: "Kubernetes node name for the kubelet certs (default hostname)" },
@@ -60,7 +68,9 @@ const init = defineCommand({
       force: !!args.force,
     });
     const ms = Math.round(performance.now() - t0);
-    log.success(`${args.dir}: issued ${res.issued.length} (${res.issued.join(", ") || "none"}), kept ${res.kept.length} — ${from}, ${ms} ms`);
+    log.success(
+      `${args.dir}: issued ${res.issued.length} (${res.issued.join(", ") || "none"}), kept ${res.kept.length} — ${from}, ${ms} ms`,
+    );
   },
 });
 
@@ -79,13 +89,24 @@ const check = defineCommand({
     if (args.json) process.stdout.write(`${JSON.stringify(rows, null, 2)}\n`);
     else if (!args.quiet) {
       const header = ["NAME", "STATUS", "DAYS", "NOT AFTER", "CHAIN", "SUBJECT", "SANS"];
-      const body = rows.map((r) => [r.name, r.status, String(r.daysLeft), r.notAfter.slice(0, 10), r.chainValid ? "ok" : "BAD", r.subject, r.sans.join(",")]);
+      const body = rows.map((r) => [
+        r.name,
+        r.status,
+        String(r.daysLeft),
+        r.notAfter.slice(0, 10),
+        r.chainValid ? "ok" : "BAD",
+        r.subject,
+        r.sans.join(","),
+      ]);
       const widths = header.map((h, i) => Math.max(h.length, ...body.map((b) => (b[i] ?? "").length)));
       const fmt = (cols: string[]) => cols.map((c, i) => (i === cols.length - 1 ? c : c.padEnd(widths[i] ?? 0))).join("  ");
       process.stdout.write(`${[fmt(header), ...body.map(fmt)].join("\n")}\n`);
     }
     if (bad.length) {
-      if (!args.quiet) process.stderr.write(`CERTS_NOT_OK: ${bad.map((b) => `${b.name} ${b.status}`).join(", ")} (fix: planet secrets renew ${args.dir})\n`);
+      if (!args.quiet)
+        process.stderr.write(
+          `CERTS_NOT_OK: ${bad.map((b) => `${b.name} ${b.status}`).join(", ")} (fix: planet secrets renew ${args.dir})\n`,
+        );
       process.exitCode = 1;
     }
   },
