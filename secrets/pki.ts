@@ -42,7 +42,8 @@ function signCert(cert: forge.pki.Certificate, key: forge.pki.rsa.PrivateKey): v
   cert.siginfo.algorithmOid = oid;
   cert.signatureOid = oid;
   cert.md = forge.md.sha256.create();
-  const tbs = forge.asn1.toDer(pki.getTBSCertificate(cert)).getBytes();
+  const tbsOf = (pki as unknown as { getTBSCertificate(c: forge.pki.Certificate): forge.asn1.Asn1 }).getTBSCertificate;
+  const tbs = forge.asn1.toDer(tbsOf(cert)).getBytes();
   const der = sign("sha256", Buffer.from(tbs, "binary"), createPrivateKey(pki.privateKeyToPem(key)));
   cert.signature = der.toString("binary");
 }

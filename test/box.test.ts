@@ -51,8 +51,9 @@ describe.if(canBoot)("box: planet start | exec | stop", () => {
     expect(res.exitCode).toBe(0);
     expect(res.stderr).toContain("ready in");
     const state = inBubble("systemctl", "is-system-running").stdout.trim();
-    if (state !== "running") console.error(inBubble("systemctl", "--failed", "--no-legend").stdout); // biome-ignore lint/suspicious/noConsole: shows the failed units
-    expect(state).toBe("running");
+    // On failure the diff names the failed units.
+    const failed = state === "running" ? "" : inBubble("systemctl", "--failed", "--no-legend").stdout;
+    expect({ state, failed }).toEqual({ state: "running", failed: "" });
     expect(inBubble("systemctl", "is-active", "hello.service").stdout.trim()).toBe("active");
     const env = readFileSync(join(rootfs, "etc/container-environment"), "utf8");
     for (const line of [
