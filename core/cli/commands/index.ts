@@ -16,4 +16,7 @@ export const commands: Record<string, () => Promise<CommandDef>> = {
   enter: lazy(() => import("./box.ts"), "enterCmd"),
   "dev-host": lazy(() => import("./dev-host.ts")),
   secrets: lazy(() => import("./secrets.ts")),
+  agent: lazy(() => import("./agent.ts"), "agentCmd"),
+  status: lazy(() => import("./agent.ts"), "statusCmd"),
+  leader: lazy(() => import("./agent.ts"), "leaderCmd"),
 };

@@ -1,0 +1,156 @@
+import { existsSync, mkdirSync, readFileSync, rmSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { Etcd3 } from "etcd3";
+import { logger } from "../log.ts";
+import type { Role } from "../plugin.ts";
+import { type AgentView, createApi, type MemberHealth, type NodeHealth } from "./api.ts";
+import { CheckRunner, type RunnableCheck } from "./checks.ts";
+import { LeaderElection } from "./election.ts";
+
+const log = logger("agent");
+
+/** Where the agent's unix socket lives inside the rootfs (so the host reaches it through the rootfs path). */
+export const AGENT_SOCKET = "/var/lib/planet/agent.sock";
+
+export interface AgentOptions {
+  node: string;
+  ip: string;
+  roles: Role[];
+  checks: RunnableCheck[];
+  /** Checks of the manifest that were malformed: named, skipped, reported. */
+  skipped?: { name: string; reason: string }[];
+  secretsDir: string;
+  leaderKey: string;
+  termSeconds: number;
+  etcd?: { endpoints: string[]; ca?: string; cert?: string; key?: string };
+  socketPath?: string;
+  /** ip:port listeners for the mTLS API. */
+  rpcAddrs: string[];
+  rpcPort: number;
+  members: { name: string; ip: string }[];
+  timing?: { readyEveryMs: number; healthEveryMs: number };
+}
+
+export interface Agent extends AsyncDisposable {
+  runner: CheckRunner;
+  election?: LeaderElection;
+  view: AgentView;
+  app: ReturnType<typeof createApi>;
+  close(): Promise<void>;
+}
+
+function tlsFiles(dir: string, name: string) {
+  return {
+    ca: readFileSync(join(dir, "root.cert"), "utf8"),
+    cert: readFileSync(join(dir, `${name}.cert`), "utf8"),
+    key: readFileSync(join(dir, `${name}.key`), "utf8"),
+  };
+}
+
+export function etcdClient(etcd: NonNullable<AgentOptions["etcd"]>): Etcd3 {
+  const read = (p?: string) => (p ? readFileSync(p) : undefined);
+  const secure = etcd.endpoints.some((e) => e.startsWith("https:"));
+  return new Etcd3({
+    hosts: etcd.endpoints,
+    ...(secure
+      ? {
+          credentials: { rootCertificate: read(etcd.ca) as Buffer, certChain: read(etcd.cert), privateKey: read(etcd.key) },
+          // gRPC under Bun refuses an IP as TLS server name; the etcd cert carries the DNS name "etcd".
+          grpcOptions: { "grpc.ssl_target_name_override": "etcd" },
+        }
+      : {}),
+    dialTimeout: 3000,
+  });
+}
+
+export async function createAgent(opts: AgentOptions): Promise<Agent> {
+  const runner = new CheckRunner(opts.checks, { secretsDir: opts.secretsDir }, opts.timing);
+  const client = opts.etcd ? etcdClient(opts.etcd) : undefined;
+  const election = client ? new LeaderElection(client, opts.leaderKey, opts.ip, opts.termSeconds) : undefined;
+
+  const health = (): NodeHealth & { skipped: { name: string; reason: string }[] } => {
+    const s = runner.summary();
+    return {
+      node: opts.node,
+      ip: opts.ip,
+      roles: opts.roles,
+      status: s.status,
+      failed: s.failed,
+      pending: s.pending,
+      checks: runner.status.size,
+      leader: election?.isLeader ?? false,
+      skipped: opts.skipped ?? [],
+    };
+  };
+
+  const view: AgentView = {
+    health,
+    checks: () => [...runner.status.values()],
+    leader: () => ({
+      leader: election?.leader ?? null,
+      self: opts.ip,
+      isLeader: election?.isLeader ?? false,
+      paused: election?.paused ?? false,
+      etcd: election?.etcdUp ? "up" : "down",
+      ...(election?.error ? { error: election.error } : opts.etcd ? {} : { error: "no etcd endpoints configured" }),
+    }),
+    pause: async () => election?.pause(),
+    resume: async () => election?.resume(),
+    members: () =>
+      Promise.all(
+        (opts.members.length ? opts.members : [{ name: opts.node, ip: opts.ip }]).map(async (m): Promise<MemberHealth> => {
+          if (m.ip === opts.ip) {
+            const h = health();
+            return { name: m.name, ip: m.ip, status: h.status, health: h };
+          }
+          try {
+            const res = await fetch(`https://${m.ip}:${opts.rpcPort}/health`, {
+              tls: tlsFiles(opts.secretsDir, "planet-rpc-client"),
+              signal: AbortSignal.timeout(3000),
+            });
+            const h = (await res.json()) as NodeHealth;
+            return { name: m.name, ip: m.ip, status: h.status, health: h };
+          } catch (e) {
+            return { name: m.name, ip: m.ip, status: "unreachable", error: (e as Error).message };
+          }
+        }),
+      ),
+  };
+  const app = createApi(view);
+
+  const servers: ReturnType<typeof Bun.serve>[] = [];
+  if (opts.socketPath) {
+    mkdirSync(dirname(opts.socketPath), { recursive: true });
+    rmSync(opts.socketPath, { force: true });
+    servers.push(Bun.serve({ unix: opts.socketPath, fetch: app.fetch }));
+  }
+  const haveCerts = existsSync(join(opts.secretsDir, "planet-rpc-server.cert"));
+  if (opts.rpcAddrs.length && !haveCerts)
+    log.warn(`no planet-rpc-server.cert in ${opts.secretsDir}: the mTLS API is off (issue it: planet secrets init)`);
+  for (const addr of haveCerts ? opts.rpcAddrs : []) {
+    const i = addr.lastIndexOf(":");
+    const files = tlsFiles(opts.secretsDir, "planet-rpc-server");
+    servers.push(
+      Bun.serve({
+        hostname: addr.slice(0, i),
+        port: Number(addr.slice(i + 1)),
+        tls: { ...files, requestCert: true, rejectUnauthorized: true },
+        fetch: app.fetch,
+      }),
+    );
+  }
+  runner.start();
+  await election?.start();
+  log.info(
+    `agent ${opts.node} (${opts.roles.join("+")}): ${runner.status.size} checks, ${opts.etcd ? `election on ${opts.leaderKey}` : "no etcd"}, api ${[opts.socketPath, ...opts.rpcAddrs].filter(Boolean).join(" ")}`,
+  );
+
+  const close = async () => {
+    runner.stop();
+    await election?.close();
+    client?.close();
+    for (const s of servers) s.stop(true);
+    if (opts.socketPath && existsSync(opts.socketPath)) rmSync(opts.socketPath, { force: true });
+  };
+  return { runner, election, view, app, close, [Symbol.asyncDispose]: close };
+}

@@ -1,0 +1,79 @@
+import { Hono } from "hono";
+import { PlanetError, toPlanetError } from "../errors.ts";
+import type { Role } from "../plugin.ts";
+import type { CheckStatus } from "./checks.ts";
+
+export interface NodeHealth {
+  node: string;
+  ip: string;
+  roles: Role[];
+  status: "healthy" | "degraded";
+  failed: string[];
+  pending: string[];
+  checks: number;
+  leader: boolean;
+}
+
+export interface LeaderView {
+  /** IP of the current leader, or null when there is none (or etcd is unreachable). */
+  leader: string | null;
+  self: string;
+  isLeader: boolean;
+  paused: boolean;
+  etcd: "up" | "down";
+  error?: string;
+}
+
+export interface MemberHealth {
+  name: string;
+  ip: string;
+  status: "healthy" | "degraded" | "unreachable";
+  error?: string;
+  health?: NodeHealth;
+}
+
+/** What the API needs from a running agent (tests pass a fake). */
+export interface AgentView {
+  health(): NodeHealth;
+  checks(): CheckStatus[];
+  leader(): LeaderView;
+  pause(): Promise<void>;
+  resume(): Promise<void>;
+  members(): Promise<MemberHealth[]>;
+}
+
+const STATUS: Record<string, 400 | 404 | 409 | 500 | 503> = { NOT_FOUND: 404, BAD_REQUEST: 400, ETCD_DOWN: 503 };
+
+/** The agent's HTTP API, served on the unix socket and on the mTLS port. */
+export function createApi(view: AgentView): Hono {
+  const app = new Hono();
+  app.get("/health", (c) => c.json(view.health()));
+  app.get("/checks", (c) => c.json(view.checks()));
+  app.get("/plugins/:name", (c) => {
+    const name = c.req.param("name");
+    const checks = view.checks().filter((s) => s.plugin === name);
+    if (checks.length === 0) throw new PlanetError("NOT_FOUND", `no checks of plugin ${name} on this node`);
+    const failed = checks.filter((s) => s.state !== "ok").map((s) => s.name);
+    return c.json({ plugin: name, status: failed.length ? "degraded" : "healthy", failed, checks });
+  });
+  app.get("/status", async (c) => {
+    const members = await view.members();
+    const status = members.every((m) => m.status === "healthy") ? "healthy" : "degraded";
+    return c.json({ status, leader: view.leader(), members });
+  });
+  app.get("/leader", (c) => c.json(view.leader()));
+  app.post("/leader/pause", async (c) => {
+    await view.pause();
+    return c.json(view.leader());
+  });
+  app.post("/leader/resume", async (c) => {
+    await view.resume();
+    return c.json(view.leader());
+  });
+  app.notFound((c) => c.json({ error: { code: "NOT_FOUND", message: `no route ${c.req.method} ${c.req.path}` } }, 404));
+  app.onError((err, c) => {
+    const e = toPlanetError(err);
+    return c.json({ error: { code: e.code, message: e.message } }, STATUS[e.code] ?? 500);
+  });
+  return app;
+}

@@ -1,0 +1,121 @@
+import type { Campaign, Election, Etcd3 } from "etcd3";
+import { logger } from "../log.ts";
+
+const log = logger("agent:election");
+
+/**
+ * Leader election on an etcd key (etcd3's election API): campaign with this node's IP under a
+ * lease of `term` seconds. Losing etcd steps down; campaigning resumes with backoff. `pause()`
+ * resigns and stops campaigning until `resume()`.
+ */
+export class LeaderElection {
+  private election: Election;
+  private campaign?: Campaign;
+  private retry?: ReturnType<typeof setTimeout>;
+  private backoffMs = 500;
+  private closed = false;
+  leader: string | null = null;
+  isLeader = false;
+  paused = false;
+  etcdUp = false;
+  error?: string;
+
+  constructor(
+    private client: Etcd3,
+    key: string,
+    readonly self: string,
+    termSeconds: number,
+  ) {
+    this.election = client.election(key, Math.max(2, Math.round(termSeconds)));
+  }
+
+  async start(): Promise<void> {
+    void this.observe();
+    if (!this.paused) this.run();
+  }
+
+  private run(): void {
+    if (this.closed || this.paused) return;
+    const campaign = this.election.campaign(this.self);
+    this.campaign = campaign;
+    campaign.on("elected", () => {
+      this.isLeader = true;
+      this.leader = this.self;
+      this.etcdUp = true;
+      this.backoffMs = 500;
+      log.info(`${this.self} is the leader`);
+    });
+    campaign.on("error", (err: Error) => {
+      if (this.campaign !== campaign) return;
+      this.stepDown(err);
+      this.retry = setTimeout(() => this.run(), this.backoffMs);
+      this.backoffMs = Math.min(this.backoffMs * 2, 10_000);
+    });
+  }
+
+  private stepDown(err?: Error): void {
+    if (this.isLeader) log.warn(`${this.self} steps down${err ? `: ${err.message}` : ""}`);
+    this.isLeader = false;
+    if (err) {
+      this.etcdUp = false;
+      this.error = err.message;
+      this.leader = null;
+    }
+    this.campaign = undefined;
+  }
+
+  /** Follows who leads (also while not campaigning). */
+  private async observe(): Promise<void> {
+    while (!this.closed) {
+      try {
+        const observer = await this.election.observe();
+        this.etcdUp = true;
+        this.error = undefined;
+        this.leader = observer.leader() ?? null;
+        observer.on("change", (v) => {
+          this.leader = v ?? null;
+          if (v !== this.self) this.isLeader = false;
+        });
+        await new Promise<void>((resolve) => {
+          observer.on("error", (e: Error) => {
+            this.error = e.message;
+            resolve();
+          });
+          observer.on("disconnected", (e: Error) => {
+            this.error = e.message;
+            resolve();
+          });
+        });
+        await observer.cancel().catch(() => {});
+      } catch (e) {
+        this.etcdUp = false;
+        this.error = (e as Error).message;
+        this.leader = null;
+        await Bun.sleep(Math.min(this.backoffMs, 5000));
+      }
+    }
+  }
+
+  async pause(): Promise<void> {
+    this.paused = true;
+    clearTimeout(this.retry);
+    const c = this.campaign;
+    this.campaign = undefined;
+    this.isLeader = false;
+    await c?.resign().catch(() => {});
+    log.info(`${this.self} paused: not campaigning`);
+  }
+
+  async resume(): Promise<void> {
+    if (!this.paused) return;
+    this.paused = false;
+    this.run();
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    clearTimeout(this.retry);
+    await this.campaign?.resign().catch(() => {});
+    this.campaign = undefined;
+  }
+}

@@ -1,0 +1,187 @@
+/**
+ * Leader election against a real etcd (Debian's etcd-server on loopback, TLS with certificates from
+ * `planet secrets init`), and the check runner against real probes.
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { type Agent, createAgent } from "../core/agent/agent.ts";
+import { CheckRunner, hostChecks } from "../core/agent/checks.ts";
+import { certRequests } from "../core/cli/commands/secrets.ts";
+import { initSecrets } from "../secrets/store.ts";
+import { REPO, waitFor } from "./helpers.ts";
+
+const hasEtcd = Bun.which("etcd") !== null;
+const work = mkdtempSync(join(tmpdir(), "planet-agent-"));
+const secrets = join(work, "secrets");
+const TERM = 2;
+
+async function freePort(): Promise<number> {
+  const s = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
+  const port = s.port;
+  s.stop(true);
+  return port;
+}
+
+let etcd: ReturnType<typeof Bun.spawn> | undefined;
+let endpoint = "";
+afterAll(() => {
+  etcd?.kill("SIGKILL");
+  rmSync(work, { recursive: true, force: true });
+});
+
+const agentOpts = (ip: string, ep = endpoint) => ({
+  node: ip,
+  ip,
+  roles: ["master" as const],
+  checks: [],
+  secretsDir: secrets,
+  leaderKey: "/planet/test/leader",
+  termSeconds: TERM,
+  etcd: { endpoints: [ep], ca: join(secrets, "root.cert"), cert: join(secrets, "etcd.cert"), key: join(secrets, "etcd.key") },
+  rpcAddrs: [],
+  rpcPort: 0,
+  members: [],
+});
+
+describe.if(hasEtcd)("leader election on a real etcd", () => {
+  beforeAll(async () => {
+    await initSecrets(secrets, certRequests("dev").requests, {
+      domain: "test.local",
+      serviceSubnet: "10.100.0.0/16",
+      ips: ["127.0.0.1"],
+      hosts: [],
+      nodeName: "n",
+      validityDays: 30,
+    });
+    const [client, peer] = [await freePort(), await freePort()];
+    endpoint = `https://127.0.0.1:${client}`;
+    const tls = [
+      `--cert-file=${secrets}/etcd.cert`,
+      `--key-file=${secrets}/etcd.key`,
+      `--trusted-ca-file=${secrets}/root.cert`,
+      "--client-cert-auth",
+    ];
+    etcd = Bun.spawn(
+      ["etcd", "--name=t", `--data-dir=${work}/etcd`, `--listen-client-urls=${endpoint}`, `--advertise-client-urls=${endpoint}`,
+        `--listen-peer-urls=http://127.0.0.1:${peer}`, `--initial-advertise-peer-urls=http://127.0.0.1:${peer}`,
+        `--initial-cluster=t=http://127.0.0.1:${peer}`, ...tls], // biome-ignore format: flags
+      { stdout: "ignore", stderr: "ignore" },
+    );
+    await waitFor(
+      "etcd",
+      async () =>
+        (
+          await fetch(`${endpoint}/health`, {
+            tls: {
+              ca: Bun.file(`${secrets}/root.cert`),
+              cert: Bun.file(`${secrets}/etcd.cert`),
+              key: Bun.file(`${secrets}/etcd.key`),
+            },
+          })
+        ).ok,
+      20_000,
+    );
+  }, 60_000);
+
+  test("two agents: one leads; kill -9 it and the other takes over within 2 × term", async () => {
+    const first = Bun.spawn(
+      [process.execPath, join(REPO, "test/fixtures/agent-proc.ts"), endpoint, secrets, "10.0.0.1", String(TERM)],
+      {
+        stdout: "pipe",
+        stderr: "ignore",
+      },
+    );
+    try {
+      const reader = first.stdout.getReader();
+      const line = await Promise.race([reader.read(), Bun.sleep(20_000).then(() => ({ value: undefined }))]);
+      expect(new TextDecoder().decode(line.value)).toContain("elected");
+      await using second = await createAgent(agentOpts("10.0.0.2"));
+      await waitFor("second sees the leader", () => second.election?.leader, 15_000, 50);
+      expect(second.election?.leader).toBe("10.0.0.1");
+      expect(second.election?.isLeader).toBe(false);
+      const killedAt = Date.now();
+      first.kill("SIGKILL");
+      await waitFor("takeover", () => second.election?.isLeader, 4 * TERM * 1000, 50);
+      const took = (Date.now() - killedAt) / 1000;
+      expect(took).toBeLessThanOrEqual(2 * TERM + 0.5);
+      expect(second.view.leader()).toMatchObject({ leader: "10.0.0.2", isLeader: true, etcd: "up" });
+    } finally {
+      first.kill("SIGKILL");
+    }
+  }, 60_000);
+
+  test("leader pause makes a node step aside; resume lets it campaign again", async () => {
+    await using a = await createAgent(agentOpts("10.0.0.3"));
+    await waitFor("a leads", () => a.election?.isLeader, 15_000, 50);
+    await using b = await createAgent(agentOpts("10.0.0.4"));
+    await waitFor("b sees a", () => b.election?.leader === "10.0.0.3", 10_000, 50);
+    await a.view.pause();
+    await waitFor("b leads", () => b.election?.isLeader, 10_000, 50);
+    expect(a.view.leader()).toMatchObject({ paused: true, isLeader: false });
+    await waitFor("a sees b", () => a.election?.leader === "10.0.0.4", 10_000, 50);
+    await a.view.resume();
+    expect(a.view.leader().paused).toBe(false);
+  }, 60_000);
+
+  test("without etcd the agent keeps serving local checks and reports etcd down", async () => {
+    const dead = `https://127.0.0.1:${await freePort()}`;
+    let agent: Agent | undefined;
+    try {
+      agent = await createAgent({ ...agentOpts("10.0.0.5", dead), checks: [{ name: "always", plugin: "t", command: ["true"] }] });
+      await waitFor("check ran", () => agent?.view.checks()[0]?.state === "ok", 5000, 50);
+      await waitFor("etcd reported down", () => agent?.view.leader().error, 10_000, 100);
+      expect(agent.view.leader()).toMatchObject({ leader: null, isLeader: false, etcd: "down" });
+      expect((await agent.app.request("/health")).status).toBe(200);
+    } finally {
+      await agent?.close();
+    }
+  }, 30_000);
+});
+
+describe("check runner", () => {
+  test("http, tcp, command probes; ready gate then health; last three results kept", async () => {
+    using server = Bun.serve({
+      port: 0,
+      hostname: "127.0.0.1",
+      fetch: (r) =>
+        new Response(new URL(r.url).pathname === "/ok" ? "all ok" : "bad", {
+          status: new URL(r.url).pathname === "/ok" ? 200 : 500,
+        }),
+    });
+    const base = `http://127.0.0.1:${server.port}`;
+    const runner = new CheckRunner(
+      [
+        { name: "web", plugin: "p", http: `${base}/ok`, expect: "ok" },
+        { name: "web-body", plugin: "p", http: `${base}/ok`, expect: "nope" },
+        { name: "web-500", plugin: "p", http: `${base}/bad` },
+        { name: "port", plugin: "p", tcp: `127.0.0.1:${server.port}` },
+        { name: "closed", plugin: "p", tcp: "127.0.0.1:9", timeoutMs: 1000 },
+        { name: "cmd", plugin: "q", command: ["sh", "-c", "exit 3"], severity: "warning" },
+      ],
+      { secretsDir: "/nonexistent" },
+      { readyEveryMs: 20, healthEveryMs: 20 },
+    );
+    runner.start();
+    await waitFor("three results each", () => [...runner.status.values()].every((s) => s.results.length === 3), 10_000, 20);
+    runner.stop();
+    const st = Object.fromEntries([...runner.status.values()].map((s) => [s.name, s]));
+    expect(st.web?.state).toBe("ok");
+    expect(st["web-body"]?.results[0]?.error).toContain('lacks "nope"');
+    expect(st["web-500"]?.results[0]?.error).toContain("HTTP 500");
+    expect(st.port?.state).toBe("ok");
+    expect(st.closed?.state).toBe("failed");
+    expect(st.cmd?.results[0]?.error).toContain("exited 3");
+    expect(runner.summary()).toMatchObject({ status: "degraded", failed: ["web-body", "web-500", "closed"] });
+  });
+
+  test("host checks report a full volume and forwarding", async () => {
+    const checks = hostChecks({ volumes: ["/"], diskWarn: 0, diskCritical: 2 });
+    const runner = new CheckRunner(checks, { secretsDir: "/" });
+    for (const c of checks) await runner.runOnce(c);
+    expect(runner.status.get("host-disk-root-warning")?.state).toBe("failed");
+    expect(runner.status.get("host-disk-root-critical")?.state).toBe("ok");
+    expect(runner.status.get("host-ip-forward")?.results[0]).toBeDefined();
+  });
+});
