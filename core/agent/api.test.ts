@@ -37,8 +37,12 @@ function fake(overrides: Partial<AgentView> = {}): AgentView & { paused: boolean
     }),
     checks: () => checks,
     leader,
-    pause: async () => void (state.paused = true),
-    resume: async () => void (state.paused = false),
+    pause: async () => {
+      state.paused = true;
+    },
+    resume: async () => {
+      state.paused = false;
+    },
     members: async () => [
       { name: "n1", ip: "10.0.0.1", status: "healthy" as const },
       { name: "n2", ip: "10.0.0.2", status: "unreachable" as const, error: "connect ECONNREFUSED" },
