@@ -82,7 +82,7 @@ describe.if(canBoot)("planet build --target dev", () => {
   test("each plugin's units are in the image and enabled for the right role", () => {
     const expected: Record<string, string[]> = {
       master: ["etcd.service", "kube-apiserver.service", "kube-controller-manager.service", "kube-scheduler.service"],
-      node: ["containerd.service", "kubelet.service", "kube-proxy.service", "planet-images.service"],
+      node: ["containerd.service", "kubelet.service", "kube-proxy.service", "planet-images.service", "kube-node-cleanup.service"],
     };
     for (const [role, units] of Object.entries(expected))
       for (const u of [...units, "planet-agent.service", "hello.service", "planet-secrets-renew.timer"]) {

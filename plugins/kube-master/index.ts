@@ -34,8 +34,15 @@ export default definePlugin({
     { name: "apiserver-etcd-client", cn: "kube-apiserver-etcd-client", usage: ["client"] },
     { name: "front-proxy-ca", cn: "front-proxy-ca", usage: ["ca"] },
     { name: "front-proxy-client", cn: "front-proxy-client", usage: ["client"], issuer: "front-proxy-ca" },
-    { name: "scheduler", cn: "system:kube-scheduler", usage: ["client"], kubeconfig: API },
-    { name: "controller-manager", cn: "system:kube-controller-manager", usage: ["client"], kubeconfig: API },
+    // Also their serving certificates on 10259/10257, so health checks verify them against the CA.
+    { name: "scheduler", cn: "system:kube-scheduler", sans: ["localhost", "127.0.0.1"], usage: ["client", "server"], kubeconfig: API },
+    {
+      name: "controller-manager",
+      cn: "system:kube-controller-manager",
+      sans: ["localhost", "127.0.0.1"],
+      usage: ["client", "server"],
+      kubeconfig: API,
+    },
     { name: "admin", cn: "admin", org: ["system:masters"], usage: ["client"], kubeconfig: "https://$PUBLIC_IP:6443" },
     { name: "sa", cn: "service-accounts", usage: ["client"], keyPairOnly: true },
   ],

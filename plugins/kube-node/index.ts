@@ -10,7 +10,7 @@ export default definePlugin({
   roles: ["node"],
   assets: ["kubernetes", "kubectl", "containerd", "runc", "cni-plugins", "busybox-static"],
   packages: ["conntrack", "ebtables", "ethtool", "socat"],
-  units: ["containerd.service", "planet-images.service", "kubelet.service", "kube-proxy.service"],
+  units: ["kube-node-cleanup.service", "containerd.service", "planet-images.service", "kubelet.service", "kube-proxy.service"],
   files: { "files/": "/" },
   env: { KUBE_KUBELET_FLAGS: "", KUBE_PROXY_FLAGS: "" },
   certs: [
