@@ -6,6 +6,8 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { readState } from "../core/box/state.ts";
+import { certRequests } from "../core/cli/commands/secrets.ts";
+import { initSecrets } from "../secrets/store.ts";
 import { buildTest, CLI, canBoot, hostSnapshot, planet, REPO, testHost, waitFor } from "./helpers.ts";
 
 const HOST = "pt-box";
@@ -31,13 +33,20 @@ describe.if(canBoot)("box: planet start | exec | stop", () => {
     "GREETING=hello world",
     "--data-dir",
     join(REPO, "build", "test-box-data"),
+    "--secrets-dir",
+    join(REPO, "build", "test-box-secrets"),
   ];
 
-  beforeAll(() => {
-    rootfs = join(
-      buildTest("box", ["--target", "node", "--without", "kube-node", "--without", "agent", "--plugin", "./examples/hello"]),
-      "rootfs",
-    );
+  beforeAll(async () => {
+    rootfs = join(buildTest("box", ["--target", "node", "--without", "kube-node", "--plugin", "./examples/hello"]), "rootfs");
+    await initSecrets(join(REPO, "build", "test-box-secrets"), certRequests("node").requests, {
+      domain: "box.local",
+      serviceSubnet: "10.100.0.0/16",
+      ips: [IP],
+      hosts: [],
+      nodeName: "box-node",
+      validityDays: 30,
+    });
     before = hostSnapshot();
     host = testHost(HOST, IP);
   }, 900_000);
@@ -64,6 +73,7 @@ describe.if(canBoot)("box: planet start | exec | stop", () => {
       'KUBE_POD_SUBNET="10.244.0.0/16"',
       'GREETING="hello world"',
       'HELLO_PORT="8088"',
+      `PLANET_LEADER_KEY="/planet/cluster/${CLUSTER}/master"`,
     ])
       expect(env).toContain(line);
     // systemd's CONTAINER_INTERFACE: it knows it is in a container named planet, with a stable machine id.
@@ -79,8 +89,54 @@ describe.if(canBoot)("box: planet start | exec | stop", () => {
     const env = inBubble("sh", "-c", 'echo "$GREETING|$KUBE_NODE_NAME|$PATH"');
     expect(env.exitCode).toBe(0);
     expect(env.stdout.trim()).toBe("hello world|box-node|/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
-    expect(inBubble("ls", "-d", "/var/state", "/ext/etcd").exitCode).toBe(2); // no secrets dir given, so no /var/state
-    expect(inBubble("ls", "-d", "/ext/etcd", "/ext/containerd").exitCode).toBe(0);
+    expect(inBubble("ls", "-d", "/ext/etcd", "/ext/containerd", "/var/state/root.cert").exitCode).toBe(0);
+    expect(inBubble("touch", "/var/state/x").exitCode).not.toBe(0); // secrets are read-only inside
+  });
+
+  test("planet status shows every check of every plugin; a stopped unit turns red, then green again", async () => {
+    const status = (...extra: string[]) => planet("status", "--rootfs", rootfs, "--local", ...extra);
+    const checksOf = () => {
+      const res = status("--json");
+      const json = JSON.parse(res.stdout) as { members: { checks: { name: string; plugin: string; state: string }[] }[] };
+      return { exitCode: res.exitCode, checks: Object.fromEntries((json.members[0]?.checks ?? []).map((c) => [c.name, c])) };
+    };
+    // Every check the image declares is there, with its plugin (the agent itself is not etcd-backed here).
+    const manifest = JSON.parse(readFileSync(join(rootfs, "etc/planet/manifest.json"), "utf8")) as {
+      checks: { name: string; plugin: string }[];
+    };
+    await waitFor("all checks ran", () => Object.values(checksOf().checks).every((c) => c.state !== "pending"), 30_000, 500);
+    const first = checksOf();
+    for (const c of manifest.checks) expect(first.checks[c.name]?.plugin).toBe(c.plugin);
+    await waitFor("hello healthy", () => checksOf().checks["hello-http"]?.state === "ok", 20_000, 500);
+    const human = status();
+    expect(human.stdout).toContain("hello");
+    expect(human.stdout).toMatch(/ok +hello-http/);
+
+    expect(inBubble("systemctl", "stop", "hello.service").exitCode).toBe(0);
+    const stoppedAt = Date.now();
+    await waitFor("hello red", () => checksOf().checks["hello-running"]?.state === "failed", 15_000, 250);
+    expect(Date.now() - stoppedAt).toBeLessThan(15_000);
+    expect(status().exitCode).toBe(1);
+    expect(status().stdout).toMatch(/failed +hello-running {2}hello.service is (inactive|failed)/);
+
+    expect(inBubble("systemctl", "start", "hello.service").exitCode).toBe(0);
+    await waitFor(
+      "hello green",
+      () => {
+        const s = checksOf();
+        return s.checks["hello-running"]?.state === "ok" && s.checks["hello-http"]?.state === "ok";
+      },
+      15_000,
+      250,
+    );
+  }, 90_000);
+
+  test("planet status without an agent answering exits 2 and names the unit", () => {
+    expect(inBubble("systemctl", "stop", "planet-agent.service").exitCode).toBe(0);
+    const res = planet("status", "--rootfs", rootfs);
+    expect(res.exitCode).toBe(2);
+    expect(res.stderr.trim()).toMatch(/^AGENT_UNREACHABLE: .*planet-agent/);
+    expect(inBubble("systemctl", "start", "planet-agent.service").exitCode).toBe(0);
   });
 
   test("a second start on the same rootfs is refused with one clear line", () => {

@@ -32,6 +32,7 @@ import {
   detachLog,
   findByRootfs,
   pidAlive,
+  pruneStateRoot,
   RUNC_ROOT,
   readState,
   runcStatus,
@@ -256,12 +257,7 @@ export async function cleanup(id: string, state: BoxState | null): Promise<void>
   removeCgroups(id);
   if (state) restoreSysctls(state.sysctls);
   rmSync(boxDir(id), { recursive: true, force: true });
-  for (const dir of [RUNC_ROOT, STATE_ROOT])
-    try {
-      rmdirSync(dir);
-    } catch {
-      // not empty: another bubble still runs
-    }
+  pruneStateRoot();
 }
 
 /** runc deletes the bubble's cgroups; this catches any a crash left behind (deepest first). */
@@ -500,11 +496,7 @@ export async function stop(rootfs: string, timeoutSec: number): Promise<{ forced
     await cleanup(id, state);
   }
   rmSync(detachLog(id), { force: true });
-  try {
-    rmdirSync(STATE_ROOT);
-  } catch {
-    // another bubble still runs
-  }
+  pruneStateRoot();
   return { forced, seconds: Math.round(performance.now() - t0) / 1000 };
 }
 

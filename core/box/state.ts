@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { run } from "../proc.ts";
 
@@ -82,4 +82,14 @@ export async function runcStatus(id: string): Promise<{ status: string; pid: num
   if (res.exitCode !== 0) return null;
   const s = JSON.parse(res.stdout) as { status: string; pid: number };
   return { status: s.status, pid: s.pid };
+}
+
+/** Removes the runc root and the state root once no bubble uses them. */
+export function pruneStateRoot(): void {
+  for (const dir of [RUNC_ROOT, STATE_ROOT])
+    try {
+      rmdirSync(dir);
+    } catch {
+      // not empty (another bubble) or already gone
+    }
 }

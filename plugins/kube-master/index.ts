@@ -35,7 +35,13 @@ export default definePlugin({
     { name: "front-proxy-ca", cn: "front-proxy-ca", usage: ["ca"] },
     { name: "front-proxy-client", cn: "front-proxy-client", usage: ["client"], issuer: "front-proxy-ca" },
     // Also their serving certificates on 10259/10257, so health checks verify them against the CA.
-    { name: "scheduler", cn: "system:kube-scheduler", sans: ["localhost", "127.0.0.1"], usage: ["client", "server"], kubeconfig: API },
+    {
+      name: "scheduler",
+      cn: "system:kube-scheduler",
+      sans: ["localhost", "127.0.0.1"],
+      usage: ["client", "server"],
+      kubeconfig: API,
+    },
     {
       name: "controller-manager",
       cn: "system:kube-controller-manager",

@@ -5,7 +5,7 @@ import { defineCommand } from "citty";
 import { boxId, start, stop } from "../../box/box.ts";
 import { parseEnvPair } from "../../box/environment.ts";
 import { execIn } from "../../box/exec.ts";
-import { detachLog, pidAlive, readState } from "../../box/state.ts";
+import { detachLog, pidAlive, pruneStateRoot, readState } from "../../box/state.ts";
 import { PlanetError } from "../../errors.ts";
 import { logger } from "../../log.ts";
 import type { Role } from "../../plugin.ts";
@@ -120,6 +120,7 @@ async function detach(id: string, rawArgs: string[], timeout: number): Promise<n
     if (!pidAlive(pid)) {
       show();
       rmSync(logFile, { force: true });
+      pruneStateRoot();
       return 1;
     }
     await Bun.sleep(100);
