@@ -19,4 +19,5 @@ export const commands: Record<string, () => Promise<CommandDef>> = {
   agent: lazy(() => import("./agent.ts"), "agentCmd"),
   status: lazy(() => import("./agent.ts"), "statusCmd"),
   leader: lazy(() => import("./agent.ts"), "leaderCmd"),
+  test: lazy(() => import("./test.ts")),
 };

@@ -1,0 +1,299 @@
+/**
+ * `planet test`: an end-to-end suite against any live cluster. Each case is a name and a function;
+ * cases share one namespace, created first and deleted last.
+ */
+import { Kube, KubeError } from "./kube.ts";
+
+export interface CaseResult {
+  name: string;
+  ok: boolean;
+  skipped?: boolean;
+  ms: number;
+  error?: string;
+}
+
+export interface SuiteOptions {
+  kube: Kube;
+  /** Run only cases whose name matches. */
+  focus?: RegExp;
+  /** Image every pod runs (present on the nodes: pulled never). */
+  image: string;
+  onResult?: (r: CaseResult) => void;
+}
+
+interface Ctx {
+  kube: Kube;
+  ns: string;
+  image: string;
+  /** Pod IPs and names the cases hand on to each other. */
+  vars: Record<string, string>;
+}
+
+async function until<T>(what: string, probe: () => Promise<T | undefined | false | null>, timeoutMs: number): Promise<T> {
+  const end = Date.now() + timeoutMs;
+  let last = "";
+  while (Date.now() < end) {
+    try {
+      const v = await probe();
+      if (v) return v;
+    } catch (e) {
+      last = (e as Error).message;
+    }
+    await Bun.sleep(250);
+  }
+  throw new Error(`timed out after ${timeoutMs / 1000}s waiting for ${what}${last ? ` (${last})` : ""}`);
+}
+
+interface Pod {
+  status?: { phase?: string; podIP?: string; containerStatuses?: { state?: { waiting?: { reason?: string; message?: string } } }[] };
+}
+
+function pod(ctx: Ctx, name: string, script: string, extra: Record<string, unknown> = {}) {
+  return {
+    apiVersion: "v1",
+    kind: "Pod",
+    metadata: { name, labels: { app: name } },
+    spec: {
+      terminationGracePeriodSeconds: 1,
+      restartPolicy: "Never",
+      containers: [{ name: "main", image: ctx.image, imagePullPolicy: "Never", command: ["sh", "-c", script] }],
+      ...extra,
+    },
+  };
+}
+
+/** Creates a pod, retrying while the namespace's default service account does not exist yet. */
+async function createPod(ctx: Ctx, body: ReturnType<typeof pod>): Promise<void> {
+  await until(
+    `pod ${body.metadata.name} accepted`,
+    async () => {
+      try {
+        await ctx.kube.create(`/api/v1/namespaces/${ctx.ns}/pods`, body);
+        return true;
+      } catch (e) {
+        if (e instanceof KubeError && e.status === 403 && /serviceaccount/.test(e.message)) return false;
+        throw e;
+      }
+    },
+    60_000,
+  );
+}
+
+async function waitPhase(ctx: Ctx, name: string, phases: string[], timeoutMs = 60_000): Promise<Pod> {
+  return until(
+    `pod ${name} ${phases.join("/")}`,
+    async () => {
+      const p = await ctx.kube.get<Pod>(`/api/v1/namespaces/${ctx.ns}/pods/${name}`);
+      const waiting = p.status?.containerStatuses?.[0]?.state?.waiting;
+      if (waiting?.reason && /ErrImage|ImagePull|CrashLoop|CreateContainerError/.test(waiting.reason))
+        throw new Error(`${waiting.reason}: ${waiting.message ?? ""}`);
+      return phases.includes(p.status?.phase ?? "") ? p : undefined;
+    },
+    timeoutMs,
+  );
+}
+
+async function logsOf(ctx: Ctx, name: string): Promise<string> {
+  return ctx.kube.request<string>("GET", `/api/v1/namespaces/${ctx.ns}/pods/${name}/log`, undefined, "*/*");
+}
+
+/** A client pod that connects to `target`, prints what it got, and exits. */
+async function connect(ctx: Ctx, name: string, host: string, port: number): Promise<string> {
+  await createPod(ctx, pod(ctx, name, `for i in 1 2 3 4 5 6 7 8 9 10; do out=$(nc -w 2 ${host} ${port} </dev/null) && [ -n "$out" ] && echo "$out" && exit 0; sleep 1; done; exit 1`));
+  const p = await waitPhase(ctx, name, ["Succeeded", "Failed"], 90_000);
+  const out = (await logsOf(ctx, name)).trim();
+  if (p.status?.phase !== "Succeeded") throw new Error(`${name} could not reach ${host}:${port}`);
+  return out;
+}
+
+type Case = [name: string, run: (ctx: Ctx) => Promise<void>];
+
+const CASES: Case[] = [
+  [
+    "api-reachable",
+    async ({ kube }) => {
+      const v = await kube.get<{ gitVersion: string }>("/version");
+      if (!v.gitVersion) throw new Error("no gitVersion in /version");
+    },
+  ],
+  [
+    "nodes-ready",
+    async ({ kube }) => {
+      type Nodes = { items: { metadata: { name: string }; status: { conditions: { type: string; status: string }[] } }[] };
+      const notReady = await until(
+        "every node Ready",
+        async () => {
+          const nodes = await kube.get<Nodes>("/api/v1/nodes");
+          if (nodes.items.length === 0) return undefined;
+          const bad = nodes.items.filter((n) => n.status.conditions.find((c) => c.type === "Ready")?.status !== "True");
+          return bad.length === 0 ? [] : undefined;
+        },
+        60_000,
+      );
+      if (notReady.length) throw new Error("nodes not ready");
+    },
+  ],
+  [
+    "namespace",
+    async ({ kube, ns }) => {
+      await kube.create("/api/v1/namespaces", { apiVersion: "v1", kind: "Namespace", metadata: { name: ns } });
+      await until("default service account", () => kube.get(`/api/v1/namespaces/${ns}/serviceaccounts/default`), 60_000);
+    },
+  ],
+  [
+    "pod-running",
+    async (ctx) => {
+      await createPod(ctx, pod(ctx, "server", "echo hello-from-pod; while true; do echo pong | nc -l -p 8080; done", { restartPolicy: "Always" }));
+      const p = await waitPhase(ctx, "server", ["Running"]);
+      ctx.vars.serverIp = p.status?.podIP ?? "";
+      if (!ctx.vars.serverIp) throw new Error("running pod has no IP");
+    },
+  ],
+  [
+    "pod-exec",
+    async (ctx) => {
+      const res = await ctx.kube.exec(ctx.ns, "server", ["sh", "-c", "echo exec-ok; exit 3"]);
+      if (res.stdout.trim() !== "exec-ok" || res.exitCode !== 3)
+        throw new Error(`exec gave stdout=${JSON.stringify(res.stdout)} exit=${res.exitCode}`);
+    },
+  ],
+  [
+    "pod-logs",
+    async (ctx) => {
+      const logs = await until("hello in the logs", async () => ((await logsOf(ctx, "server")).includes("hello-from-pod") ? true : undefined), 20_000);
+      if (!logs) throw new Error("no logs");
+    },
+  ],
+  [
+    "pod-to-pod",
+    async (ctx) => {
+      const out = await connect(ctx, "client-pod", ctx.vars.serverIp ?? "", 8080);
+      if (out !== "pong") throw new Error(`expected pong from ${ctx.vars.serverIp}, got ${JSON.stringify(out)}`);
+    },
+  ],
+  [
+    "service-clusterip",
+    async (ctx) => {
+      type Svc = { spec: { clusterIP: string } };
+      const svc = await ctx.kube.create<Svc>(`/api/v1/namespaces/${ctx.ns}/services`, {
+        apiVersion: "v1",
+        kind: "Service",
+        metadata: { name: "server" },
+        spec: { selector: { app: "server" }, ports: [{ port: 80, targetPort: 8080 }] },
+      });
+      const out = await connect(ctx, "client-svc", svc.spec.clusterIP, 80);
+      if (out !== "pong") throw new Error(`expected pong through ${svc.spec.clusterIP}:80, got ${JSON.stringify(out)}`);
+    },
+  ],
+  [
+    "job-completes",
+    async (ctx) => {
+      type Job = { status?: { succeeded?: number; failed?: number } };
+      await ctx.kube.create(`/apis/batch/v1/namespaces/${ctx.ns}/jobs`, {
+        apiVersion: "batch/v1",
+        kind: "Job",
+        metadata: { name: "once" },
+        spec: { backoffLimit: 0, template: pod(ctx, "once", "echo job-done") },
+      });
+      await until(
+        "job succeeded",
+        async () => {
+          const j = await ctx.kube.get<Job>(`/apis/batch/v1/namespaces/${ctx.ns}/jobs/once`);
+          if (j.status?.failed) throw new Error("job failed");
+          return j.status?.succeeded === 1;
+        },
+        90_000,
+      );
+    },
+  ],
+  [
+    "rbac-denies",
+    async (ctx) => {
+      const { kube, ns } = ctx;
+      await kube.create(`/api/v1/namespaces/${ns}/serviceaccounts`, { apiVersion: "v1", kind: "ServiceAccount", metadata: { name: "nobody" } });
+      type Secrets = { items: { type: string; data?: { token?: string }; metadata: { annotations?: Record<string, string> } }[] };
+      const token = await until(
+        "token of service account nobody",
+        async () => {
+          const s = await kube.get<Secrets>(`/api/v1/namespaces/${ns}/secrets`);
+          const t = s.items.find(
+            (x) => x.type === "kubernetes.io/service-account-token" && x.metadata.annotations?.["kubernetes.io/service-account.name"] === "nobody",
+          );
+          return t?.data?.token ? Buffer.from(t.data.token, "base64").toString() : undefined;
+        },
+        30_000,
+      );
+      const weak = kube.withToken(token);
+      await weak.get(`/api/v1/namespaces/${ns}/serviceaccounts/nobody`).then(
+        () => {
+          throw new Error("an unprivileged service account could read service accounts");
+        },
+        (e) => {
+          if (!(e instanceof KubeError) || e.status !== 403) throw e;
+        },
+      );
+      await weak.get("/api/v1/namespaces/kube-system/secrets").then(
+        () => {
+          throw new Error("an unprivileged service account could list kube-system secrets");
+        },
+        (e) => {
+          if (!(e instanceof KubeError) || e.status !== 403) throw e;
+        },
+      );
+    },
+  ],
+];
+
+/** Runs the cases in order; a failing case does not stop the others. The namespace is always deleted. */
+export async function runSuite(opts: SuiteOptions): Promise<CaseResult[]> {
+  const ctx: Ctx = { kube: opts.kube, ns: `planet-e2e-${Math.random().toString(36).slice(2, 8)}`, image: opts.image, vars: {} };
+  const results: CaseResult[] = [];
+  const record = (r: CaseResult) => {
+    results.push(r);
+    opts.onResult?.(r);
+  };
+  for (const [name, run] of CASES) {
+    // The namespace is a prerequisite of everything after it; focus never skips it.
+    if (opts.focus && !opts.focus.test(name) && name !== "namespace" && name !== "pod-running") {
+      record({ name, ok: true, skipped: true, ms: 0 });
+      continue;
+    }
+    const t0 = performance.now();
+    try {
+      await run(ctx);
+      record({ name, ok: true, ms: Math.round(performance.now() - t0) });
+    } catch (e) {
+      record({ name, ok: false, ms: Math.round(performance.now() - t0), error: (e as Error).message });
+    }
+  }
+  const t0 = performance.now();
+  try {
+    await ctx.kube.delete(`/api/v1/namespaces/${ctx.ns}`).catch((e) => {
+      if (!(e instanceof KubeError && e.status === 404)) throw e;
+    });
+    await until(
+      `namespace ${ctx.ns} gone`,
+      async () =>
+        ctx.kube.get(`/api/v1/namespaces/${ctx.ns}`).then(
+          () => false,
+          (e) => e instanceof KubeError && e.status === 404,
+        ),
+      120_000,
+    );
+    record({ name: "cleanup", ok: true, ms: Math.round(performance.now() - t0) });
+  } catch (e) {
+    record({ name: "cleanup", ok: false, ms: Math.round(performance.now() - t0), error: (e as Error).message });
+  }
+  return results;
+}
+
+export function junit(results: CaseResult[]): string {
+  const esc = (s: string) => s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/"/g, "&quot;");
+  const failures = results.filter((r) => !r.ok).length;
+  const cases = results.map((r) => {
+    const head = `  <testcase classname="planet.e2e" name="${esc(r.name)}" time="${(r.ms / 1000).toFixed(3)}"`;
+    if (r.skipped) return `${head}><skipped/></testcase>`;
+    return r.ok ? `${head}/>` : `${head}><failure message="${esc(r.error ?? "")}"/></testcase>`;
+  });
+  return `<?xml version="1.0" encoding="UTF-8"?>\n<testsuite name="planet-e2e" tests="${results.length}" failures="${failures}">\n${cases.join("\n")}\n</testsuite>\n`;
+}
