@@ -36,6 +36,8 @@ export interface Manifest {
   /** Defaults for /etc/container-environment; `${VAR}` refers to other variables. */
   env: Record<string, string>;
   images: { ref: string; path: string; sha256: string }[];
+  /** TCP ports the units of each plugin listen on. */
+  ports: { port: number; plugin: string; roles: Role[] }[];
   /** Debian packages in the rootfs (an SBOM). */
   packages: { name: string; version: string; arch: string }[];
 }

@@ -131,6 +131,8 @@ export interface PluginDef {
   checks?: CheckDef[];
   /** OCI images bundled into the rootfs. */
   images?: ImageDef[];
+  /** TCP ports its units listen on; `planet start` refuses to boot when one is taken, naming the process. */
+  ports?: number[];
 }
 
 /**

@@ -69,7 +69,7 @@ export function validateShape(def: PluginDef, folder: string): void {
   if (typeof def.description !== "string" || !def.description) throw err("PLUGIN_INVALID", "description is required", name);
   if (!Array.isArray(def.roles) || def.roles.length === 0 || def.roles.some((r) => !ROLES.includes(r)))
     throw err("PLUGIN_INVALID", `roles must be a non-empty list of ${ROLES.join("|")}`, name);
-  for (const key of ["requires", "assets", "packages", "units", "certs", "checks", "images"] as const)
+  for (const key of ["requires", "assets", "packages", "units", "certs", "checks", "images", "ports"] as const)
     if (def[key] !== undefined && !Array.isArray(def[key])) throw err("PLUGIN_INVALID", `${key} must be a list`, name);
   for (const key of ["files", "env"] as const)
     if (def[key] !== undefined && (typeof def[key] !== "object" || Array.isArray(def[key])))

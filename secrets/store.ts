@@ -120,7 +120,7 @@ function hashOf(value: unknown): string {
 }
 
 /** Files a request owns in the directory. */
-function filesOf(r: CertRequest): string[] {
+export function filesOf(r: CertRequest): string[] {
   if (r.randomBytes) return [`${r.name}.key`];
   if (r.keyPairOnly) return [`${r.name}.key`, `${r.name}.pub`];
   return [`${r.name}.cert`, `${r.name}.key`, ...(r.kubeconfig ? [`${r.name}.kubeconfig`] : [])];
@@ -131,7 +131,7 @@ function read(dir: string, file: string): string | null {
   return existsSync(p) ? readFileSync(p, "utf8") : null;
 }
 
-function loadRecord(dir: string): Record_ | null {
+export function loadRecord(dir: string): Record_ | null {
   const text = read(dir, RECORD);
   if (!text) return null;
   try {

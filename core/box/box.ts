@@ -11,12 +11,14 @@ import {
   renameSync,
   rmdirSync,
   rmSync,
+  statfsSync,
   symlinkSync,
   unlinkSync,
   writeFileSync,
 } from "node:fs";
 import { hostname as osHostname } from "node:os";
 import { dirname, join } from "node:path";
+import { filesOf, loadRecord } from "../../secrets/store.ts";
 import { PlanetError } from "../errors.ts";
 import { logger } from "../log.ts";
 import { type Manifest, readManifest } from "../manifest.ts";
@@ -281,6 +283,65 @@ function removeCgroups(id: string): void {
   }
 }
 
+/** Everything the image's plugins need from the host, checked before anything is written. */
+async function preflightImage(p: Prepared, opts: StartOptions): Promise<void> {
+  const active = (roles: Role[]) => roles.some((r) => p.roles.includes(r));
+  const certs = p.manifest.certs.filter((c) => {
+    const plugin = p.manifest.plugins.find((x) => x.name === c.plugin);
+    return !plugin || active(plugin.roles);
+  });
+  if (certs.length && !opts.secretsDir)
+    throw new PlanetError(
+      "NO_SECRETS",
+      `this image's plugins request ${certs.length} certificates: issue them with planet secrets init --domain D <dir> and pass --secrets-dir <dir>`,
+      { phase: "preflight" },
+    );
+  if (opts.secretsDir) {
+    for (const c of certs)
+      for (const f of filesOf(c))
+        if (!existsSync(join(opts.secretsDir, f)))
+          throw new PlanetError(
+            "MISSING_SECRET",
+            `${join(opts.secretsDir, f)} is missing (requested by plugin ${c.plugin}); add it with: planet secrets init --domain D ${opts.secretsDir}`,
+            { phase: "preflight" },
+          );
+    const record = loadRecord(opts.secretsDir);
+    const wanted = parseCidr(opts.serviceSubnet, "--service-subnet").text;
+    if (record && record.serviceSubnet !== wanted)
+      throw new PlanetError(
+        "SUBNET_MISMATCH",
+        `the certificates in ${opts.secretsDir} were issued for service subnet ${record.serviceSubnet} (service IP ${record.serviceIp}), not --service-subnet ${wanted}; reissue: planet secrets init --service-subnet ${wanted} --force …`,
+        { phase: "preflight" },
+      );
+  }
+  for (const { port, plugin, roles } of p.manifest.ports ?? []) {
+    if (!active(roles)) continue;
+    const ss = ["ss", "-Htlnp", `sport = :${port}`];
+    const res = await run(opts.netns ? ["ip", "netns", "exec", opts.netns, ...ss] : ss);
+    const line = res.stdout.trim();
+    if (line) {
+      const who = /users:\(\("([^"]+)",pid=(\d+)/.exec(line);
+      throw new PlanetError(
+        "PORT_IN_USE",
+        `port ${port} (plugin ${plugin}) is taken by ${who ? `${who[1]} (pid ${who[2]})` : "another process"} in ${opts.netns ? `network namespace ${opts.netns}` : "the host network"}`,
+        { phase: "preflight" },
+      );
+    }
+  }
+  for (const dir of p.dataDirs) {
+    let probe = dir;
+    while (!existsSync(probe)) probe = dirname(probe);
+    if (statfsSync(probe).type === OVERLAYFS_MAGIC)
+      throw new PlanetError(
+        "BAD_VOLUME",
+        `data volume ${dir} is on overlayfs, which cannot hold the bubble's own overlay mounts; use --data-dir on a plain filesystem (ext4, xfs)`,
+        { phase: "preflight" },
+      );
+  }
+}
+
+const OVERLAYFS_MAGIC = 0x794c7630;
+
 /** Refuses a second bubble for the same cluster or rootfs; cleans up after a crashed one. */
 async function claim(id: string, rootfs: string): Promise<void> {
   const other = findByRootfs(rootfs);
@@ -358,7 +419,13 @@ export async function start(opts: StartOptions): Promise<number> {
   preflightRootfs(opts.rootfs);
   const rootfs = realpathSync(opts.rootfs);
   const p = prepare({ ...opts, rootfs });
-  await claim(p.id, rootfs);
+  try {
+    await claim(p.id, rootfs);
+    await preflightImage(p, opts);
+  } catch (e) {
+    pruneStateRoot(); // `runc state` creates its root; a refused start leaves nothing behind
+    throw e;
+  }
   const dir = boxDir(p.id);
   mkdirSync(dir, { recursive: true });
   const state: BoxState = {

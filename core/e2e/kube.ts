@@ -11,7 +11,10 @@ export interface KubeAuth {
 }
 
 interface KubeconfigFile {
-  clusters?: { name: string; cluster: { server: string; "certificate-authority-data"?: string; "certificate-authority"?: string } }[];
+  clusters?: {
+    name: string;
+    cluster: { server: string; "certificate-authority-data"?: string; "certificate-authority"?: string };
+  }[];
   users?: {
     name: string;
     user: {
@@ -109,7 +112,12 @@ export class Kube {
    * Runs a command in a container over the exec subresource (WebSocket, v4.channel.k8s.io):
    * channel 1 stdout, 2 stderr, 3 the status.
    */
-  exec(ns: string, pod: string, command: string[], timeoutMs = 15_000): Promise<{ stdout: string; stderr: string; exitCode: number }> {
+  exec(
+    ns: string,
+    pod: string,
+    command: string[],
+    timeoutMs = 15_000,
+  ): Promise<{ stdout: string; stderr: string; exitCode: number }> {
     const q = new URLSearchParams({ stdout: "true", stderr: "true" });
     for (const c of command) q.append("command", c);
     const url = `${this.auth.server.replace(/^http/, "ws")}/api/v1/namespaces/${ns}/pods/${pod}/exec?${q}`;

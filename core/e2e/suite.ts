@@ -2,7 +2,7 @@
  * `planet test`: an end-to-end suite against any live cluster. Each case is a name and a function;
  * cases share one namespace, created first and deleted last.
  */
-import { Kube, KubeError } from "./kube.ts";
+import { type Kube, KubeError } from "./kube.ts";
 
 export interface CaseResult {
   name: string;
@@ -45,7 +45,11 @@ async function until<T>(what: string, probe: () => Promise<T | undefined | false
 }
 
 interface Pod {
-  status?: { phase?: string; podIP?: string; containerStatuses?: { state?: { waiting?: { reason?: string; message?: string } } }[] };
+  status?: {
+    phase?: string;
+    podIP?: string;
+    containerStatuses?: { state?: { waiting?: { reason?: string; message?: string } } }[];
+  };
 }
 
 function pod(ctx: Ctx, name: string, script: string, extra: Record<string, unknown> = {}) {
@@ -99,7 +103,14 @@ async function logsOf(ctx: Ctx, name: string): Promise<string> {
 
 /** A client pod that connects to `target`, prints what it got, and exits. */
 async function connect(ctx: Ctx, name: string, host: string, port: number): Promise<string> {
-  await createPod(ctx, pod(ctx, name, `for i in 1 2 3 4 5 6 7 8 9 10; do out=$(nc -w 2 ${host} ${port} </dev/null) && [ -n "$out" ] && echo "$out" && exit 0; sleep 1; done; exit 1`));
+  await createPod(
+    ctx,
+    pod(
+      ctx,
+      name,
+      `for i in 1 2 3 4 5 6 7 8 9 10; do out=$(nc -w 2 ${host} ${port} </dev/null) && [ -n "$out" ] && echo "$out" && exit 0; sleep 1; done; exit 1`,
+    ),
+  );
   const p = await waitPhase(ctx, name, ["Succeeded", "Failed"], 90_000);
   const out = (await logsOf(ctx, name)).trim();
   if (p.status?.phase !== "Succeeded") throw new Error(`${name} could not reach ${host}:${port}`);
@@ -143,7 +154,10 @@ const CASES: Case[] = [
   [
     "pod-running",
     async (ctx) => {
-      await createPod(ctx, pod(ctx, "server", "echo hello-from-pod; while true; do echo pong | nc -l -p 8080; done", { restartPolicy: "Always" }));
+      await createPod(
+        ctx,
+        pod(ctx, "server", "echo hello-from-pod; while true; do echo pong | nc -l -p 8080; done", { restartPolicy: "Always" }),
+      );
       const p = await waitPhase(ctx, "server", ["Running"]);
       ctx.vars.serverIp = p.status?.podIP ?? "";
       if (!ctx.vars.serverIp) throw new Error("running pod has no IP");
@@ -160,7 +174,11 @@ const CASES: Case[] = [
   [
     "pod-logs",
     async (ctx) => {
-      const logs = await until("hello in the logs", async () => ((await logsOf(ctx, "server")).includes("hello-from-pod") ? true : undefined), 20_000);
+      const logs = await until(
+        "hello in the logs",
+        async () => ((await logsOf(ctx, "server")).includes("hello-from-pod") ? true : undefined),
+        20_000,
+      );
       if (!logs) throw new Error("no logs");
     },
   ],
@@ -210,14 +228,20 @@ const CASES: Case[] = [
     "rbac-denies",
     async (ctx) => {
       const { kube, ns } = ctx;
-      await kube.create(`/api/v1/namespaces/${ns}/serviceaccounts`, { apiVersion: "v1", kind: "ServiceAccount", metadata: { name: "nobody" } });
+      await kube.create(`/api/v1/namespaces/${ns}/serviceaccounts`, {
+        apiVersion: "v1",
+        kind: "ServiceAccount",
+        metadata: { name: "nobody" },
+      });
       type Secrets = { items: { type: string; data?: { token?: string }; metadata: { annotations?: Record<string, string> } }[] };
       const token = await until(
         "token of service account nobody",
         async () => {
           const s = await kube.get<Secrets>(`/api/v1/namespaces/${ns}/secrets`);
           const t = s.items.find(
-            (x) => x.type === "kubernetes.io/service-account-token" && x.metadata.annotations?.["kubernetes.io/service-account.name"] === "nobody",
+            (x) =>
+              x.type === "kubernetes.io/service-account-token" &&
+              x.metadata.annotations?.["kubernetes.io/service-account.name"] === "nobody",
           );
           return t?.data?.token ? Buffer.from(t.data.token, "base64").toString() : undefined;
         },

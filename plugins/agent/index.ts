@@ -4,6 +4,7 @@ export default definePlugin({
   name: "agent",
   description: "planet agent: runs every plugin's health checks, leader election, status API",
   requires: ["secrets"],
+  ports: [7575],
   roles: ["master", "node"],
   units: ["planet-agent.service"],
   env: { PLANET_AGENT_PORT: "7575", PLANET_LEADER_KEY: "/planet/cluster/${KUBE_CLUSTER_ID}/master" },

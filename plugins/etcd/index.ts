@@ -4,6 +4,7 @@ export default definePlugin({
   name: "etcd",
   description: "etcd 3.4 key-value store holding the cluster state, TLS for clients and peers",
   requires: ["secrets"],
+  ports: [2379, 2380, 2381],
   roles: ["master"],
   assets: ["etcd-server", "etcd-client"],
   units: ["etcd.service"],

@@ -6,6 +6,7 @@ export default definePlugin({
   name: "kube-master",
   description: "Kubernetes 1.20 control plane: kube-apiserver, kube-controller-manager, kube-scheduler",
   requires: ["etcd", "secrets"],
+  ports: [6443, 10257, 10259],
   roles: ["master"],
   assets: ["kubernetes", "kubectl"],
   units: ["kube-apiserver.service", "kube-controller-manager.service", "kube-scheduler.service"],

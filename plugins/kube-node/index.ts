@@ -7,6 +7,7 @@ export default definePlugin({
   name: "kube-node",
   description: "Kubernetes 1.20 node: containerd (CRI), kubelet, kube-proxy, CNI bridge, bundled images",
   requires: ["secrets"],
+  ports: [10248, 10250, 10256],
   roles: ["node"],
   assets: ["kubernetes", "kubectl", "containerd", "runc", "cni-plugins", "busybox-static"],
   packages: ["conntrack", "ebtables", "ethtool", "socat"],

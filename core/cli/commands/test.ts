@@ -19,8 +19,12 @@ export default defineCommand({
   async run({ args }) {
     const kubeconfig = args.kubeconfig ?? process.env.KUBECONFIG;
     if (!kubeconfig || !existsSync(kubeconfig))
-      throw new PlanetError("NO_KUBECONFIG", `kubeconfig ${kubeconfig ?? "(none)"} not found: pass --kubeconfig or set KUBECONFIG`);
-    if (!/^[^:/]+:\d+$/.test(args["kube-addr"])) throw new PlanetError("BAD_FLAG", `--kube-addr ${args["kube-addr"]}: expected HOST:PORT`);
+      throw new PlanetError(
+        "NO_KUBECONFIG",
+        `kubeconfig ${kubeconfig ?? "(none)"} not found: pass --kubeconfig or set KUBECONFIG`,
+      );
+    if (!/^[^:/]+:\d+$/.test(args["kube-addr"]))
+      throw new PlanetError("BAD_FLAG", `--kube-addr ${args["kube-addr"]}: expected HOST:PORT`);
     let focus: RegExp | undefined;
     try {
       focus = args.focus ? new RegExp(args.focus) : undefined;
