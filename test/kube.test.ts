@@ -1,0 +1,148 @@
+/**
+ * The product: the dev image boots, in a test host, to a Ready node that runs pods; `planet test`
+ * passes against it; a restart keeps every object; stop leaves the host as it was.
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { mkdirSync, rmSync } from "node:fs";
+import { join } from "node:path";
+import { readState } from "../core/box/state.ts";
+import { certRequests } from "../core/cli/commands/secrets.ts";
+import { Kube, loadKubeconfig } from "../core/e2e/kube.ts";
+import { initSecrets } from "../secrets/store.ts";
+import { buildTest, canBoot, hostSnapshot, planet, planetAsync, REPO, sh, testHost, waitFor } from "./helpers.ts";
+
+const HOST = "pt-kube";
+const IP = "10.213.0.1";
+const CLUSTER = "kubetest";
+const NODE = "kube-node-1";
+const work = join(REPO, "build", "test-kube-work");
+const secrets = join(work, "secrets");
+
+type Node = { status: { conditions: { type: string; status: string; lastHeartbeatTime: string }[] } };
+
+/** Ready with a heartbeat from after `since` (etcd keeps the old Ready=True across restarts). */
+async function nodeReady(kube: Kube, since: number): Promise<boolean> {
+  const node = await kube.get<Node>(`/api/v1/nodes/${NODE}`);
+  const ready = node.status.conditions.find((c) => c.type === "Ready");
+  return ready?.status === "True" && Date.parse(ready.lastHeartbeatTime) >= since - 1000;
+}
+
+describe.if(canBoot)("Kubernetes in the bubble (dev target)", () => {
+  let rootfs = "";
+  let before: Record<string, unknown> = {};
+  let host: ReturnType<typeof testHost> | undefined;
+  let kube: Kube;
+  const start = () =>
+    planetAsync([
+      "start",
+      "--rootfs",
+      rootfs,
+      "--netns",
+      HOST,
+      "--cluster-id",
+      CLUSTER,
+      "--node-name",
+      NODE,
+      "--secrets-dir",
+      secrets,
+      "--data-dir",
+      join(work, "data"),
+      "--detach",
+    ]);
+
+  beforeAll(async () => {
+    rootfs = join(buildTest("kube", ["--target", "dev"]), "rootfs");
+    rmSync(work, { recursive: true, force: true });
+    mkdirSync(work, { recursive: true });
+    await initSecrets(secrets, certRequests("dev").requests, {
+      domain: "kube.test",
+      serviceSubnet: "10.100.0.0/16",
+      ips: [IP],
+      hosts: [],
+      nodeName: NODE,
+      validityDays: 30,
+    });
+    kube = new Kube(loadKubeconfig(join(secrets, "admin.kubeconfig")));
+    before = hostSnapshot();
+    host = testHost(HOST, IP);
+  }, 3_600_000);
+  afterAll(() => {
+    if (readState(`planet-${CLUSTER}`)) planet("stop", "--rootfs", rootfs, "--timeout", "30");
+    host?.[Symbol.dispose]();
+  });
+
+  test("boots to a Ready node with the default service account and the kubernetes service", async () => {
+    const t0 = Date.now();
+    const res = await start();
+    expect(res.exitCode).toBe(0);
+    await waitFor("node Ready", () => nodeReady(kube, t0), 120_000, 250);
+    await waitFor("default service account", () => kube.get("/api/v1/namespaces/default/serviceaccounts/default"), 60_000);
+    const svc = await kube.get<{ spec: { clusterIP: string } }>("/api/v1/namespaces/default/services/kubernetes");
+    expect(svc.spec.clusterIP).toBe("10.100.0.1");
+    const failed = planet("exec", "--rootfs", rootfs, "systemctl", "--failed", "--no-legend").stdout.trim();
+    expect(failed).toBe("");
+  }, 300_000);
+
+  test("the apiserver's flags hold on the wire: anonymous gets 401, the node identity is limited by Node authz", async () => {
+    const anon = await fetch(`https://${IP}:6443/api/v1/namespaces`, { tls: { ca: Bun.file(join(secrets, "root.cert")) } });
+    expect(anon.status).toBe(401);
+    const kubelet = new Kube(loadKubeconfig(join(secrets, "kubelet.kubeconfig"), `https://${IP}:6443`));
+    await expect(kubelet.get("/api/v1/namespaces/kube-system/secrets")).rejects.toMatchObject({ status: 403 });
+    const wrongCa = fetch(`https://${IP}:6443/version`, { tls: { ca: Bun.file(join(secrets, "front-proxy-ca.cert")) } });
+    await expect(wrongCa).rejects.toThrow();
+  }, 60_000);
+
+  test("planet test --kube-addr passes against it (pods, exec, logs, pod-to-pod, ClusterIP, Job, RBAC)", async () => {
+    const res = await planetAsync(["test", "--kube-addr", `${IP}:6443`, "--kubeconfig", join(secrets, "admin.kubeconfig"), "--json"]);
+    const results = JSON.parse(res.stdout) as { name: string; ok: boolean; error?: string }[];
+    expect(results.filter((r) => !r.ok)).toEqual([]);
+    expect(results.map((r) => r.name)).toEqual(
+      expect.arrayContaining(["pod-running", "pod-exec", "pod-logs", "pod-to-pod", "service-clusterip", "job-completes", "rbac-denies", "cleanup"]),
+    );
+    expect(res.exitCode).toBe(0);
+  }, 600_000);
+
+  test("planet status reports every plugin healthy", async () => {
+    await waitFor("all checks ok", () => planet("status", "--rootfs", rootfs, "--local").exitCode === 0, 60_000, 1000);
+    const json = JSON.parse(planet("status", "--rootfs", rootfs, "--json").stdout) as { status: string; leader: { leader: string } };
+    expect(json.status).toBe("healthy");
+    expect(json.leader.leader).toBe(IP);
+  }, 90_000);
+
+  test("a restart with the same volumes and secrets keeps every object", async () => {
+    await kube.create("/api/v1/namespaces/default/configmaps", { apiVersion: "v1", kind: "ConfigMap", metadata: { name: "keep-me" }, data: { a: "1" } });
+    await kube.create("/api/v1/namespaces/default/pods", {
+      apiVersion: "v1",
+      kind: "Pod",
+      metadata: { name: "stubborn" },
+      spec: {
+        // PID 1 ignores SIGTERM: halting must not wait the default 90 s for it.
+        terminationGracePeriodSeconds: 30,
+        containers: [{ name: "main", image: "docker.io/library/busybox:local", imagePullPolicy: "Never", command: ["sleep", "3600"] }],
+      },
+    });
+    await waitFor("stubborn running", async () => (await kube.get<{ status: { phase: string } }>("/api/v1/namespaces/default/pods/stubborn")).status.phase === "Running", 60_000);
+    const stop = planet("stop", "--rootfs", rootfs);
+    expect(stop.exitCode).toBe(0);
+    expect(stop.stderr).not.toContain("forced");
+    const t0 = Date.now();
+    expect((await start()).exitCode).toBe(0);
+    await waitFor("node Ready again", () => nodeReady(kube, t0), 120_000, 250);
+    const cm = await kube.get<{ data: { a: string } }>("/api/v1/namespaces/default/configmaps/keep-me");
+    expect(cm.data.a).toBe("1");
+    await waitFor("stubborn running again", async () => (await kube.get<{ status: { phase: string } }>("/api/v1/namespaces/default/pods/stubborn")).status.phase === "Running", 90_000);
+  }, 400_000);
+
+  test("stop leaves the host as it was: sysctls the kubelet changes restored, no links, cgroups or iptables left", async () => {
+    const iptablesBefore = sh(["iptables-save"]).stdout.replace(/^#.*$/gm, "").replace(/\[\d+:\d+\]/g, "");
+    expect(planet("stop", "--rootfs", rootfs).exitCode).toBe(0);
+    // The node's own cleanup unit removed its network state inside the test host before halting.
+    expect(sh(["ip", "netns", "exec", HOST, "ip", "link", "show", "cni0"]).exitCode).not.toBe(0);
+    expect(sh(["ip", "netns", "exec", HOST, "sh", "-c", "iptables-save | grep -c -e KUBE- -e CNI- || true"]).stdout.trim()).toBe("0");
+    host?.[Symbol.dispose]();
+    host = undefined;
+    await waitFor("host as before", () => Bun.deepEquals(hostSnapshot(), before), 10_000).catch(() => false);
+    expect(hostSnapshot()).toEqual(before);
+    expect(sh(["iptables-save"]).stdout.replace(/^#.*$/gm, "").replace(/\[\d+:\d+\]/g, "")).toBe(iptablesBefore);
+  }, 120_000);
+});
