@@ -1,0 +1,44 @@
+#!/usr/bin/env bun
+/**
+ * `planet build --target dev`: warm wall time (median of --runs, default 3), image and rootfs size,
+ * and the cold cost of every asset as recorded when it was produced. `--cold` also times a build
+ * from an empty cache (Kubernetes from source: ~11 min on 2 cores).
+ */
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { cacheRoot } from "../core/build/assets.ts";
+import { duBytes } from "../core/build/image.ts";
+import { CLI, median, mib, REPO, run, table } from "./_table.ts";
+
+const runs = Number(process.argv.find((a) => a.startsWith("--runs="))?.slice(7) ?? 3);
+const out = join(REPO, "build", "bench-dev");
+const rows: (string | number)[][] = [["measure", "value", "note"]];
+
+if (process.argv.includes("--cold")) {
+  const cache = mkdtempSync(join(tmpdir(), "planet-cold-"));
+  const r = run([...CLI, "build", "--target", "dev", "--out", out], { PLANET_CACHE_DIR: cache });
+  rows.push(["cold build (empty cache)", `${r.seconds.toFixed(1)} s`, r.code === 0 ? "" : "FAILED"]);
+  rmSync(cache, { recursive: true, force: true });
+}
+const warm: number[] = [];
+for (let i = 0; i < runs; i++) {
+  const r = run([...CLI, "build", "--target", "dev", "--out", out]);
+  if (r.code !== 0) throw new Error(r.err);
+  warm.push(r.seconds);
+}
+rows.push(["warm build (median)", `${median(warm).toFixed(1)} s`, `runs: ${warm.map((s) => s.toFixed(1)).join(", ")}; target ≤ 45 s`]);
+rows.push(["image planet.tar.gz", mib(statSync(join(out, "planet.tar.gz")).size), "gzip -1 (pigz)"]);
+rows.push(["rootfs", mib(duBytes(join(out, "rootfs"))), "unpacked"]);
+rows.push(["planet binary", mib(statSync(join(out, "rootfs/usr/bin/planet")).size), "bun --compile"]);
+const assets = join(cacheRoot(), "assets");
+for (const d of existsSync(assets) ? readdirSync(assets) : []) {
+  const rec = join(assets, d, "asset.json");
+  if (!existsSync(rec)) continue;
+  const a = JSON.parse(readFileSync(rec, "utf8")) as { name: string; version: string; seconds: number; kind: string };
+  rows.push([`cold asset ${a.name} ${a.version}`, `${a.seconds} s`, a.kind]);
+}
+const base = join(cacheRoot(), "base");
+for (const f of existsSync(base) ? readdirSync(base) : []) rows.push([`base rootfs ${f}`, mib(statSync(join(base, f)).size), "mmdebstrap tar (cached)"]);
+rmSync(out, { recursive: true, force: true });
+table("planet build --target dev", rows);
