@@ -16,7 +16,20 @@ const check = (r: ReturnType<typeof run>) => {
   return r;
 };
 check(run([...CLI, "build", "--target", "node", "--without", "kube-node", "--plugin", "./examples/hello", "--out", out]));
-check(run([...CLI, "secrets", "init", "--domain", "bench.local", "--plugins", "secrets,agent", "--ip", "10.214.0.1", join(secrets, "s")]));
+check(
+  run([
+    ...CLI,
+    "secrets",
+    "init",
+    "--domain",
+    "bench.local",
+    "--plugins",
+    "secrets,agent",
+    "--ip",
+    "10.214.0.1",
+    join(secrets, "s"),
+  ]),
+);
 check(run([...CLI, "dev-host", "up", "pt-bench", "--ip", "10.214.0.1"]));
 const rootfs = join(out, "rootfs");
 const ready: number[] = [];
@@ -24,7 +37,21 @@ const boot: number[] = [];
 const stop: number[] = [];
 try {
   for (let i = 0; i < N; i++) {
-    const s = check(run([...CLI, "start", "--rootfs", rootfs, "--netns", "pt-bench", "--cluster-id", "bench", "--secrets-dir", join(secrets, "s"), "--detach"]));
+    const s = check(
+      run([
+        ...CLI,
+        "start",
+        "--rootfs",
+        rootfs,
+        "--netns",
+        "pt-bench",
+        "--cluster-id",
+        "bench",
+        "--secrets-dir",
+        join(secrets, "s"),
+        "--detach",
+      ]),
+    );
     ready.push(s.seconds);
     boot.push(Number(/ready in ([\d.]+)s/.exec(s.err)?.[1] ?? Number.NaN));
     const t = check(run([...CLI, "stop", "--rootfs", rootfs]));

@@ -27,7 +27,11 @@ for (let i = 0; i < runs; i++) {
   if (r.code !== 0) throw new Error(r.err);
   warm.push(r.seconds);
 }
-rows.push(["warm build (median)", `${median(warm).toFixed(1)} s`, `runs: ${warm.map((s) => s.toFixed(1)).join(", ")}; target ≤ 45 s`]);
+rows.push([
+  "warm build (median)",
+  `${median(warm).toFixed(1)} s`,
+  `runs: ${warm.map((s) => s.toFixed(1)).join(", ")}; target ≤ 45 s`,
+]);
 rows.push(["image planet.tar.gz", mib(statSync(join(out, "planet.tar.gz")).size), "gzip -1 (pigz)"]);
 rows.push(["rootfs", mib(duBytes(join(out, "rootfs"))), "unpacked"]);
 rows.push(["planet binary", mib(statSync(join(out, "rootfs/usr/bin/planet")).size), "bun --compile"]);
@@ -39,6 +43,7 @@ for (const d of existsSync(assets) ? readdirSync(assets) : []) {
   rows.push([`cold asset ${a.name} ${a.version}`, `${a.seconds} s`, a.kind]);
 }
 const base = join(cacheRoot(), "base");
-for (const f of existsSync(base) ? readdirSync(base) : []) rows.push([`base rootfs ${f}`, mib(statSync(join(base, f)).size), "mmdebstrap tar (cached)"]);
+for (const f of existsSync(base) ? readdirSync(base) : [])
+  rows.push([`base rootfs ${f}`, mib(statSync(join(base, f)).size), "mmdebstrap tar (cached)"]);
 rmSync(out, { recursive: true, force: true });
 table("planet build --target dev", rows);

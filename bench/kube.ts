@@ -23,7 +23,25 @@ const ok = (r: ReturnType<typeof run>) => {
   return r;
 };
 const start = () =>
-  ok(run([...CLI, "start", "--rootfs", rootfs, "--netns", NS, "--cluster-id", "kbench", "--node-name", "bench", "--secrets-dir", secrets, "--data-dir", join(work, "data"), "--detach"]));
+  ok(
+    run([
+      ...CLI,
+      "start",
+      "--rootfs",
+      rootfs,
+      "--netns",
+      NS,
+      "--cluster-id",
+      "kbench",
+      "--node-name",
+      "bench",
+      "--secrets-dir",
+      secrets,
+      "--data-dir",
+      join(work, "data"),
+      "--detach",
+    ]),
+  );
 
 ok(run([...CLI, "build", "--target", "dev"]));
 ok(run([...CLI, "secrets", "init", "--domain", "bench.local", "--ip", IP, "--node-name", "bench", secrets]));
@@ -39,7 +57,9 @@ async function until(probe: () => Promise<boolean>, ms = 180_000): Promise<void>
   throw new Error("timeout");
 }
 const ready = (since: number) => async () => {
-  const n = await kube.get<{ status: { conditions: { type: string; status: string; lastHeartbeatTime: string }[] } }>("/api/v1/nodes/bench");
+  const n = await kube.get<{ status: { conditions: { type: string; status: string; lastHeartbeatTime: string }[] } }>(
+    "/api/v1/nodes/bench",
+  );
   const c = n.status.conditions.find((x) => x.type === "Ready");
   return c?.status === "True" && Date.parse(c.lastHeartbeatTime) >= since - 1000;
 };
@@ -47,7 +67,10 @@ const pod = {
   apiVersion: "v1",
   kind: "Pod",
   metadata: { name: "bb" },
-  spec: { terminationGracePeriodSeconds: 1, containers: [{ name: "bb", image: "docker.io/library/busybox:local", imagePullPolicy: "Never", command: ["sleep", "36000"] }] },
+  spec: {
+    terminationGracePeriodSeconds: 1,
+    containers: [{ name: "bb", image: "docker.io/library/busybox:local", imagePullPolicy: "Never", command: ["sleep", "36000"] }],
+  },
 };
 
 const rows: (string | number)[][] = [["measure", "value", "target"]];
@@ -60,7 +83,9 @@ try {
     await kube.create("/api/v1/namespaces/default/pods", pod);
     return true;
   });
-  await until(async () => (await kube.get<{ status: { phase: string } }>("/api/v1/namespaces/default/pods/bb")).status.phase === "Running");
+  await until(
+    async () => (await kube.get<{ status: { phase: string } }>("/api/v1/namespaces/default/pods/bb")).status.phase === "Running",
+  );
   rows.push(["fresh cluster: start → first pod Running", `${((Date.now() - t0) / 1000).toFixed(1)} s`, "≤ 15 s"]);
 
   const restarts: number[] = [];
@@ -71,22 +96,45 @@ try {
     await until(ready(t0));
     restarts.push((Date.now() - t0) / 1000);
   }
-  rows.push(["restart: start → node Ready (median of 3)", `${median(restarts).toFixed(1)} s`, `runs ${restarts.map((x) => x.toFixed(1)).join(" ")}`]);
+  rows.push([
+    "restart: start → node Ready (median of 3)",
+    `${median(restarts).toFixed(1)} s`,
+    `runs ${restarts.map((x) => x.toFixed(1)).join(" ")}`,
+  ]);
 
-  await until(async () => (await kube.get<{ status: { phase: string } }>("/api/v1/namespaces/default/pods/bb")).status.phase === "Running");
+  await until(
+    async () => (await kube.get<{ status: { phase: string } }>("/api/v1/namespaces/default/pods/bb")).status.phase === "Running",
+  );
   process.stderr.write(`settling ${settle}s with one pod…\n`);
   await Bun.sleep(settle * 1000);
   const cg = `/sys/fs/cgroup/memory/${ID}`;
   const stat = (dir: string) =>
-    Object.fromEntries(readFileSync(join(dir, "memory.stat"), "utf8").trim().split("\n").map((l) => l.split(" ") as [string, string]).map(([k, v]) => [k, Number(v)]));
+    Object.fromEntries(
+      readFileSync(join(dir, "memory.stat"), "utf8")
+        .trim()
+        .split("\n")
+        .map((l) => l.split(" ") as [string, string])
+        .map(([k, v]) => [k, Number(v)]),
+    );
   const s = stat(cg);
-  rows.push([`bubble memory cgroup usage (${settle}s after Ready, 1 pod)`, mib(Number(readFileSync(join(cg, "memory.usage_in_bytes"), "utf8"))), "≤ 350 MiB"]);
+  rows.push([
+    `bubble memory cgroup usage (${settle}s after Ready, 1 pod)`,
+    mib(Number(readFileSync(join(cg, "memory.usage_in_bytes"), "utf8"))),
+    "≤ 350 MiB",
+  ]);
   rows.push(["  of which rss (anon) / cache", `${mib(s.total_rss ?? 0)} / ${mib(s.total_cache ?? 0)}`, ""]);
-  rows.push(["  working set (usage − inactive_file)", mib(Number(readFileSync(join(cg, "memory.usage_in_bytes"), "utf8")) - (s.total_inactive_file ?? 0)), ""]);
+  rows.push([
+    "  working set (usage − inactive_file)",
+    mib(Number(readFileSync(join(cg, "memory.usage_in_bytes"), "utf8")) - (s.total_inactive_file ?? 0)),
+    "",
+  ]);
   const units = join(cg, "system.slice");
   const perUnit: [string, number][] = [];
   for (const u of existsSync(units) ? readdirSync(units).filter((d) => d.endsWith(".service")) : []) {
-    const pids = readFileSync(join(units, u, "cgroup.procs"), "utf8").trim().split("\n").filter(Boolean);
+    const pids = readFileSync(join(units, u, "cgroup.procs"), "utf8")
+      .trim()
+      .split("\n")
+      .filter(Boolean);
     const rss = pids.reduce((sum, pid) => {
       try {
         return sum + Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1] ?? 0) * 1024;
@@ -100,7 +148,17 @@ try {
 
   // The agent at idle: RSS and CPU over 30 s, from its unit's cgroup on the host.
   const agentPids = readFileSync(join(units, "planet-agent.service/cgroup.procs"), "utf8").trim().split("\n").filter(Boolean);
-  const ticks = () => agentPids.reduce((t, pid) => t + readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]?.split(" ").slice(11, 13).reduce((a, b) => a + Number(b), 0) || 0, 0);
+  const ticks = () =>
+    agentPids.reduce(
+      (t, pid) =>
+        t +
+          readFileSync(`/proc/${pid}/stat`, "utf8")
+            .split(") ")[1]
+            ?.split(" ")
+            .slice(11, 13)
+            .reduce((a, b) => a + Number(b), 0) || 0,
+      0,
+    );
   const t1 = ticks();
   await Bun.sleep(30_000);
   const cpu = (ticks() - t1) / 100 / 30;

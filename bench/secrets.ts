@@ -8,7 +8,14 @@ import { initSecrets } from "../secrets/store.ts";
 import { CLI, median, run, table } from "./_table.ts";
 
 const { requests } = certRequests("dev");
-const opts = { domain: "bench.local", serviceSubnet: "10.100.0.0/16", ips: ["10.211.0.1"], hosts: [], nodeName: "n", validityDays: 365 };
+const opts = {
+  domain: "bench.local",
+  serviceSubnet: "10.100.0.0/16",
+  ips: ["10.211.0.1"],
+  hosts: [],
+  nodeName: "n",
+  validityDays: 365,
+};
 const lib: number[] = [];
 const cli: number[] = [];
 for (let i = 0; i < 5; i++) {

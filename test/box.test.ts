@@ -131,6 +131,14 @@ describe.if(canBoot)("box: planet start | exec | stop", () => {
     );
   }, 90_000);
 
+  test("the secrets plugin's renew unit renews expiring certificates from inside the bubble", () => {
+    const dir = join(REPO, "build", "test-box-secrets");
+    expect(planet("secrets", "check", "--quiet", dir).exitCode).toBe(1); // issued for 30 days, inside the 30-day window
+    expect(inBubble("systemctl", "start", "planet-secrets-renew.service").exitCode).toBe(0);
+    expect(planet("secrets", "check", dir).exitCode).toBe(0);
+    expect(inBubble("touch", "/var/state/x").exitCode).not.toBe(0);
+  });
+
   test("planet status without an agent answering exits 2 and names the unit", () => {
     expect(inBubble("systemctl", "stop", "planet-agent.service").exitCode).toBe(0);
     const res = planet("status", "--rootfs", rootfs);

@@ -93,24 +93,48 @@ describe.if(canBoot)("Kubernetes in the bubble (dev target)", () => {
   }, 60_000);
 
   test("planet test --kube-addr passes against it (pods, exec, logs, pod-to-pod, ClusterIP, Job, RBAC)", async () => {
-    const res = await planetAsync(["test", "--kube-addr", `${IP}:6443`, "--kubeconfig", join(secrets, "admin.kubeconfig"), "--json"]);
+    const res = await planetAsync([
+      "test",
+      "--kube-addr",
+      `${IP}:6443`,
+      "--kubeconfig",
+      join(secrets, "admin.kubeconfig"),
+      "--json",
+    ]);
     const results = JSON.parse(res.stdout) as { name: string; ok: boolean; error?: string }[];
     expect(results.filter((r) => !r.ok)).toEqual([]);
     expect(results.map((r) => r.name)).toEqual(
-      expect.arrayContaining(["pod-running", "pod-exec", "pod-logs", "pod-to-pod", "service-clusterip", "job-completes", "rbac-denies", "cleanup"]),
+      expect.arrayContaining([
+        "pod-running",
+        "pod-exec",
+        "pod-logs",
+        "pod-to-pod",
+        "service-clusterip",
+        "job-completes",
+        "rbac-denies",
+        "cleanup",
+      ]),
     );
     expect(res.exitCode).toBe(0);
   }, 600_000);
 
   test("planet status reports every plugin healthy", async () => {
     await waitFor("all checks ok", () => planet("status", "--rootfs", rootfs, "--local").exitCode === 0, 60_000, 1000);
-    const json = JSON.parse(planet("status", "--rootfs", rootfs, "--json").stdout) as { status: string; leader: { leader: string } };
+    const json = JSON.parse(planet("status", "--rootfs", rootfs, "--json").stdout) as {
+      status: string;
+      leader: { leader: string };
+    };
     expect(json.status).toBe("healthy");
     expect(json.leader.leader).toBe(IP);
   }, 90_000);
 
   test("a restart with the same volumes and secrets keeps every object", async () => {
-    await kube.create("/api/v1/namespaces/default/configmaps", { apiVersion: "v1", kind: "ConfigMap", metadata: { name: "keep-me" }, data: { a: "1" } });
+    await kube.create("/api/v1/namespaces/default/configmaps", {
+      apiVersion: "v1",
+      kind: "ConfigMap",
+      metadata: { name: "keep-me" },
+      data: { a: "1" },
+    });
     await kube.create("/api/v1/namespaces/default/pods", {
       apiVersion: "v1",
       kind: "Pod",
@@ -118,10 +142,17 @@ describe.if(canBoot)("Kubernetes in the bubble (dev target)", () => {
       spec: {
         // PID 1 ignores SIGTERM: halting must not wait the default 90 s for it.
         terminationGracePeriodSeconds: 30,
-        containers: [{ name: "main", image: "docker.io/library/busybox:local", imagePullPolicy: "Never", command: ["sleep", "3600"] }],
+        containers: [
+          { name: "main", image: "docker.io/library/busybox:local", imagePullPolicy: "Never", command: ["sleep", "3600"] },
+        ],
       },
     });
-    await waitFor("stubborn running", async () => (await kube.get<{ status: { phase: string } }>("/api/v1/namespaces/default/pods/stubborn")).status.phase === "Running", 60_000);
+    await waitFor(
+      "stubborn running",
+      async () =>
+        (await kube.get<{ status: { phase: string } }>("/api/v1/namespaces/default/pods/stubborn")).status.phase === "Running",
+      60_000,
+    );
     const stop = planet("stop", "--rootfs", rootfs);
     expect(stop.exitCode).toBe(0);
     expect(stop.stderr).not.toContain("forced");
@@ -130,19 +161,32 @@ describe.if(canBoot)("Kubernetes in the bubble (dev target)", () => {
     await waitFor("node Ready again", () => nodeReady(kube, t0), 120_000, 250);
     const cm = await kube.get<{ data: { a: string } }>("/api/v1/namespaces/default/configmaps/keep-me");
     expect(cm.data.a).toBe("1");
-    await waitFor("stubborn running again", async () => (await kube.get<{ status: { phase: string } }>("/api/v1/namespaces/default/pods/stubborn")).status.phase === "Running", 90_000);
+    await waitFor(
+      "stubborn running again",
+      async () =>
+        (await kube.get<{ status: { phase: string } }>("/api/v1/namespaces/default/pods/stubborn")).status.phase === "Running",
+      90_000,
+    );
   }, 400_000);
 
   test("stop leaves the host as it was: sysctls the kubelet changes restored, no links, cgroups or iptables left", async () => {
-    const iptablesBefore = sh(["iptables-save"]).stdout.replace(/^#.*$/gm, "").replace(/\[\d+:\d+\]/g, "");
+    const iptablesBefore = sh(["iptables-save"])
+      .stdout.replace(/^#.*$/gm, "")
+      .replace(/\[\d+:\d+\]/g, "");
     expect(planet("stop", "--rootfs", rootfs).exitCode).toBe(0);
     // The node's own cleanup unit removed its network state inside the test host before halting.
     expect(sh(["ip", "netns", "exec", HOST, "ip", "link", "show", "cni0"]).exitCode).not.toBe(0);
-    expect(sh(["ip", "netns", "exec", HOST, "sh", "-c", "iptables-save | grep -c -e KUBE- -e CNI- || true"]).stdout.trim()).toBe("0");
+    expect(sh(["ip", "netns", "exec", HOST, "sh", "-c", "iptables-save | grep -c -e KUBE- -e CNI- || true"]).stdout.trim()).toBe(
+      "0",
+    );
     host?.[Symbol.dispose]();
     host = undefined;
     await waitFor("host as before", () => Bun.deepEquals(hostSnapshot(), before), 10_000).catch(() => false);
     expect(hostSnapshot()).toEqual(before);
-    expect(sh(["iptables-save"]).stdout.replace(/^#.*$/gm, "").replace(/\[\d+:\d+\]/g, "")).toBe(iptablesBefore);
+    expect(
+      sh(["iptables-save"])
+        .stdout.replace(/^#.*$/gm, "")
+        .replace(/\[\d+:\d+\]/g, ""),
+    ).toBe(iptablesBefore);
   }, 120_000);
 });
