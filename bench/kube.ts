@@ -149,16 +149,11 @@ try {
   // The agent at idle: RSS and CPU over 30 s, from its unit's cgroup on the host.
   const agentPids = readFileSync(join(units, "planet-agent.service/cgroup.procs"), "utf8").trim().split("\n").filter(Boolean);
   const ticks = () =>
-    agentPids.reduce(
-      (t, pid) =>
-        t +
-          readFileSync(`/proc/${pid}/stat`, "utf8")
-            .split(") ")[1]
-            ?.split(" ")
-            .slice(11, 13)
-            .reduce((a, b) => a + Number(b), 0) || 0,
-      0,
-    );
+    agentPids.reduce((t, pid) => {
+      // utime and stime: fields 14 and 15 of /proc/<pid>/stat, counted after the command name
+      const f = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]?.split(" ") ?? [];
+      return t + Number(f[11] ?? 0) + Number(f[12] ?? 0);
+    }, 0);
   const t1 = ticks();
   await Bun.sleep(30_000);
   const cpu = (ticks() - t1) / 100 / 30;
