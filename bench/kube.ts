@@ -158,7 +158,13 @@ try {
   await Bun.sleep(30_000);
   const cpu = (ticks() - t1) / 100 / 30;
   const agentRss = perUnit.find(([u]) => u === "planet-agent.service")?.[1] ?? 0;
+  const kb = (field: string) =>
+    agentPids.reduce(
+      (sum, pid) => sum + Number(new RegExp(`${field}:\\s+(\\d+)`).exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1] ?? 0),
+      0,
+    ) * 1024;
   rows.push(["agent RSS at idle", mib(agentRss), "< 60 MB"]);
+  rows.push(["  agent RssAnon / RssFile", `${mib(kb("RssAnon"))} / ${mib(kb("RssFile"))}`, "file = pages of the 106 MB binary"]);
   rows.push(["agent CPU at idle (30 s)", `${(cpu * 100).toFixed(2)} % of a core`, "< 1 %"]);
   const lat: number[] = [];
   for (let i = 0; i < 10; i++) lat.push(run([...CLI, "status", "--rootfs", rootfs, "--json"]).seconds);

@@ -8,12 +8,15 @@ export class PlanetError extends Error {
   readonly code: string;
   readonly plugin?: string;
   readonly phase?: string;
+  /** Exit code of the CLI for this error (default 1). */
+  readonly exitCode: number;
 
-  constructor(code: string, message: string, opts: { plugin?: string; phase?: string; cause?: unknown } = {}) {
+  constructor(code: string, message: string, opts: { plugin?: string; phase?: string; cause?: unknown; exitCode?: number } = {}) {
     super(message, opts.cause === undefined ? undefined : { cause: opts.cause });
     this.code = code;
     this.plugin = opts.plugin;
     this.phase = opts.phase;
+    this.exitCode = opts.exitCode ?? 1;
   }
 
   /** `CODE: [plugin x] (phase) message` — the one line the CLI prints. */

@@ -1,4 +1,4 @@
-import { closeSync, openSync } from "node:fs";
+import { closeSync, lstatSync, openSync } from "node:fs";
 import { PlanetError } from "./errors.ts";
 
 export interface RunOptions {
@@ -33,6 +33,7 @@ export async function run(cmd: string[], opts: RunOptions = {}): Promise<RunResu
       stderr: logFd ?? "pipe",
     });
   } catch (err) {
+    if (logFd !== undefined) closeSync(logFd);
     throw new PlanetError("COMMAND_MISSING", `cannot run ${cmd[0]}: ${(err as Error).message}`, {
       phase: opts.phase,
       plugin: opts.plugin,
@@ -74,4 +75,13 @@ export function have(name: string): boolean {
 /** argv that runs this same planet again: the compiled binary, or bun + the CLI entry. */
 export function selfCommand(): string[] {
   return Bun.main.startsWith("/$bunfs/") ? [process.execPath] : [process.execPath, Bun.main];
+}
+
+/** True when `path` is a symbolic link (dangling ones included). */
+export function isSymlink(path: string): boolean {
+  try {
+    return lstatSync(path).isSymbolicLink();
+  } catch {
+    return false;
+  }
 }

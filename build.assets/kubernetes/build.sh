@@ -7,6 +7,12 @@ cd "$SRC"
 export GOPATH="$SRC/.go" GOCACHE="$WORK/go-build" HOME="$WORK/home" CGO_ENABLED=0 GOPROXY=off
 # Without git metadata the build stamps these into `version` output.
 export KUBE_GIT_VERSION=v1.20.2 KUBE_GIT_TREE_STATE=clean
+# The node IPAM controller waits a fixed 10 s before its first look at the node list, which holds
+# back every controller started after it (pod CIDRs, the `default` service account) on a fresh
+# cluster. Look at once, then every second (later Kubernetes releases poll immediately too).
+f=pkg/controller/nodeipam/ipam/cidr_allocator.go
+sed -i 's/wait.Poll(10\*time.Second, apiserverStartupGracePeriod,/wait.PollImmediate(time.Second, apiserverStartupGracePeriod,/' "$f"
+grep -q 'wait.PollImmediate(time.Second, apiserverStartupGracePeriod' "$f" || { echo "nodeipam patch did not apply" >&2; exit 1; }
 mkdir -p .go/src/k8s.io "$HOME"
 [ -L .go/src/k8s.io/kubernetes ] || ln -s ../../.. .go/src/k8s.io/kubernetes
 make WHAT="cmd/kube-apiserver cmd/kube-controller-manager cmd/kube-scheduler cmd/kubelet cmd/kube-proxy"

@@ -24,7 +24,7 @@ import { logger } from "../log.ts";
 import { type Manifest, readManifest } from "../manifest.ts";
 import { firstIp, overlaps, parseCidr, requireIp } from "../net.ts";
 import { ROLES, type Role } from "../plugin.ts";
-import { run } from "../proc.ts";
+import { isSymlink, run } from "../proc.ts";
 import { expandEnv, formatEnvFile } from "./environment.ts";
 import { preflightHost, preflightNetns, preflightRootfs } from "./preflight.ts";
 import { bubbleSpec, type Volume } from "./spec.ts";
@@ -239,8 +239,7 @@ function writeRootfs(rootfs: string, p: Prepared): void {
   mkdirSync(wants, { recursive: true });
   for (const role of ROLES) {
     const link = join(wants, `planet-${role}.target`);
-    const isLink = existsSync(link) || (() => { try { return lstatSync(link).isSymbolicLink(); } catch { return false; } })(); // biome-ignore format: short
-    if (isLink) unlinkSync(link);
+    if (existsSync(link) || isSymlink(link)) unlinkSync(link);
     if (p.roles.includes(role)) symlinkSync(`../planet-${role}.target`, link);
   }
 }

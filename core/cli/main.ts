@@ -45,7 +45,7 @@ export async function cli(rawArgs: string[]): Promise<void> {
         : toPlanetError(err);
     process.stderr.write(`${e.toLine()}\n`);
     if (debug && err instanceof Error && err.stack) process.stderr.write(`${err.stack}\n`);
-    process.exit(typeof (e as { exitCode?: number }).exitCode === "number" ? (e as unknown as { exitCode: number }).exitCode : 1);
+    process.exit(e.exitCode);
   }
 }
 

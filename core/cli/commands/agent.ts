@@ -103,19 +103,15 @@ export function agentSocket(rootfs?: string): string {
   return AGENT_SOCKET;
 }
 
-/** Exit code 2: the agent does not answer. */
-class Unreachable extends PlanetError {
-  readonly exitCode = 2;
-}
-
 export async function ask<T>(socket: string, path: string, method = "GET"): Promise<T> {
   let res: Response;
   try {
     res = await fetch(`http://agent${path}`, { unix: socket, method, signal: AbortSignal.timeout(5000) });
   } catch (e) {
-    throw new Unreachable(
+    throw new PlanetError(
       "AGENT_UNREACHABLE",
       `no answer on ${socket} (${(e as Error).message}); look at the unit: planet exec systemctl status planet-agent`,
+      { exitCode: 2 },
     );
   }
   const body = (await res.json()) as T & { error?: { code: string; message: string } };
