@@ -3,18 +3,18 @@ import type { TargetDef } from "../core/resolve.ts";
 /** Targets as data: which plugins each image carries. `dev` is master + node on one host. */
 export const targets: Record<string, TargetDef> = {
   master: {
-    description: "control plane: etcd, apiserver, controller-manager, scheduler, agent",
+    description: "control plane: etcd, apiserver, controller-manager, scheduler, serf, registry, agent",
     roles: ["master"],
-    plugins: ["secrets", "etcd", "kube-master", "agent"],
+    plugins: ["secrets", "etcd", "kube-master", "serf", "registry", "agent"],
   },
   node: {
-    description: "worker: containerd, kubelet, kube-proxy, agent",
+    description: "worker: containerd, kubelet, kube-proxy, serf, agent",
     roles: ["node"],
-    plugins: ["secrets", "kube-node", "agent"],
+    plugins: ["secrets", "kube-node", "serf", "agent"],
   },
   dev: {
     description: "master and node on one host — what `make dev` builds and `make dev-start` boots",
     roles: ["master", "node"],
-    plugins: ["secrets", "etcd", "kube-master", "kube-node", "agent"],
+    plugins: ["secrets", "etcd", "kube-master", "kube-node", "serf", "registry", "agent"],
   },
 };

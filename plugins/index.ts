@@ -3,10 +3,12 @@ import agent from "./agent/index.ts";
 import etcd from "./etcd/index.ts";
 import kubeMaster from "./kube-master/index.ts";
 import kubeNode from "./kube-node/index.ts";
+import registry from "./registry/index.ts";
 import secrets from "./secrets/index.ts";
+import serf from "./serf/index.ts";
 
 /** The hand-kept registry of in-tree plugins. A new plugin is one folder and one line here. */
-export const plugins: readonly PluginDef[] = [secrets, etcd, kubeMaster, kubeNode, agent];
+export const plugins: readonly PluginDef[] = [secrets, etcd, kubeMaster, kubeNode, serf, registry, agent];
 
 /** Folder holding the plugin folders (each named like its plugin). */
 export const pluginsDir: string = import.meta.dir;

@@ -92,6 +92,12 @@ const TABLE: { name: string; subject: string; eku: string[]; sans?: string[]; ca
     sans: ["DNS:localhost", "IP Address:127.0.0.1", "IP Address:10.211.0.1"],
   },
   { name: "planet-rpc-client", subject: "CN=planet-rpc-client", eku: ["TLS Web Client Authentication"] },
+  {
+    name: "registry",
+    subject: "CN=planet-registry",
+    eku: ["TLS Web Server Authentication"],
+    sans: ["DNS:localhost", "DNS:registry.local", "IP Address:127.0.0.1", "IP Address:10.211.0.1"],
+  },
 ];
 
 describe("secrets init", () => {
@@ -124,6 +130,8 @@ describe("secrets init", () => {
     expect(kc).toContain("server: https://10.211.0.1:6443");
     expect(kc).toContain(`client-certificate-data: ${Buffer.from(readFileSync(join(dir, "admin.cert"))).toString("base64")}`);
     expect(readFileSync(join(dir, "kubelet.kubeconfig"), "utf8")).toContain("server: https://planet-master:6443");
+    // The serf gossip key: 32 random bytes, base64.
+    expect(Buffer.from(readFileSync(join(dir, "serf.key"), "utf8").trim(), "base64")).toHaveLength(32);
   });
 
   test("a re-run keeps everything byte-identical; a deleted cert is restored alone", async () => {

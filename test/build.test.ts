@@ -53,7 +53,7 @@ describe.if(canBoot)("planet build --target dev", () => {
     const v = JSON.parse(res.stdout);
     expect(v.target).toBe("dev");
     expect(v.digest).toBe(`sha256:${sha(join(rootfs, "etc/planet/manifest.json"))}`);
-    expect(v.plugins).toEqual(["secrets", "agent", "etcd", "hello", "kube-master", "kube-node"]);
+    expect(v.plugins).toEqual(["secrets", "agent", "etcd", "hello", "kube-master", "kube-node", "registry", "serf"]);
   });
 
   test("every asset is listed with a sha256 that matches the file in the rootfs", () => {
@@ -81,18 +81,25 @@ describe.if(canBoot)("planet build --target dev", () => {
 
   test("each plugin's units are in the image and enabled for the right role", () => {
     const expected: Record<string, string[]> = {
-      master: ["etcd.service", "kube-apiserver.service", "kube-controller-manager.service", "kube-scheduler.service"],
+      master: [
+        "etcd.service",
+        "kube-apiserver.service",
+        "kube-controller-manager.service",
+        "kube-scheduler.service",
+        "docker-registry.service",
+      ],
       node: ["containerd.service", "kubelet.service", "kube-proxy.service", "planet-images.service", "kube-node-cleanup.service"],
     };
     for (const [role, units] of Object.entries(expected))
-      for (const u of [...units, "planet-agent.service", "hello.service", "planet-secrets-renew.timer"]) {
+      for (const u of [...units, "planet-agent.service", "serf.service", "hello.service", "planet-secrets-renew.timer"]) {
         expect(existsSync(join(rootfs, "etc/systemd/system", u))).toBe(true);
         expect(readlinkSync(join(rootfs, `etc/systemd/system/planet-${role}.target.wants`, u))).toBe(`../${u}`);
       }
     expect(existsSync(join(rootfs, "etc/systemd/system/planet-node.target.wants/etcd.service"))).toBe(false);
     expect(existsSync(join(rootfs, "etc/systemd/system/planet-master.target.wants/planet-secrets-renew.service"))).toBe(false);
-    // Debian's own enablement of etcd/containerd is gone: the role decides.
-    expect(existsSync(join(rootfs, "etc/systemd/system/multi-user.target.wants/etcd.service"))).toBe(false);
+    // Debian's own enablement of etcd, serf and the registry is gone: the role decides.
+    for (const u of ["etcd.service", "serf.service", "docker-registry.service"])
+      expect(existsSync(join(rootfs, "etc/systemd/system/multi-user.target.wants", u))).toBe(false);
     expect(readlinkSync(join(rootfs, "etc/systemd/system/systemd-sysctl.service"))).toBe("/dev/null");
     expect(readFileSync(join(rootfs, "srv/hello/index.html"), "utf8")).toContain("hello from planet");
   });
@@ -108,10 +115,10 @@ describe.if(canBoot)("planet build --target dev", () => {
   });
 
   test("a second build with a warm cache reuses every asset and gives the same manifest", () => {
-    expect(log).toMatch(/assets: 8 \(\d+ from cache/);
+    expect(log).toMatch(/assets: 10 \(\d+ from cache/);
     const again = planet(...ARGS);
     expect(again.exitCode).toBe(0);
-    expect(again.stderr).toContain("assets: 8 (8 from cache");
+    expect(again.stderr).toContain("assets: 10 (10 from cache");
     expect(again.stderr).toContain("base rootfs: cached");
     expect(JSON.parse(readFileSync(join(OUT, "planet.json"), "utf8"))).toEqual(first);
   }, 600_000);

@@ -1,0 +1,15 @@
+import { definePlugin } from "../../core/plugin.ts";
+
+/** Serf gossip membership between the cluster's nodes, encrypted with a key from `planet secrets init`. */
+export default definePlugin({
+  name: "serf",
+  description: "serf 0.9 gossip membership (encrypted), members tagged with role and cluster",
+  requires: ["secrets"],
+  roles: ["master", "node"],
+  ports: [7373, 7946],
+  assets: ["serf"],
+  units: ["serf.service"],
+  // Not a certificate: 32 random bytes, base64, serf's -encrypt key.
+  certs: [{ name: "serf", cn: "serf", usage: ["client"], randomBytes: 32 }],
+  checks: [{ name: "serf-members", command: ["/usr/bin/serf", "members", "-rpc-addr=127.0.0.1:7373", "-status=alive"] }],
+});
