@@ -423,7 +423,7 @@ export async function renewSecrets(dir: string, warnDays: number, validityDays?:
   try {
     for (const name of due) {
       const entry = record.files[name];
-      if (!entry || entry.kind !== "cert" || !entry.request) continue; // a CA: reported by check, renewed by hand
+      if (entry?.kind !== "cert" || !entry.request) continue; // a CA: reported by check, renewed by hand
       const ca = loadCA(dir, entry.issuer ?? "root");
       const root = loadCA(dir, "root");
       if (!ca || !root) throw new PlanetError("CA_INCOMPLETE", `the CA of ${name} is missing`, { phase });

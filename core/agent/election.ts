@@ -21,7 +21,7 @@ export class LeaderElection {
   error?: string;
 
   constructor(
-    private client: Etcd3,
+    client: Etcd3,
     key: string,
     readonly self: string,
     termSeconds: number,

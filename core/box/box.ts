@@ -2,7 +2,6 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { createHash } from "node:crypto";
 import {
   existsSync,
-  lstatSync,
   mkdirSync,
   openSync,
   readdirSync,
@@ -38,7 +37,6 @@ import {
   RUNC_ROOT,
   readState,
   runcStatus,
-  STATE_ROOT,
   writeState,
 } from "./state.ts";
 
@@ -566,4 +564,3 @@ export async function stop(rootfs: string, timeoutSec: number): Promise<{ forced
   return { forced, seconds: Math.round(performance.now() - t0) / 1000 };
 }
 
-export { HOST_SYSCTLS, NET_SYSCTLS };
