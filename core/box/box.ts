@@ -563,4 +563,3 @@ export async function stop(rootfs: string, timeoutSec: number): Promise<{ forced
   pruneStateRoot();
   return { forced, seconds: Math.round(performance.now() - t0) / 1000 };
 }
-
