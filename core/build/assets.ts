@@ -1,0 +1,276 @@
+import { createHash } from "node:crypto";
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { homedir } from "node:os";
+import { basename, dirname, join, relative } from "node:path";
+import { PlanetError } from "../errors.ts";
+import { logger } from "../log.ts";
+import { runOk } from "../proc.ts";
+
+const log = logger("assets");
+
+/** A Debian binary package at a pinned version, fetched with `apt-get download`. */
+export interface DebSource {
+  kind: "deb";
+  /** Package name, e.g. `etcd-server`. */
+  package: string;
+  /** Exact Debian version, e.g. `3.4.23-4+b4`. */
+  version: string;
+  /** sha256 of the .deb (from `apt-cache show pkg=version`). */
+  sha256: string;
+}
+
+/** A Debian source package built here by a script beside the recipe. */
+export interface DebianSourceSource {
+  kind: "debian-source";
+  package: string;
+  version: string;
+  /** sha256 of the .dsc; the .dsc itself pins every tarball by checksum (dpkg-source verifies them). */
+  dscSha256: string;
+  /** Build script, relative to the recipe folder. Runs with SRC (unpacked tree), OUT, WORK, JOBS set. */
+  build: string;
+}
+
+/** A file on the web, pinned by sha256 — for users with internet. */
+export interface UrlSource {
+  kind: "url";
+  url: string;
+  sha256: string;
+  /** Unpack a tarball into the output instead of keeping the file. */
+  extract?: "tar";
+}
+
+/** A file or folder on this machine (e.g. a binary you built yourself). */
+export interface LocalSource {
+  kind: "local";
+  path: string;
+  /** Optional sha256 when `path` is a file. */
+  sha256?: string;
+}
+
+export type AssetSource = DebSource | DebianSourceSource | UrlSource | LocalSource;
+
+/**
+ * A pinned dependency. Its cache key is the hash of this definition plus the build script, so a
+ * change to either produces a new cache entry and an unchanged recipe is never rebuilt.
+ */
+export interface AssetDef {
+  /** kebab-case, unique, the name plugins list under `assets`. */
+  name: string;
+  /** Upstream version the asset provides, e.g. `1.20.2` (recorded in the manifest). */
+  version: string;
+  description?: string;
+  source: AssetSource;
+  /**
+   * Files of the asset's output (paths relative to it) copied into the rootfs at the given absolute
+   * paths, e.g. `{ "kube-apiserver": "/usr/bin/kube-apiserver" }`. `deb` assets are installed as
+   * packages instead; for them this map names the package files whose hashes the manifest tracks,
+   * e.g. `{ "usr/bin/etcd": "/usr/bin/etcd" }`.
+   */
+  files?: Record<string, string>;
+}
+
+/** Identity helper: gives a recipe its type. */
+export function defineAsset(def: AssetDef): AssetDef {
+  return def;
+}
+
+/** What a cache entry records about itself (`asset.json`). */
+export interface AssetRecord {
+  name: string;
+  version: string;
+  kind: AssetSource["kind"];
+  key: string;
+  /** sha256 of what was fetched (.deb, .dsc, URL body, local file); null for a local folder. */
+  sha256: string | null;
+  /** sha256 of every file of the output, by path relative to `out/`. */
+  files: Record<string, string>;
+  seconds: number;
+}
+
+export interface ResolvedAsset {
+  def: AssetDef;
+  record: AssetRecord;
+  /** Folder holding the asset's output files. */
+  out: string;
+  /** The .deb file, for `deb` assets. */
+  deb?: string;
+  /** True when this run reused the cache. */
+  cached: boolean;
+}
+
+export function cacheRoot(): string {
+  return process.env.PLANET_CACHE_DIR || join(homedir(), ".cache", "planet");
+}
+
+/**
+ * Cache key: what decides the output — name, version, source and the build script. Where the files
+ * go (`files`) is not part of it, so moving a binary never rebuilds an asset.
+ */
+export function assetKey(def: AssetDef, recipeDir: string): string {
+  const h = createHash("sha256").update(JSON.stringify({ name: def.name, version: def.version, source: def.source }));
+  if (def.source.kind === "debian-source") h.update(readFileSync(join(recipeDir, def.source.build)));
+  return h.digest("hex").slice(0, 16);
+}
+
+export function sha256File(path: string): string {
+  return createHash("sha256").update(readFileSync(path)).digest("hex");
+}
+
+function hashTree(root: string): Record<string, string> {
+  const files: Record<string, string> = {};
+  const walk = (dir: string) => {
+    for (const ent of readdirSync(dir, { withFileTypes: true })) {
+      const p = join(dir, ent.name);
+      if (ent.isDirectory()) walk(p);
+      else if (ent.isFile()) files[relative(root, p)] = sha256File(p);
+    }
+  };
+  if (existsSync(root)) walk(root);
+  return Object.fromEntries(Object.entries(files).sort(([a], [b]) => a.localeCompare(b)));
+}
+
+/** Shows which asset is being produced and for how long, every 20 s, while `work` runs. */
+async function withProgress<T>(name: string, what: string, work: () => Promise<T>): Promise<T> {
+  const t0 = Date.now();
+  log.start(`${name}: ${what}`);
+  const timer = setInterval(() => log.info(`${name}: ${what} … ${Math.round((Date.now() - t0) / 1000)}s`), 20_000);
+  try {
+    return await work();
+  } finally {
+    clearInterval(timer);
+  }
+}
+
+function verify(name: string, what: string, path: string, expected: string): string {
+  const actual = sha256File(path);
+  if (actual !== expected)
+    throw new PlanetError(
+      "ASSET_CHECKSUM",
+      `${name}: ${what} has sha256 ${actual}, recipe pins ${expected} — fix the recipe or the source`,
+      { phase: "assets" },
+    );
+  return actual;
+}
+
+/**
+ * Returns the asset from the cache, or produces it into a temporary folder and renames that into
+ * place. A checksum mismatch is an error; nothing is refetched silently.
+ */
+export async function ensureAsset(def: AssetDef, recipeDir: string): Promise<ResolvedAsset> {
+  const key = assetKey(def, recipeDir);
+  const root = join(cacheRoot(), "assets");
+  const dir = join(root, `${def.name}-${key}`);
+  const recordPath = join(dir, "asset.json");
+  if (existsSync(recordPath)) {
+    const record = JSON.parse(readFileSync(recordPath, "utf8")) as AssetRecord;
+    return { def, record, out: join(dir, "out"), deb: debPath(dir), cached: true };
+  }
+  mkdirSync(root, { recursive: true });
+  const tmp = `${dir}.tmp-${process.pid}`;
+  rmSync(tmp, { recursive: true, force: true });
+  mkdirSync(join(tmp, "out"), { recursive: true });
+  const t0 = Date.now();
+  try {
+    const sha256 = await produce(def, recipeDir, tmp);
+    const record: AssetRecord = {
+      name: def.name,
+      version: def.version,
+      kind: def.source.kind,
+      key,
+      sha256,
+      files: hashTree(join(tmp, "out")),
+      seconds: Math.round((Date.now() - t0) / 100) / 10,
+    };
+    for (const src of Object.keys(def.files ?? {}))
+      if (!(src in record.files))
+        throw new PlanetError("ASSET_MISSING_FILE", `${def.name}: output has no file ${src}`, { phase: "assets" });
+    writeFileSync(join(tmp, "asset.json"), `${JSON.stringify(record, null, 2)}\n`);
+    rmSync(join(tmp, "work"), { recursive: true, force: true });
+    renameSync(tmp, dir);
+    log.success(`${def.name} ${def.version} ready in ${record.seconds}s`);
+    return { def, record, out: join(dir, "out"), deb: debPath(dir), cached: false };
+  } catch (err) {
+    // Keep the build log of a failed source build for the user; drop everything else.
+    const logFile = join(tmp, "build.log");
+    if (existsSync(logFile)) {
+      const kept = join(root, `${def.name}-${key}.failed.log`);
+      renameSync(logFile, kept);
+      if (err instanceof PlanetError && !err.message.includes(kept)) err.message += ` (log: ${kept})`;
+    }
+    rmSync(tmp, { recursive: true, force: true });
+    throw err;
+  }
+}
+
+function debPath(dir: string): string | undefined {
+  const found = existsSync(dir) ? readdirSync(dir).find((f) => f.endsWith(".deb")) : undefined;
+  return found ? join(dir, found) : undefined;
+}
+
+async function produce(def: AssetDef, recipeDir: string, tmp: string): Promise<string | null> {
+  const src = def.source;
+  const out = join(tmp, "out");
+  const opts = { phase: "assets", code: "ASSET_FETCH" };
+  switch (src.kind) {
+    case "deb": {
+      await withProgress(def.name, `apt-get download ${src.package}=${src.version}`, () =>
+        runOk(["apt-get", "download", "-q", `${src.package}=${src.version}`], { cwd: tmp, ...opts }),
+      );
+      const deb = readdirSync(tmp).find((f) => f.endsWith(".deb"));
+      if (!deb) throw new PlanetError("ASSET_FETCH", `${def.name}: apt-get download wrote no .deb`, { phase: "assets" });
+      const sum = verify(def.name, deb, join(tmp, deb), src.sha256);
+      await runOk(["dpkg-deb", "-x", join(tmp, deb), out], opts);
+      return sum;
+    }
+    case "debian-source": {
+      const work = join(tmp, "work");
+      mkdirSync(work);
+      await withProgress(def.name, `apt-get source ${src.package}=${src.version}`, () =>
+        runOk(["apt-get", "source", "-q", "--download-only", `${src.package}=${src.version}`], { cwd: work, ...opts }),
+      );
+      const dsc = readdirSync(work).find((f) => f.endsWith(".dsc"));
+      if (!dsc) throw new PlanetError("ASSET_FETCH", `${def.name}: apt-get source wrote no .dsc`, { phase: "assets" });
+      const sum = verify(def.name, dsc, join(work, dsc), src.dscSha256);
+      await runOk(["dpkg-source", "--no-check", "-x", dsc, "tree"], { cwd: work, ...opts });
+      const logFile = join(tmp, "build.log");
+      await withProgress(def.name, `building from source (log: ${logFile})`, () =>
+        runOk(["bash", join(recipeDir, src.build)], {
+          cwd: join(work, "tree"),
+          env: { SRC: join(work, "tree"), OUT: out, WORK: work, JOBS: String(navigator.hardwareConcurrency) },
+          logFile,
+          code: "ASSET_BUILD",
+          phase: "assets",
+        }),
+      );
+      return sum;
+    }
+    case "url": {
+      const name = basename(new URL(src.url).pathname) || "download";
+      const file = join(tmp, name);
+      await withProgress(def.name, `fetching ${src.url}`, async () => {
+        let res: Response;
+        try {
+          res = await fetch(src.url);
+        } catch (err) {
+          throw new PlanetError("ASSET_FETCH", `${def.name}: ${src.url}: ${(err as Error).message}`, { phase: "assets" });
+        }
+        if (!res.ok) throw new PlanetError("ASSET_FETCH", `${def.name}: ${src.url}: HTTP ${res.status}`, { phase: "assets" });
+        await Bun.write(file, res);
+      });
+      const sum = verify(def.name, name, file, src.sha256);
+      if (src.extract === "tar") await runOk(["tar", "-xf", file, "-C", out], opts);
+      else renameSync(file, join(out, name));
+      return sum;
+    }
+    case "local": {
+      if (!existsSync(src.path))
+        throw new PlanetError("ASSET_FETCH", `${def.name}: local path ${src.path} does not exist`, { phase: "assets" });
+      const isFile = statSync(src.path).isFile();
+      const sum = isFile && src.sha256 ? verify(def.name, src.path, src.path, src.sha256) : null;
+      const dest = isFile ? join(out, basename(src.path)) : out;
+      mkdirSync(dirname(dest), { recursive: true });
+      await runOk(["cp", "-a", isFile ? src.path : `${src.path}/.`, dest], opts);
+      return sum ?? (isFile ? sha256File(src.path) : null);
+    }
+  }
+}
