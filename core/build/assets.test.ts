@@ -27,7 +27,9 @@ beforeAll(() => {
 });
 afterAll(() => {
   server.stop(true);
-  process.env.PLANET_CACHE_DIR = saved;
+  // Assigning undefined would store the string "undefined" for every later test in this process.
+  if (saved === undefined) delete process.env.PLANET_CACHE_DIR;
+  else process.env.PLANET_CACHE_DIR = saved;
   rmSync(root, { recursive: true, force: true });
 });
 

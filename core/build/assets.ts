@@ -1,7 +1,7 @@
 import { createHash } from "node:crypto";
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { homedir } from "node:os";
-import { basename, dirname, join, relative } from "node:path";
+import { basename, dirname, join, relative, resolve } from "node:path";
 import { PlanetError } from "../errors.ts";
 import { logger } from "../log.ts";
 import { runOk } from "../proc.ts";
@@ -99,7 +99,7 @@ export interface ResolvedAsset {
 }
 
 export function cacheRoot(): string {
-  return process.env.PLANET_CACHE_DIR || join(homedir(), ".cache", "planet");
+  return resolve(process.env.PLANET_CACHE_DIR || join(homedir(), ".cache", "planet"));
 }
 
 /**
