@@ -1,5 +1,6 @@
 import { spawn } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
+import { constants } from "node:os";
 import { join } from "node:path";
 import { PlanetError } from "../errors.ts";
 import { findBubble } from "./box.ts";
@@ -40,5 +41,8 @@ export async function execIn(opts: ExecOptions): Promise<number> {
   args.push(state.id, ...opts.command);
   const child = spawn("runc", args, { stdio: [opts.interactive || tty ? "inherit" : "ignore", "inherit", "inherit"] });
   for (const sig of ["SIGINT", "SIGTERM", "SIGHUP"] as const) process.on(sig, () => child.kill(sig));
-  return await new Promise<number>((resolve) => child.on("exit", (code, signal) => resolve(code ?? (signal ? 128 + 15 : 1))));
+  // Like a shell: a process killed by signal N exits 128 + N.
+  return await new Promise<number>((resolve) =>
+    child.on("exit", (code, signal) => resolve(code ?? (signal ? 128 + (constants.signals[signal] ?? 15) : 1))),
+  );
 }
