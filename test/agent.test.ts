@@ -7,7 +7,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type Agent, createAgent } from "../core/agent/agent.ts";
-import { CheckRunner, hostChecks } from "../core/agent/checks.ts";
+import { CheckRunner, hostChecks, manifestChecks } from "../core/agent/checks.ts";
 import { certRequests } from "../core/cli/commands/secrets.ts";
 import { initSecrets } from "../secrets/store.ts";
 import { REPO, waitFor } from "./helpers.ts";
@@ -50,7 +50,7 @@ describe.if(hasEtcd)("leader election on a real etcd", () => {
     await initSecrets(secrets, certRequests("dev").requests, {
       domain: "test.local",
       serviceSubnet: "10.100.0.0/16",
-      ips: ["127.0.0.1"],
+      ips: ["127.0.0.1", "127.0.0.2", "127.0.0.3"],
       hosts: [],
       nodeName: "n",
       validityDays: 30,
@@ -125,6 +125,47 @@ describe.if(hasEtcd)("leader election on a real etcd", () => {
     expect(a.view.leader().paused).toBe(false);
   }, 60_000);
 
+  test("mTLS API: members aggregated over mTLS, a client without a cert rejected, clock drift to the leader flagged", async () => {
+    const port = await freePort();
+    const member = (ip: string, skewMs: number) => ({
+      ...agentOpts(ip),
+      leaderKey: "/planet/test/mtls-leader",
+      rpcAddrs: [`${ip}:${port}`],
+      rpcPort: port,
+      members: [
+        { name: "a", ip: "127.0.0.2" },
+        { name: "b", ip: "127.0.0.3" },
+      ],
+      timing: { readyEveryMs: 200, healthEveryMs: 200 },
+      now: () => Date.now() + skewMs,
+    });
+    await using a = await createAgent(member("127.0.0.2", 0));
+    await waitFor("a leads", () => a.election?.isLeader, 15_000, 50);
+    await using b = await createAgent(member("127.0.0.3", 5000));
+    await waitFor("b sees a", () => b.election?.leader === "127.0.0.2", 10_000, 50);
+    await waitFor("b's drift check failed", () => b.runner.status.get("host-time-drift")?.state === "failed", 10_000, 100);
+    expect(b.runner.status.get("host-time-drift")?.results[0]?.error).toMatch(
+      /clock differs from the leader 127\.0\.0\.2 by -(49\d\d|50\d\d) ms/,
+    );
+    expect(a.runner.status.get("host-time-drift")?.results[0]?.error).toBeUndefined(); // the leader is its own reference
+    // /status on a gathers b's /health over mTLS.
+    const st = (await (await a.app.request("/status")).json()) as {
+      members: { ip: string; status: string; health?: { node: string } }[];
+    };
+    // a is healthy; b (its clock 5 s off) is degraded, and that arrives over mTLS from b's own API.
+    expect(st.members.map((m) => [m.ip, m.status])).toEqual([
+      ["127.0.0.2", "healthy"],
+      ["127.0.0.3", "degraded"],
+    ]);
+    expect(st.members[1]?.health?.node).toBe("127.0.0.3");
+    const ca = Bun.file(join(secrets, "root.cert"));
+    await expect(fetch(`https://127.0.0.2:${port}/health`, { tls: { ca } })).rejects.toThrow();
+    const withCert = await fetch(`https://127.0.0.2:${port}/health`, {
+      tls: { ca, cert: Bun.file(join(secrets, "planet-rpc-client.cert")), key: Bun.file(join(secrets, "planet-rpc-client.key")) },
+    });
+    expect(withCert.status).toBe(200);
+  }, 60_000);
+
   test("without etcd the agent keeps serving local checks and reports etcd down", async () => {
     const dead = `https://127.0.0.1:${await freePort()}`;
     let agent: Agent | undefined;
@@ -141,6 +182,25 @@ describe.if(hasEtcd)("leader election on a real etcd", () => {
 });
 
 describe("check runner", () => {
+  test("manifest checks: a malformed one is named and skipped; roles filter the rest", () => {
+    const { checks, skipped } = manifestChecks(
+      [
+        { name: "ok-one", plugin: "p", tcp: "127.0.0.1:1", roles: ["master"] },
+        { name: "node-only", plugin: "p", unit: "x.service", roles: ["node"] },
+        { name: "two-kinds", plugin: "p", tcp: "127.0.0.1:1", unit: "x.service" },
+        { name: "bad-url", plugin: "p", http: "ftp://x" },
+        { plugin: "p", tcp: "127.0.0.1:1" },
+      ],
+      ["master"],
+    );
+    expect(checks.map((c) => c.name)).toEqual(["ok-one"]);
+    expect(skipped).toEqual([
+      { name: "two-kinds", reason: "needs exactly one of http, tcp, unit, command (has tcp,unit)" },
+      { name: "bad-url", reason: "http must be an http(s) URL" },
+      { name: "?", reason: "no name" },
+    ]);
+  });
+
   test("http, tcp, command probes; ready gate then health; last three results kept", async () => {
     using server = Bun.serve({
       port: 0,

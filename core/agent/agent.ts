@@ -29,6 +29,10 @@ export interface AgentOptions {
   rpcPort: number;
   members: { name: string; ip: string }[];
   timing?: { readyEveryMs: number; healthEveryMs: number };
+  /** Largest clock difference to the leader before `host-time-drift` fails (default 1000 ms). */
+  maxDriftMs?: number;
+  /** This node's clock (tests skew it). */
+  now?: () => number;
 }
 
 export interface Agent extends AsyncDisposable {
@@ -64,9 +68,33 @@ export function etcdClient(etcd: NonNullable<AgentOptions["etcd"]>): Etcd3 {
 }
 
 export async function createAgent(opts: AgentOptions): Promise<Agent> {
-  const runner = new CheckRunner(opts.checks, { secretsDir: opts.secretsDir }, opts.timing);
   const client = opts.etcd ? etcdClient(opts.etcd) : undefined;
   const election = client ? new LeaderElection(client, opts.leaderKey, opts.ip, opts.termSeconds) : undefined;
+  const now = opts.now ?? Date.now;
+  const maxDrift = opts.maxDriftMs ?? 1000;
+  // The original's satellite check: this node's clock against the leader's, over the mTLS API.
+  const timeDrift: RunnableCheck = {
+    name: "host-time-drift",
+    plugin: "host",
+    probe: async () => {
+      const leader = await election?.currentLeader();
+      if (!leader || leader === opts.ip) return;
+      const t0 = now();
+      const res = await fetch(`https://${leader}:${opts.rpcPort}/time`, {
+        tls: tlsFiles(opts.secretsDir, "planet-rpc-client"),
+        signal: AbortSignal.timeout(3000),
+      });
+      const t1 = now();
+      const { now: theirs } = (await res.json()) as { now: number };
+      const drift = theirs - (t0 + t1) / 2;
+      if (Math.abs(drift) > maxDrift) throw new Error(`clock differs from the leader ${leader} by ${Math.round(drift)} ms`);
+    },
+  };
+  const runner = new CheckRunner(
+    [...opts.checks, ...(election ? [timeDrift] : [])],
+    { secretsDir: opts.secretsDir },
+    opts.timing,
+  );
 
   const health = (): NodeHealth & { skipped: { name: string; reason: string }[] } => {
     const s = runner.summary();
@@ -96,6 +124,7 @@ export async function createAgent(opts: AgentOptions): Promise<Agent> {
     }),
     pause: async () => election?.pause(),
     resume: async () => election?.resume(),
+    now,
     members: () =>
       Promise.all(
         (opts.members.length ? opts.members : [{ name: opts.node, ip: opts.ip }]).map(async (m): Promise<MemberHealth> => {

@@ -40,6 +40,8 @@ export interface AgentView {
   pause(): Promise<void>;
   resume(): Promise<void>;
   members(): Promise<MemberHealth[]>;
+  /** This node's clock in ms (tests skew it). */
+  now?(): number;
 }
 
 const STATUS: Record<string, 400 | 404 | 409 | 500 | 503> = { NOT_FOUND: 404, BAD_REQUEST: 400, ETCD_DOWN: 503 };
@@ -62,6 +64,7 @@ export function createApi(view: AgentView): Hono {
     return c.json({ status, leader: view.leader(), members });
   });
   app.get("/leader", (c) => c.json(view.leader()));
+  app.get("/time", (c) => c.json({ now: view.now?.() ?? Date.now() }));
   app.post("/leader/pause", async (c) => {
     await view.pause();
     return c.json(view.leader());

@@ -189,6 +189,28 @@ export function validateCheck(c: unknown): string | null {
   return null;
 }
 
+/**
+ * The manifest's checks for these roles; a malformed one is named and skipped (reported by the
+ * agent), never fatal.
+ */
+export function manifestChecks(
+  checks: unknown[],
+  roles: Role[],
+): { checks: RunnableCheck[]; skipped: { name: string; reason: string }[] } {
+  const out: RunnableCheck[] = [];
+  const skipped: { name: string; reason: string }[] = [];
+  for (const c of checks) {
+    const reason = validateCheck(c);
+    const name = String((c as { name?: unknown } | null)?.name ?? "?");
+    if (reason) skipped.push({ name, reason });
+    else {
+      const check = c as CheckDef & { plugin: string; roles?: Role[] };
+      if ((check.roles ?? roles).some((r) => roles.includes(r))) out.push(check);
+    }
+  }
+  return { checks: out, skipped };
+}
+
 /** Schedules every check: ready gate each `readyEveryMs` until it passes, then health each `healthEveryMs`. */
 export class CheckRunner {
   readonly status = new Map<string, CheckStatus>();

@@ -96,6 +96,11 @@ export class LeaderElection {
     }
   }
 
+  /** Who leads, asked of etcd now (the lowest-revision key of the election), not from the observer. */
+  async currentLeader(): Promise<string | null> {
+    return (await this.election.leader()) ?? null;
+  }
+
   async pause(): Promise<void> {
     this.paused = true;
     clearTimeout(this.retry);

@@ -4,7 +4,7 @@ import { defineCommand } from "citty";
 import { AGENT_SOCKET, createAgent } from "../../agent/agent.ts";
 import type { LeaderView, MemberHealth } from "../../agent/api.ts";
 import type { CheckStatus } from "../../agent/checks.ts";
-import { hostChecks, type RunnableCheck, validateCheck } from "../../agent/checks.ts";
+import { hostChecks, manifestChecks } from "../../agent/checks.ts";
 import { PlanetError } from "../../errors.ts";
 import { logger } from "../../log.ts";
 import { readManifest } from "../../manifest.ts";
@@ -57,15 +57,8 @@ export const agentCmd = defineCommand({
     if (!image) throw new PlanetError("NOT_AN_IMAGE", "planet agent runs inside a bubble (no /etc/planet/manifest.json)");
     const env = process.env;
     const roles = (env.PLANET_ROLE ?? image.manifest.roles.join(",")).split(",") as Role[];
-    const skipped: { name: string; reason: string }[] = [];
-    const checks: RunnableCheck[] = [];
-    for (const c of image.manifest.checks) {
-      const reason = validateCheck(c);
-      if (reason) {
-        skipped.push({ name: String((c as { name?: unknown }).name ?? "?"), reason });
-        log.warn(`check ${(c as { name?: unknown }).name ?? "?"} skipped: ${reason}`);
-      } else if ((c.roles ?? roles).some((r) => roles.includes(r))) checks.push(c);
-    }
+    const { checks, skipped } = manifestChecks(image.manifest.checks, roles);
+    for (const sk of skipped) log.warn(`check ${sk.name} skipped: ${sk.reason}`);
     checks.push(
       ...hostChecks({ volumes: ["/ext/etcd", "/ext/containerd", "/ext/registry", "/ext/state"].filter((v) => existsSync(v)) }),
     );
