@@ -62,11 +62,13 @@ describe.if(canBoot)("planet build --target dev", () => {
       "busybox-static",
       "cni-plugins",
       "containerd",
+      "docker-registry",
       "etcd-client",
       "etcd-server",
       "kubectl",
       "kubernetes",
       "runc",
+      "serf",
     ]);
     for (const a of first.assets) {
       expect(a.sha256 ?? "").toMatch(/^[0-9a-f]{64}$/);
