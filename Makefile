@@ -25,7 +25,7 @@ node: deps
 	$(PLANET) build --target node
 
 dev-start: dev ## build, issue dev secrets, create the test host and boot the dev bubble (returns when ready)
-	@[ -f $(DEV_SECRETS)/root.cert ] || $(PLANET) secrets init --domain planet.local --ip $(DEV_IP) --host planet-dev $(DEV_SECRETS)
+	$(PLANET) secrets init --domain planet.local --ip $(DEV_IP) --host planet-dev $(DEV_SECRETS)
 	$(PLANET) dev-host up $(DEV_HOST) --ip $(DEV_IP)
 	$(DEV_ROOTFS)/usr/bin/planet start $(START_FLAGS) --detach
 	@echo "ready: make enter | KUBECONFIG=$(DEV_SECRETS)/admin.kubeconfig kubectl get nodes | make stop"

@@ -53,3 +53,9 @@ export function readManifest(rootfs = "/"): { manifest: Manifest; digest: string
   const text = readFileSync(path, "utf8");
   return { manifest: JSON.parse(text) as Manifest, digest: manifestDigest(text) };
 }
+
+/** The image rootfs this binary lives in (`…/rootfs/usr/bin/planet`), if it does. */
+export function ownImageRootfs(exe = process.execPath): string | undefined {
+  const suffix = "/rootfs/usr/bin/planet";
+  return exe.endsWith(suffix) ? exe.slice(0, exe.length - suffix.length + "/rootfs".length) : undefined;
+}

@@ -7,7 +7,7 @@ import type { CheckStatus } from "../../agent/checks.ts";
 import { hostChecks, manifestChecks } from "../../agent/checks.ts";
 import { PlanetError } from "../../errors.ts";
 import { logger } from "../../log.ts";
-import { readManifest } from "../../manifest.ts";
+import { ownImageRootfs, readManifest } from "../../manifest.ts";
 import type { Role } from "../../plugin.ts";
 import { debugArg, multi } from "../_args.ts";
 
@@ -90,10 +90,8 @@ export const agentCmd = defineCommand({
 export function agentSocket(rootfs?: string): string {
   if (rootfs) return join(rootfs, AGENT_SOCKET);
   if (process.env.container === "planet" || existsSync(AGENT_SOCKET)) return AGENT_SOCKET;
-  const exe = process.execPath;
-  const i = exe.lastIndexOf("/rootfs/usr/bin/planet");
-  if (i >= 0) return join(exe.slice(0, i + "/rootfs".length), AGENT_SOCKET);
-  return AGENT_SOCKET;
+  const own = ownImageRootfs();
+  return own ? join(own, AGENT_SOCKET) : AGENT_SOCKET;
 }
 
 export async function ask<T>(socket: string, path: string, method = "GET"): Promise<T> {

@@ -8,6 +8,7 @@ import { execIn } from "../../box/exec.ts";
 import { detachLog, pidAlive, pruneStateRoot, readState } from "../../box/state.ts";
 import { PlanetError } from "../../errors.ts";
 import { logger } from "../../log.ts";
+import { ownImageRootfs } from "../../manifest.ts";
 import type { Role } from "../../plugin.ts";
 import { selfCommand } from "../../proc.ts";
 import { debugArg, multi } from "../_args.ts";
@@ -18,9 +19,8 @@ const env = (name: string) => process.env[name] || undefined;
 /** The rootfs this binary lives in (`…/rootfs/usr/bin/planet`), or `--rootfs`. */
 export function ownRootfs(flag?: string): string {
   if (flag) return resolve(flag);
-  const exe = process.execPath;
-  const i = exe.lastIndexOf("/rootfs/");
-  if (i >= 0 && exe.endsWith("/usr/bin/planet")) return exe.slice(0, i + "/rootfs".length);
+  const own = ownImageRootfs();
+  if (own) return own;
   const fromEnv = env("PLANET_ROOTFS");
   if (fromEnv) return resolve(fromEnv);
   throw new PlanetError("NO_ROOTFS", "cannot tell which rootfs to use: run <rootfs>/usr/bin/planet or pass --rootfs");

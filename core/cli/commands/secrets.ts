@@ -7,7 +7,7 @@ import { plugins } from "../../../plugins/index.ts";
 import { checkSecrets, initSecrets, renewSecrets } from "../../../secrets/store.ts";
 import { PlanetError } from "../../errors.ts";
 import { logger } from "../../log.ts";
-import { readManifest } from "../../manifest.ts";
+import { ownImageRootfs, readManifest } from "../../manifest.ts";
 import type { CertRequest } from "../../plugin.ts";
 import { debugArg, multi } from "../_args.ts";
 
@@ -16,9 +16,8 @@ const log = logger("secrets");
 /** The cert requests of a plugin set: a target, a comma list of plugins, or the image we live in. */
 export function certRequests(choice: string | undefined): { from: string; requests: CertRequest[] } {
   if (!choice) {
-    const exe = process.execPath;
-    const i = exe.lastIndexOf("/rootfs/usr/bin/planet");
-    const image = i >= 0 ? readManifest(exe.slice(0, i + "/rootfs".length)) : null;
+    const own = ownImageRootfs();
+    const image = own ? readManifest(own) : null;
     if (image) return { from: `image ${image.manifest.target}`, requests: image.manifest.certs };
   }
   const names = choice ? (targets[choice]?.plugins ?? choice.split(",")) : (targets.dev?.plugins ?? []);
