@@ -8,7 +8,7 @@ import { join } from "node:path";
 import { readState } from "../core/box/state.ts";
 import { certRequests } from "../core/cli/commands/secrets.ts";
 import { initSecrets } from "../secrets/store.ts";
-import { buildTest, CLI, canBoot, hostSnapshot, planet, REPO, testHost, waitFor } from "./helpers.ts";
+import { buildTest, CLI, canBoot, hostSnapshot, planet, REPO, sh, testHost, waitFor } from "./helpers.ts";
 
 const HOST = "pt-box";
 const IP = "10.212.0.1";
@@ -129,6 +129,10 @@ describe.if(canBoot)("box: planet start | exec | stop", () => {
       15_000,
       250,
     );
+    // The image's own compiled binary answers from the host, through the rootfs path.
+    const compiled = sh([join(rootfs, "usr/bin/planet"), "status", "--local", "--json"]);
+    expect(compiled.stderr).not.toContain("INTERNAL");
+    expect(JSON.parse(compiled.stdout).members[0].checks.length).toBeGreaterThan(0);
   }, 90_000);
 
   test("the secrets plugin's renew unit renews expiring certificates from inside the bubble", () => {

@@ -9,9 +9,6 @@ import { LeaderElection } from "./election.ts";
 
 const log = logger("agent");
 
-/** Where the agent's unix socket lives inside the rootfs (so the host reaches it through the rootfs path). */
-export const AGENT_SOCKET = "/var/lib/planet/agent.sock";
-
 export interface AgentOptions {
   node: string;
   ip: string;

@@ -386,7 +386,12 @@ async function compilePlanet(repo: string, rootfs: string): Promise<void> {
         setup(b) {
           b.onLoad({ filter: /etcd3[/\\]lib[/\\]connection-pool\.js$/ }, async (args) => {
             const text = await Bun.file(args.path).text();
-            const patched = text.replace("`${__dirname}/../proto/rpc.proto`", JSON.stringify(`${ETCD3_PROTO_DIR}/rpc.proto`));
+            // Relative to the rootfs the binary lives in: "" inside the bubble, <rootfs> on the host.
+            const root = `(process.execPath.endsWith("/rootfs/usr/bin/planet") ? process.execPath.slice(0, -"/usr/bin/planet".length) : "")`;
+            const patched = text.replace(
+              "`${__dirname}/../proto/rpc.proto`",
+              `${root} + ${JSON.stringify(`${ETCD3_PROTO_DIR}/rpc.proto`)}`,
+            );
             if (patched === text)
               throw new PlanetError("COMPILE_FAILED", "etcd3 no longer loads ../proto/rpc.proto; update compilePlanet", {
                 phase: "compile",

@@ -17,7 +17,7 @@ export const commands: Record<string, () => Promise<CommandDef>> = {
   "dev-host": lazy(() => import("./dev-host.ts")),
   secrets: lazy(() => import("./secrets.ts")),
   agent: lazy(() => import("./agent.ts"), "agentCmd"),
-  status: lazy(() => import("./agent.ts"), "statusCmd"),
-  leader: lazy(() => import("./agent.ts"), "leaderCmd"),
+  status: lazy(() => import("./status.ts"), "statusCmd"),
+  leader: lazy(() => import("./status.ts"), "leaderCmd"),
   test: lazy(() => import("./test.ts")),
 };

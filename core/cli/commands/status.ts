@@ -1,0 +1,132 @@
+import { existsSync } from "node:fs";
+import { join } from "node:path";
+import { defineCommand } from "citty";
+import type { LeaderView, MemberHealth } from "../../agent/api.ts";
+import type { CheckStatus } from "../../agent/checks.ts";
+import { PlanetError } from "../../errors.ts";
+import { ownImageRootfs } from "../../manifest.ts";
+import { debugArg } from "../_args.ts";
+
+/** Where the agent's unix socket lives inside the rootfs (so the host reaches it through the rootfs path). */
+export const AGENT_SOCKET = "/var/lib/planet/agent.sock";
+
+/** The agent socket: inside a bubble at its path, from the host through the rootfs. */
+export function agentSocket(rootfs?: string): string {
+  if (rootfs) return join(rootfs, AGENT_SOCKET);
+  if (process.env.container === "planet" || existsSync(AGENT_SOCKET)) return AGENT_SOCKET;
+  const own = ownImageRootfs();
+  return own ? join(own, AGENT_SOCKET) : AGENT_SOCKET;
+}
+
+export async function ask<T>(socket: string, path: string, method = "GET"): Promise<T> {
+  let res: Response;
+  try {
+    res = await fetch(`http://agent${path}`, { unix: socket, method, signal: AbortSignal.timeout(5000) });
+  } catch (e) {
+    throw new PlanetError(
+      "AGENT_UNREACHABLE",
+      `no answer on ${socket} (${(e as Error).message}); look at the unit: planet exec systemctl status planet-agent`,
+      { exitCode: 2 },
+    );
+  }
+  const body = (await res.json()) as T & { error?: { code: string; message: string } };
+  if (!res.ok) throw new PlanetError(body.error?.code ?? "AGENT_ERROR", body.error?.message ?? `HTTP ${res.status}`);
+  return body;
+}
+
+const color = (on: boolean, code: number, s: string) => (on ? `\u001b[${code}m${s}\u001b[0m` : s);
+
+/** node → plugin → check, with state and last error. */
+export function renderStatus(members: (MemberHealth & { checks?: CheckStatus[] })[], leader: LeaderView, tty: boolean): string {
+  const out: string[] = [];
+  for (const m of members) {
+    const head = `${m.name} (${m.ip})${leader.leader === m.ip ? " leader" : ""}`;
+    const st = m.status === "healthy" ? color(tty, 32, "healthy") : color(tty, 31, m.status);
+    out.push(`${head}  ${st}${m.error ? `  ${m.error}` : ""}`);
+    const byPlugin = new Map<string, CheckStatus[]>();
+    for (const c of m.checks ?? []) byPlugin.set(c.plugin, [...(byPlugin.get(c.plugin) ?? []), c]);
+    for (const [plugin, checks] of [...byPlugin].sort(([a], [b]) => a.localeCompare(b))) {
+      out.push(`  ${plugin}`);
+      for (const c of checks) {
+        const mark =
+          c.state === "ok"
+            ? color(tty, 32, "ok     ")
+            : c.state === "pending"
+              ? color(tty, 33, "pending")
+              : color(tty, 31, "failed ");
+        const err = c.state !== "ok" && c.results[0]?.error ? `  ${c.results[0].error}` : "";
+        out.push(`    ${mark} ${c.name}${c.severity === "warning" ? " (warning)" : ""}${err}`);
+      }
+    }
+  }
+  out.push(`leader: ${leader.leader ?? "none"} (etcd ${leader.etcd}${leader.paused ? ", this node paused" : ""})`);
+  return out.join("\n");
+}
+
+export const statusCmd = defineCommand({
+  meta: {
+    name: "status",
+    description: "health of the cluster (or --local: this node); exit 0 healthy, 1 degraded, 2 agent unreachable",
+  },
+  args: {
+    ...debugArg,
+    rootfs: { type: "string", description: "image rootfs, when asking from the host" },
+    local: { type: "boolean", description: "only this node" },
+    json: {
+      type: "boolean",
+      description: "stable JSON: {status, leader, members: [{name, ip, status, error?, health?, checks?}]}",
+    },
+    watch: { type: "boolean", description: "refresh every 2 s until interrupted" },
+  },
+  async run({ args }) {
+    const socket = agentSocket(args.rootfs);
+    const once = async (): Promise<number> => {
+      const leader = await ask<LeaderView>(socket, "/leader");
+      const checks = await ask<CheckStatus[]>(socket, "/checks");
+      let members: (MemberHealth & { checks?: CheckStatus[] })[];
+      if (args.local) {
+        const h = await ask<MemberHealth["health"] & object>(socket, "/health");
+        members = [{ name: h.node, ip: h.ip, status: h.status, health: h, checks }];
+      } else {
+        const st = await ask<{ members: MemberHealth[] }>(socket, "/status");
+        members = st.members.map((m) => (m.health?.ip === leader.self || m.ip === leader.self ? { ...m, checks } : m));
+      }
+      const status = members.every((m) => m.status === "healthy") ? "healthy" : "degraded";
+      if (args.json) process.stdout.write(`${JSON.stringify({ status, leader, members }, null, 2)}\n`);
+      else process.stdout.write(`${renderStatus(members, leader, process.stdout.isTTY === true)}\n`);
+      return status === "healthy" ? 0 : 1;
+    };
+    if (!args.watch) {
+      process.exitCode = await once();
+      return;
+    }
+    for (;;) {
+      if (process.stdout.isTTY) process.stdout.write("\u001b[2J\u001b[H");
+      process.exitCode = await once();
+      await Bun.sleep(2000);
+    }
+  },
+});
+
+const leaderAction = (action: "view" | "pause" | "resume") =>
+  defineCommand({
+    meta: {
+      name: action,
+      description: { view: "who leads", pause: "stop campaigning on this node", resume: "campaign again" }[action],
+    },
+    args: { ...debugArg, rootfs: { type: "string", description: "image rootfs, when asking from the host" } },
+    async run({ args }) {
+      const socket = agentSocket(args.rootfs);
+      const v = await ask<LeaderView>(
+        socket,
+        action === "view" ? "/leader" : `/leader/${action}`,
+        action === "view" ? "GET" : "POST",
+      );
+      process.stdout.write(`${JSON.stringify(v)}\n`);
+    },
+  });
+
+export const leaderCmd = defineCommand({
+  meta: { name: "leader", description: "leader election: view, pause, resume" },
+  subCommands: { view: leaderAction("view"), pause: leaderAction("pause"), resume: leaderAction("resume") },
+});
