@@ -22,6 +22,12 @@ export function run(args: string[], env?: Record<string, string>): { code: numbe
   return { code: r.exitCode ?? -1, out: r.stdout.toString(), err: r.stderr.toString(), seconds: (performance.now() - t0) / 1000 };
 }
 
+/** Fails the bench with the command's stderr when it exited non-zero; `check(run([...]))`. */
+export function check(r: ReturnType<typeof run>): ReturnType<typeof run> {
+  if (r.code !== 0) throw new Error(r.err.slice(-800));
+  return r;
+}
+
 export function mib(bytes: number): string {
   return `${(bytes / 1024 / 1024).toFixed(0)} MiB`;
 }

@@ -6,15 +6,11 @@
 import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { CLI, median, REPO, run, table } from "./_table.ts";
+import { CLI, check, median, REPO, run, table } from "./_table.ts";
 
 const N = 5;
 const out = join(REPO, "build", "bench-box");
 const secrets = mkdtempSync(join(tmpdir(), "planet-bench-"));
-const check = (r: ReturnType<typeof run>) => {
-  if (r.code !== 0) throw new Error(r.err.slice(-500));
-  return r;
-};
 check(run([...CLI, "build", "--target", "node", "--without", "kube-node", "--plugin", "./examples/hello", "--out", out]));
 check(
   run([

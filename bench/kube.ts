@@ -9,7 +9,7 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Kube, loadKubeconfig } from "../core/e2e/kube.ts";
-import { CLI, median, mib, REPO, run, table } from "./_table.ts";
+import { CLI, check, median, mib, REPO, run, table } from "./_table.ts";
 
 const settle = Number(process.argv.find((a) => a.startsWith("--settle="))?.slice(9) ?? 300);
 const IP = "10.215.0.1";
@@ -18,12 +18,8 @@ const ID = "planet-kbench";
 const rootfs = join(REPO, "build", "dev", "rootfs");
 const work = mkdtempSync(join(tmpdir(), "planet-kbench-"));
 const secrets = join(work, "secrets");
-const ok = (r: ReturnType<typeof run>) => {
-  if (r.code !== 0) throw new Error(r.err.slice(-800));
-  return r;
-};
 const start = () =>
-  ok(
+  check(
     run([
       ...CLI,
       "start",
@@ -43,9 +39,9 @@ const start = () =>
     ]),
   );
 
-ok(run([...CLI, "build", "--target", "dev"]));
-ok(run([...CLI, "secrets", "init", "--domain", "bench.local", "--ip", IP, "--node-name", "bench", secrets]));
-ok(run([...CLI, "dev-host", "up", NS, "--ip", IP]));
+check(run([...CLI, "build", "--target", "dev"]));
+check(run([...CLI, "secrets", "init", "--domain", "bench.local", "--ip", IP, "--node-name", "bench", secrets]));
+check(run([...CLI, "dev-host", "up", NS, "--ip", IP]));
 const kube = new Kube(loadKubeconfig(join(secrets, "admin.kubeconfig")));
 
 async function until(probe: () => Promise<boolean>, ms = 180_000): Promise<void> {
@@ -90,7 +86,7 @@ try {
 
   const restarts: number[] = [];
   for (let i = 0; i < 3; i++) {
-    ok(run([...CLI, "stop", "--rootfs", rootfs]));
+    check(run([...CLI, "stop", "--rootfs", rootfs]));
     t0 = Date.now();
     start();
     await until(ready(t0));
