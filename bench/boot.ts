@@ -20,7 +20,7 @@ check(
     "--domain",
     "bench.local",
     "--plugins",
-    "secrets,agent",
+    "node",
     "--ip",
     "10.214.0.1",
     join(secrets, "s"),
