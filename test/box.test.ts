@@ -168,6 +168,12 @@ describe.if(canBoot)("box: planet start | exec | stop", () => {
     const again = planet(...startArgs(), "--detach"); // ...until the next start takes over
     expect(again.exitCode).toBe(0);
     expect(again.stderr).toContain("cleaning up after a planet start that died");
+    // Nothing of the dead start lingers: one READY=1 listener, the new start's.
+    const listeners = sh(["pgrep", "-f", `UNIX-RECV:/run/planet/planet-${CLUSTER}/notify.sock`])
+      .stdout.trim()
+      .split("\n")
+      .filter((p) => p && !readFileSync(`/proc/${p}/stat`, "utf8").includes(") Z "));
+    expect(listeners).toEqual([String(readState(`planet-${CLUSTER}`)?.notifyPid)]);
     expect(inBubble("systemctl", "is-system-running").stdout.trim()).toBe("running");
   });
 

@@ -254,9 +254,20 @@ export async function cleanup(id: string, state: BoxState | null): Promise<void>
     }
   }
   removeCgroups(id);
+  // A start killed with -9 may leave its READY=1 listener behind.
+  if (state?.notifyPid && pidAlive(state.notifyPid) && /socat/.test(readComm(state.notifyPid)))
+    process.kill(state.notifyPid, "SIGKILL");
   if (state) restoreSysctls(state.sysctls);
   rmSync(boxDir(id), { recursive: true, force: true });
   pruneStateRoot();
+}
+
+function readComm(pid: number): string {
+  try {
+    return readFileSync(`/proc/${pid}/comm`, "utf8");
+  } catch {
+    return "";
+  }
 }
 
 /** runc deletes the bubble's cgroups; this catches any a crash left behind (deepest first). */
@@ -363,7 +374,10 @@ async function claim(id: string, rootfs: string): Promise<void> {
 /** Listens on the host end of systemd's NOTIFY_SOCKET (through runc's proxy) with socat. */
 function listenNotify(path: string, onMessage: (fields: Record<string, string>) => void): ChildProcess {
   rmSync(path, { force: true });
-  const child = spawn("socat", ["-u", `UNIX-RECV:${path}`, "STDOUT"], { stdio: ["ignore", "pipe", "ignore"] });
+  // pdeathsig: if `planet start` is killed -9, the listener goes with it instead of lingering.
+  const child = spawn("setpriv", ["--pdeathsig", "KILL", "socat", "-u", `UNIX-RECV:${path}`, "STDOUT"], {
+    stdio: ["ignore", "pipe", "ignore"],
+  });
   let buf = "";
   child.stdout?.on("data", (chunk: Buffer) => {
     buf += chunk.toString();
@@ -455,6 +469,8 @@ export async function start(opts: StartOptions): Promise<number> {
     });
     if (!(await waitFor(() => existsSync(sock), 5000)))
       throw new PlanetError("NOTIFY_SOCKET", `socat did not create ${sock}`, { phase: "start" });
+    state.notifyPid = notify.pid;
+    writeState(state);
 
     const t0 = performance.now();
     log.start(`booting ${p.id}: ${rootfs} as ${p.roles.join("+")}${opts.netns ? ` in network namespace ${opts.netns}` : ""}`);

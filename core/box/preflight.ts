@@ -15,6 +15,7 @@ export function preflightHost(): void {
   requireRoot("start");
   if (!have("runc")) throw new PlanetError("MISSING_TOOL", "runc is not installed (apt-get install runc)", { phase });
   if (!have("socat")) throw new PlanetError("MISSING_TOOL", "socat is not installed (apt-get install socat)", { phase });
+  if (!have("setpriv")) throw new PlanetError("MISSING_TOOL", "setpriv is not installed (apt-get install util-linux)", { phase });
   const cgroups = readFileSync("/proc/cgroups", "utf8");
   for (const ctrl of ["cpu", "memory", "devices", "pids"])
     if (!new RegExp(`^${ctrl}\\s+\\d+\\s+\\d+\\s+1$`, "m").test(cgroups))

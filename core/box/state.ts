@@ -22,6 +22,8 @@ export interface BoxState {
   /** Seconds from `runc run` to READY=1. */
   bootSeconds?: number;
   netns?: string;
+  /** PID of the socat receiving systemd's READY=1. */
+  notifyPid?: number;
   /** Host sysctls as they were before the bubble started; restored at stop. */
   sysctls: Record<string, string>;
   error?: string;
