@@ -220,10 +220,11 @@ function installedDebs(assets: ResolvedAsset[]): ResolvedAsset[] {
 /** The base rootfs tarball from mmdebstrap, cached by what goes into it. */
 async function ensureBase(plugins: ResolvedPlugin[], assets: ResolvedAsset[]): Promise<string> {
   const packages = [...new Set([...BASE_PACKAGES, ...plugins.flatMap((p) => p.def.packages ?? [])])].sort();
-  const debs = installedDebs(assets).map((a) => a.deb as string);
+  const pinned = installedDebs(assets);
+  const debs = pinned.map((a) => a.deb as string);
   const sources = debianSources();
   const key = createHash("sha256")
-    .update(JSON.stringify({ packages, debs: installedDebs(assets).map((a) => a.record.sha256), sources }))
+    .update(JSON.stringify({ packages, debs: pinned.map((a) => a.record.sha256), sources }))
     .digest("hex")
     .slice(0, 16);
   const dir = join(cacheRoot(), "base");

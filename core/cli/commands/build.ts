@@ -21,5 +21,10 @@ export default defineCommand({
     log.info(`target ${resolution.target}: ${resolution.plugins.map((p) => p.def.name).join(", ")}`);
     const res = await buildImage({ resolution, recipes, repo, out: args.out });
     log.success(`${res.tarball} in ${res.seconds.toFixed(1)}s`);
+    log.debug(
+      `steps: ${Object.entries(res.steps)
+        .map(([name, s]) => `${name} ${s.toFixed(1)}s`)
+        .join(", ")}`,
+    );
   },
 });
