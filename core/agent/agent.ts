@@ -4,7 +4,7 @@ import { Etcd3 } from "etcd3";
 import { logger } from "../log.ts";
 import type { Role } from "../plugin.ts";
 import { type AgentView, createApi, type MemberHealth, type NodeHealth } from "./api.ts";
-import { CheckRunner, type RunnableCheck } from "./checks.ts";
+import { CheckRunner, type RunnableCheck, tlsFiles } from "./checks.ts";
 import { LeaderElection } from "./election.ts";
 
 const log = logger("agent");
@@ -38,14 +38,6 @@ export interface Agent extends AsyncDisposable {
   view: AgentView;
   app: ReturnType<typeof createApi>;
   close(): Promise<void>;
-}
-
-function tlsFiles(dir: string, name: string) {
-  return {
-    ca: readFileSync(join(dir, "root.cert"), "utf8"),
-    cert: readFileSync(join(dir, `${name}.cert`), "utf8"),
-    key: readFileSync(join(dir, `${name}.key`), "utf8"),
-  };
 }
 
 export function etcdClient(etcd: NonNullable<AgentOptions["etcd"]>): Etcd3 {

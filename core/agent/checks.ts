@@ -57,6 +57,12 @@ function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
   return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
 }
 
+/** The cluster CA from a secrets dir, and the named key pair when given (`<name>.cert` / `<name>.key`). */
+export function tlsFiles(dir: string, name?: string): { ca: string; cert?: string; key?: string } {
+  const read = (f: string) => readFileSync(join(dir, f), "utf8");
+  return { ca: read("root.cert"), ...(name ? { cert: read(`${name}.cert`), key: read(`${name}.key`) } : {}) };
+}
+
 /** Runs one probe; throws with a one-line reason when unhealthy. */
 export async function probe(check: RunnableCheck, ctx: ProbeContext): Promise<void> {
   if ("probe" in check) return void (await check.probe());
@@ -64,17 +70,7 @@ export async function probe(check: RunnableCheck, ctx: ProbeContext): Promise<vo
   switch (checkKind(check)) {
     case "http": {
       const c = check as Extract<CheckDef, { http: string }>;
-      const tls = c.http.startsWith("https:")
-        ? {
-            ca: readFileSync(join(ctx.secretsDir, "root.cert"), "utf8"),
-            ...(c.tls
-              ? {
-                  cert: readFileSync(join(ctx.secretsDir, `${c.tls}.cert`), "utf8"),
-                  key: readFileSync(join(ctx.secretsDir, `${c.tls}.key`), "utf8"),
-                }
-              : {}),
-          }
-        : undefined;
+      const tls = c.http.startsWith("https:") ? tlsFiles(ctx.secretsDir, c.tls) : undefined;
       const res = await withTimeout(fetch(c.http, { tls, signal: AbortSignal.timeout(timeoutMs) }), timeoutMs, c.http);
       const body = await res.text();
       if (!res.ok) throw new Error(`${c.http}: HTTP ${res.status} ${body.trim().slice(0, 120)}`);
