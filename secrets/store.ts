@@ -420,12 +420,18 @@ export async function renewSecrets(dir: string, warnDays: number, validityDays?:
   const due = rows.filter((r) => r.status === "expiring" || r.status === "expired").map((r) => r.name);
   const batch = new Batch(dir);
   const renewed: string[] = [];
+  // Each CA is read and checked once, however many of its leaves are due.
+  const cas = new Map<string, KeyPair | null>();
+  const caOf = (name: string) => {
+    if (!cas.has(name)) cas.set(name, loadCA(dir, name));
+    return cas.get(name) ?? null;
+  };
   try {
     for (const name of due) {
       const entry = record.files[name];
       if (entry?.kind !== "cert" || !entry.request) continue; // a CA: reported by check, renewed by hand
-      const ca = loadCA(dir, entry.issuer ?? "root");
-      const root = loadCA(dir, "root");
+      const ca = caOf(entry.issuer ?? "root");
+      const root = caOf("root");
       if (!ca || !root) throw new PlanetError("CA_INCOMPLETE", `the CA of ${name} is missing`, { phase });
       if (validityDays) entry.validityDays = validityDays;
       else if ((entry.validityDays ?? 365) <= warnDays) entry.validityDays = 365;
