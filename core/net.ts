@@ -45,5 +45,3 @@ export function requireIp(ip: string, flag: string): string {
   if (isIP(ip) === 0) throw new PlanetError("BAD_IP", `${flag} ${ip}: not an IP address`);
   return ip;
 }
-
-export { isIP };
