@@ -1,10 +1,20 @@
 import type { AssetDef } from "../core/build/assets.ts";
+import cniPlugins from "./cni-plugins/index.ts";
+import containerd from "./containerd/index.ts";
+import crictl from "./crictl/index.ts";
 import * as debian from "./debian.ts";
+import etcd from "./etcd/index.ts";
 import kubernetes from "./kubernetes/index.ts";
+import registry from "./registry/index.ts";
+import runc from "./runc/index.ts";
+import serf from "./serf/index.ts";
 
-/** Every asset recipe the build knows, with the folder its build script is relative to. */
+/** Go components, each a folder with its recipe and wrapper module (go.mod + go.sum). */
+const goModules = { kubernetes, etcd, containerd, runc, "cni-plugins": cniPlugins, crictl, serf, registry };
+
+/** Every asset recipe the build knows, with the folder its go.mod and scripts are relative to. */
 export const recipes: readonly { def: AssetDef; dir: string }[] = [
-  { def: kubernetes, dir: `${import.meta.dir}/kubernetes` },
+  ...Object.entries(goModules).map(([dir, def]) => ({ def, dir: `${import.meta.dir}/${dir}` })),
   ...Object.values(debian).map((def) => ({ def, dir: import.meta.dir })),
 ];
 

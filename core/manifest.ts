@@ -5,12 +5,17 @@ import type { CertRequest, CheckDef, Role } from "./plugin.ts";
 /** Where the manifest lives inside an image. */
 export const MANIFEST_PATH = "/etc/planet/manifest.json";
 
+/** One asset in the bill of materials. */
 export interface ManifestAsset {
   name: string;
   version: string;
   kind: string;
-  /** sha256 of what was fetched (.deb, .dsc, URL body, local file). */
+  /** Where it came from: `module@version`, `package=version`, a URL or a local path. */
+  source: string;
+  /** sha256 of what was fetched (.deb, URL body, local file); null for Go builds (see `gomod`). */
   sha256: string | null;
+  /** Go builds: the module's go.sum hash, the go.sum's sha256, the toolchain, the upstream commit. */
+  gomod?: { module: string; version: string; h1: string; goSum: string; toolchain: string; commit: string };
   /** Rootfs path → sha256 of the file as it is in the image. */
   files: Record<string, string>;
 }

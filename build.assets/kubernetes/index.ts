@@ -1,21 +1,41 @@
 import { defineAsset } from "../../core/build/assets.ts";
 
+/** Both packages upstream's hack/lib/version.sh stamps, with every variable it sets. */
+const stamp = ["k8s.io/component-base/version", "k8s.io/client-go/pkg/version"].flatMap((p) => [
+  `-X ${p}.gitVersion=\${version}`,
+  `-X ${p}.gitMajor=\${major}`,
+  `-X ${p}.gitMinor=\${minor}`,
+  `-X ${p}.gitCommit=\${commit}`,
+  `-X ${p}.gitTreeState=clean`,
+  `-X ${p}.buildDate=\${date}`,
+]);
+
 /**
- * Kubernetes v1.20.2 server binaries, built from Debian's source package with Debian's Go (~11 min
- * on 2 cores, cached). To pin a newer release from the internet instead, swap `source` for
- * `{ kind: "url", url: ".../kubernetes-server-linux-amd64.tar.gz", sha256: "...", extract: "tar" }`
- * and point `files` at `kubernetes/server/bin/…`.
+ * Kubernetes from its upstream module `k8s.io/kubernetes`, built as upstream's hack/lib/golang.sh
+ * does (trimpath, `-s -w`, tags selinux,notest,grpcnotrace, no cgo). The wrapper module beside this
+ * file replaces each staging module (`./staging/src/k8s.io/<name>` upstream, absent from the
+ * module zip) with its published `k8s.io/<name> v0.<minor>.<patch>`. `pause` is compiled from the
+ * same module's build/pause/linux/pause.c (pause.sh).
  */
 export default defineAsset({
   name: "kubernetes",
-  version: "1.20.2",
-  description: "kube-apiserver, kube-controller-manager, kube-scheduler, kubelet, kube-proxy, pause",
+  version: "1.37.2",
+  description: "kube-apiserver, kube-controller-manager, kube-scheduler, kubelet, kube-proxy, kubectl, pause",
   source: {
-    kind: "debian-source",
-    package: "kubernetes",
-    version: "1.20.5+really1.20.2-1.1+deb12u1",
-    dscSha256: "19fa1da5aefcef673894ac9511986bd98a14410cf8eea0b626613c30df435257",
-    build: "build.sh",
+    kind: "gomod",
+    module: "k8s.io/kubernetes",
+    version: "v1.37.2",
+    tags: ["selinux", "notest", "grpcnotrace"],
+    ldflags: stamp,
+    binaries: {
+      "kube-apiserver": "k8s.io/kubernetes/cmd/kube-apiserver",
+      "kube-controller-manager": "k8s.io/kubernetes/cmd/kube-controller-manager",
+      "kube-scheduler": "k8s.io/kubernetes/cmd/kube-scheduler",
+      kubelet: "k8s.io/kubernetes/cmd/kubelet",
+      "kube-proxy": "k8s.io/kubernetes/cmd/kube-proxy",
+      kubectl: "k8s.io/kubernetes/cmd/kubectl",
+    },
+    script: "pause.sh",
   },
   files: {
     "kube-apiserver": "/usr/bin/kube-apiserver",
@@ -23,5 +43,6 @@ export default defineAsset({
     "kube-scheduler": "/usr/bin/kube-scheduler",
     kubelet: "/usr/bin/kubelet",
     "kube-proxy": "/usr/bin/kube-proxy",
+    kubectl: "/usr/bin/kubectl",
   },
 });

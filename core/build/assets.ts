@@ -5,6 +5,7 @@ import { basename, dirname, join, relative, resolve } from "node:path";
 import { PlanetError } from "../errors.ts";
 import { logger } from "../log.ts";
 import { runOk } from "../proc.ts";
+import { buildGoModule, checkWrapper, type GoModInfo, type GoModSource, pickGo, requiredGo } from "./gomod.ts";
 
 const log = logger("assets");
 
@@ -19,18 +20,12 @@ export interface DebSource {
   sha256: string;
 }
 
-/** A Debian source package built here by a script beside the recipe. */
-export interface DebianSourceSource {
-  kind: "debian-source";
-  package: string;
-  version: string;
-  /** sha256 of the .dsc; the .dsc itself pins every tarball by checksum (dpkg-source verifies them). */
-  dscSha256: string;
-  /** Build script, relative to the recipe folder. Runs with SRC (unpacked tree), OUT, WORK, JOBS set. */
-  build: string;
-}
-
-/** A file on the web, pinned by sha256 — for users with internet. */
+/**
+ * A file on the web, pinned by sha256. For users who prefer upstream's release binaries to building,
+ * e.g. `{ kind: "url", url: "https://dl.k8s.io/v1.37.2/kubernetes-server-linux-amd64.tar.gz",
+ * sha256: "<from the release's .sha256 file>", extract: "tar" }` with `files` pointing at
+ * `kubernetes/server/bin/kube-apiserver` and so on.
+ */
 export interface UrlSource {
   kind: "url";
   url: string;
@@ -47,7 +42,7 @@ export interface LocalSource {
   sha256?: string;
 }
 
-export type AssetSource = DebSource | DebianSourceSource | UrlSource | LocalSource;
+export type AssetSource = DebSource | GoModSource | UrlSource | LocalSource;
 
 /**
  * A pinned dependency. Its cache key is the hash of this definition plus the build script, so a
@@ -80,8 +75,10 @@ export interface AssetRecord {
   version: string;
   kind: AssetSource["kind"];
   key: string;
-  /** sha256 of what was fetched (.deb, .dsc, URL body, local file); null for a local folder. */
+  /** sha256 of what was fetched (.deb, URL body, local file); null for a local folder or a Go build. */
   sha256: string | null;
+  /** For `gomod` assets: module, version, go.sum pins and the toolchain (the bill of materials). */
+  gomod?: GoModInfo;
   /** sha256 of every file of the output, by path relative to `out/`. */
   files: Record<string, string>;
   seconds: number;
@@ -106,9 +103,14 @@ export function cacheRoot(): string {
  * Cache key: what decides the output — name, version, source and the build script. Where the files
  * go (`files`) is not part of it, so moving a binary never rebuilds an asset.
  */
-export function assetKey(def: AssetDef, recipeDir: string): string {
+export function assetKey(def: AssetDef, recipeDir: string, toolchain?: string): string {
   const h = createHash("sha256").update(JSON.stringify({ name: def.name, version: def.version, source: def.source }));
-  if (def.source.kind === "debian-source") h.update(readFileSync(join(recipeDir, def.source.build)));
+  if (def.source.kind === "gomod") {
+    // The wrapper module's pins, the script and the Go that compiles decide the output too.
+    for (const f of ["go.mod", "go.sum", def.source.script])
+      if (f && existsSync(join(recipeDir, f))) h.update(readFileSync(join(recipeDir, f)));
+    h.update(toolchain ?? "");
+  }
   return h.digest("hex").slice(0, 16);
 }
 
@@ -157,7 +159,12 @@ function verify(name: string, what: string, path: string, expected: string): str
  * place. A checksum mismatch is an error; nothing is refetched silently.
  */
 export async function ensureAsset(def: AssetDef, recipeDir: string): Promise<ResolvedAsset> {
-  const key = assetKey(def, recipeDir);
+  const src = def.source;
+  const toolchain =
+    src.kind === "gomod"
+      ? (await pickGo(def.name, requiredGo(checkWrapper(def.name, recipeDir, src).goMod), cacheRoot())).version
+      : undefined;
+  const key = assetKey(def, recipeDir, toolchain);
   const root = join(cacheRoot(), "assets");
   const dir = join(root, `${def.name}-${key}`);
   const recordPath = join(dir, "asset.json");
@@ -171,13 +178,14 @@ export async function ensureAsset(def: AssetDef, recipeDir: string): Promise<Res
   mkdirSync(join(tmp, "out"), { recursive: true });
   const t0 = Date.now();
   try {
-    const sha256 = await produce(def, recipeDir, tmp);
+    const produced = await produce(def, recipeDir, tmp);
     const record: AssetRecord = {
       name: def.name,
       version: def.version,
       kind: def.source.kind,
       key,
-      sha256,
+      sha256: typeof produced === "string" || produced === null ? produced : null,
+      ...(produced && typeof produced === "object" ? { gomod: produced } : {}),
       files: hashTree(join(tmp, "out")),
       seconds: Math.round((Date.now() - t0) / 100) / 10,
     };
@@ -207,7 +215,7 @@ function debPath(dir: string): string | undefined {
   return found ? join(dir, found) : undefined;
 }
 
-async function produce(def: AssetDef, recipeDir: string, tmp: string): Promise<string | null> {
+async function produce(def: AssetDef, recipeDir: string, tmp: string): Promise<string | null | GoModInfo> {
   const src = def.source;
   const out = join(tmp, "out");
   const opts = { phase: "assets", code: "ASSET_FETCH" };
@@ -222,27 +230,11 @@ async function produce(def: AssetDef, recipeDir: string, tmp: string): Promise<s
       await runOk(["dpkg-deb", "-x", join(tmp, deb), out], opts);
       return sum;
     }
-    case "debian-source": {
-      const work = join(tmp, "work");
-      mkdirSync(work);
-      await withProgress(def.name, `apt-get source ${src.package}=${src.version}`, () =>
-        runOk(["apt-get", "source", "-q", "--download-only", `${src.package}=${src.version}`], { cwd: work, ...opts }),
-      );
-      const dsc = readdirSync(work).find((f) => f.endsWith(".dsc"));
-      if (!dsc) throw new PlanetError("ASSET_FETCH", `${def.name}: apt-get source wrote no .dsc`, { phase: "assets" });
-      const sum = verify(def.name, dsc, join(work, dsc), src.dscSha256);
-      await runOk(["dpkg-source", "--no-check", "-x", dsc, "tree"], { cwd: work, ...opts });
+    case "gomod": {
       const logFile = join(tmp, "build.log");
-      await withProgress(def.name, `building from source (log: ${logFile})`, () =>
-        runOk(["bash", join(recipeDir, src.build)], {
-          cwd: join(work, "tree"),
-          env: { SRC: join(work, "tree"), OUT: out, WORK: work, JOBS: String(navigator.hardwareConcurrency) },
-          logFile,
-          code: "ASSET_BUILD",
-          phase: "assets",
-        }),
+      return withProgress(def.name, `go build ${src.module}@${src.version} (log: ${logFile})`, () =>
+        buildGoModule(def.name, recipeDir, src, out, join(tmp, "work"), cacheRoot(), logFile),
       );
-      return sum;
     }
     case "url": {
       const name = basename(new URL(src.url).pathname) || "download";

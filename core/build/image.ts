@@ -334,8 +334,31 @@ function installAssets(rootfs: string, assets: ResolvedAsset[]): ManifestAsset[]
         });
       files[dest] = sum;
     }
-    return { name: a.def.name, version: a.def.version, kind: a.record.kind, sha256: a.record.sha256, files };
+    return {
+      name: a.def.name,
+      version: a.def.version,
+      kind: a.record.kind,
+      source: assetSource(a.def),
+      sha256: a.record.sha256,
+      ...(a.record.gomod ? { gomod: a.record.gomod } : {}),
+      files,
+    };
   });
+}
+
+/** The one-string origin of an asset, as the manifest records it. */
+function assetSource(def: AssetDef): string {
+  const src = def.source;
+  switch (src.kind) {
+    case "deb":
+      return `${src.package}=${src.version}`;
+    case "gomod":
+      return `${src.module}@${src.version}`;
+    case "url":
+      return src.url;
+    case "local":
+      return src.path;
+  }
 }
 
 async function buildImages(

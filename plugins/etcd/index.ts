@@ -2,11 +2,11 @@ import { definePlugin } from "../../core/plugin.ts";
 
 export default definePlugin({
   name: "etcd",
-  description: "etcd 3.4 key-value store holding the cluster state, TLS for clients and peers",
+  description: "etcd 3.7 key-value store holding the cluster state, TLS for clients and peers",
   requires: ["secrets"],
   ports: [2379, 2380, 2381],
   roles: ["master"],
-  assets: ["etcd-server", "etcd-client"],
+  assets: ["etcd"],
   units: ["etcd.service"],
   files: { "files/": "/" },
   env: {

@@ -4,11 +4,11 @@ const API = "https://127.0.0.1:6443";
 
 export default definePlugin({
   name: "kube-master",
-  description: "Kubernetes 1.20 control plane: kube-apiserver, kube-controller-manager, kube-scheduler",
+  description: "Kubernetes control plane: kube-apiserver, kube-controller-manager, kube-scheduler",
   requires: ["etcd", "secrets"],
   ports: [6443, 10257, 10259],
   roles: ["master"],
-  assets: ["kubernetes", "kubectl"],
+  assets: ["kubernetes"],
   units: ["kube-apiserver.service", "kube-controller-manager.service", "kube-scheduler.service"],
   env: { KUBE_APISERVER_PORT: "6443", KUBECONFIG: "/var/state/admin.kubeconfig" },
   certs: [

@@ -5,11 +5,11 @@ const IMAGES = "/usr/share/planet/images";
 
 export default definePlugin({
   name: "kube-node",
-  description: "Kubernetes 1.20 node: containerd (CRI), kubelet, kube-proxy, CNI bridge, bundled images",
+  description: "Kubernetes node: containerd 2 (CRI), runc, kubelet, kube-proxy, CNI bridge, crictl, bundled images",
   requires: ["secrets"],
   ports: [10248, 10250, 10256],
   roles: ["node"],
-  assets: ["kubernetes", "kubectl", "containerd", "runc", "cni-plugins", "busybox-static"],
+  assets: ["kubernetes", "containerd", "runc", "cni-plugins", "crictl", "busybox-static"],
   packages: ["conntrack", "ebtables", "ethtool", "socat"],
   units: ["kube-node-cleanup.service", "containerd.service", "planet-images.service", "kubelet.service", "kube-proxy.service"],
   files: { "files/": "/" },
@@ -31,7 +31,7 @@ export default definePlugin({
   ],
   images: [
     {
-      ref: "k8s.gcr.io/pause:3.2",
+      ref: "registry.k8s.io/pause:3.10.2",
       files: { "kubernetes:pause": "/pause" },
       entrypoint: ["/pause"],
       path: `${IMAGES}/pause.tar`,

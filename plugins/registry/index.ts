@@ -1,14 +1,14 @@
 import { definePlugin } from "../../core/plugin.ts";
 
-/** A docker registry (Debian's docker-registry 2.8) on the masters, TLS from the cluster PKI. */
+/** The distribution registry v3 on the masters, TLS from the cluster PKI. */
 export default definePlugin({
   name: "registry",
-  description: "docker registry 2.8 on :5000 (TLS), storage on the /ext/registry volume",
+  description: "distribution registry 3 on :5000 (TLS), storage on the /ext/registry volume",
   requires: ["secrets"],
   roles: ["master"],
   ports: [5000],
-  assets: ["docker-registry"],
-  units: ["docker-registry.service"],
+  assets: ["registry"],
+  units: ["registry.service"],
   files: { "files/": "/" },
   certs: [
     {

@@ -3,7 +3,7 @@ import { definePlugin } from "../../core/plugin.ts";
 /** Serf gossip membership between the cluster's nodes, encrypted with a key from `planet secrets init`. */
 export default definePlugin({
   name: "serf",
-  description: "serf 0.9 gossip membership (encrypted), members tagged with role and cluster",
+  description: "serf 0.10 gossip membership (encrypted), members tagged with role and cluster",
   requires: ["secrets"],
   roles: ["master", "node"],
   ports: [7373, 7946],
