@@ -69,8 +69,7 @@ async function main(): Promise<void> {
     if (existsSync(join(dir, "go.sum"))) writeFileSync(join(work, "go.sum"), readFileSync(join(dir, "go.sum")));
     await go(["mod", "tidy"]);
     const newMod = readFileSync(join(work, "go.mod"), "utf8");
-    if (requiredGo(newMod) !== requiredGo(oldMod || newMod))
-      say(`go directive: ${requiredGo(oldMod)} → ${requiredGo(newMod)}`);
+    if (requiredGo(newMod) !== requiredGo(oldMod || newMod)) say(`go directive: ${requiredGo(oldMod)} → ${requiredGo(newMod)}`);
     const index = join(dir, "index.ts");
     const oldIndex = readFileSync(index, "utf8");
     const newIndex = oldIndex

@@ -109,7 +109,7 @@ export interface GoToolchain {
  * older but knows GOTOOLCHAIN (≥ 1.21), the go command fetches `go<need>` from the module proxy.
  */
 export async function pickGo(component: string, need: string, cacheRoot: string): Promise<GoToolchain> {
-  const base = { ...goCaches(cacheRoot), GOFLAGS: "-mod=readonly -modcacherw", GOWORK: "off", GOENV: "off" };
+  const base = { ...goCaches(cacheRoot), GOFLAGS: "-mod=readonly -modcacherw", GOWORK: "off" };
   const found: { go: string; version: string }[] = [];
   for (const go of goCandidates(cacheRoot)) {
     const res = await run([go, "env", "GOVERSION"], { env: { ...base, GOTOOLCHAIN: "local" } });
@@ -163,7 +163,7 @@ export function classifyGoError(component: string, recipeDir: string, stderr: st
       opts,
     );
   m =
-    find(/(\S+)@(\S+): (?:reading|verifying) \S+: (404 Not Found|410 Gone)/) ??
+    find(/(\S+)@(\S+): (?:reading|verifying) \S+: (404 Not Found|410 Gone|403 Forbidden)/) ??
     find(/(\S+)@(\S+): .*(unknown revision|invalid version)/);
   if (m)
     return new PlanetError(
@@ -172,7 +172,7 @@ export function classifyGoError(component: string, recipeDir: string, stderr: st
       opts,
     );
   m = find(
-    /(\S+)@(\S+): .*(dial tcp|no such host|connection refused|i\/o timeout|proxyconnect|TLS handshake timeout|network is unreachable)/,
+    /(\S+)@(\S+): .*?(dial tcp|no such host|connection refused|i\/o timeout|proxyconnect|TLS handshake timeout|network is unreachable)/,
   );
   if (m)
     return new PlanetError(
@@ -229,14 +229,26 @@ export function checkWrapper(component: string, recipeDir: string, src: GoModSou
 }
 
 /** Placeholder values for ldflags from the module's version and the proxy's .info/origin. */
-async function stampVars(tc: GoToolchain, work: string, src: GoModSource): Promise<Record<string, string>> {
-  const res = await run([tc.go, "mod", "download", "-json", `${src.module}@${src.version}`], { cwd: work, env: tc.env });
-  let info: { Time?: string; Origin?: { Hash?: string } } = {};
+async function stampVars(
+  component: string,
+  recipeDir: string,
+  tc: GoToolchain,
+  work: string,
+  src: GoModSource,
+): Promise<Record<string, string>> {
+  // Fetching the upstream module first gives the clearest error for a wrong version or proxy.
+  // Outside any module (cwd /), so the answer is the proxy's and the checksum database's, not go.sum's.
+  const res = await run([tc.go, "mod", "download", "-json", `${src.module}@${src.version}`], {
+    cwd: "/",
+    env: { ...tc.env, GOFLAGS: "-modcacherw" },
+  });
+  let info: { Time?: string; Origin?: { Hash?: string }; Error?: string } = {};
   try {
     info = JSON.parse(res.stdout) as typeof info;
   } catch {
-    // The build itself reports why the download failed.
+    info = { Error: res.stderr };
   }
+  if (info.Error || res.exitCode !== 0) throw classifyGoError(component, recipeDir, `${info.Error ?? ""}\n${res.stderr}`);
   const semver = src.version.replace(/^v/, "");
   const [major = "", minor = "", patch = ""] = semver.split(/[.+-]/);
   const epoch = process.env.SOURCE_DATE_EPOCH;
@@ -286,13 +298,13 @@ export async function buildGoModule(
   mkdirSync(work, { recursive: true });
   writeFileSync(join(work, "go.mod"), goMod);
   writeFileSync(join(work, "go.sum"), goSum);
+  writeFileSync(logFile, `# ${component}: ${src.module}@${src.version} with ${tc.version} (${tc.go})\n`, { flag: "a" });
+  const vars = await stampVars(component, recipeDir, tc, work, src);
   const h1 = goSumHash(goSum, src.module, src.version);
   if (!h1)
     throw new PlanetError("GO_SUM_MISSING", `${component}: ${recipeDir}/go.sum has no line for ${src.module} ${src.version}`, {
       phase: "assets",
     });
-  writeFileSync(logFile, `# ${component}: ${src.module}@${src.version} with ${tc.version} (${tc.go})\n`, { flag: "a" });
-  const vars = await stampVars(tc, work, src);
   const runGo = async (args: string[], extraEnv: Record<string, string>) => {
     const opts: RunOptions = { cwd: work, env: { ...tc.env, ...extraEnv } };
     const res = await run([tc.go, ...args], opts);
