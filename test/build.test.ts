@@ -4,7 +4,17 @@
  */
 import { beforeAll, describe, expect, test } from "bun:test";
 import { createHash } from "node:crypto";
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, readlinkSync, rmSync, statSync, writeFileSync } from "node:fs";
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  readlinkSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Manifest } from "../core/manifest.ts";
@@ -54,6 +64,11 @@ describe.if(canBoot)("planet build --target dev", () => {
     expect(v.target).toBe("dev");
     expect(v.digest).toBe(`sha256:${sha(join(rootfs, "etc/planet/manifest.json"))}`);
     expect(v.plugins).toEqual(["secrets", "agent", "etcd", "hello", "kube-master", "kube-node", "registry", "serf"]);
+    expect(v.components.kubernetes).toMatchObject({ version: "1.37.2", source: "k8s.io/kubernetes@v1.37.2" });
+    expect(v.components.containerd.source).toMatch(/^github\.com\/containerd\/containerd\/v2@v2\./);
+    // The same from the host: the image's binary reads the rootfs it lives in.
+    const host = sh([join(rootfs, "usr/bin/planet"), "version"]);
+    expect(host.stdout).toMatch(/kubernetes\s+1\.37\.2\s+k8s\.io\/kubernetes@v1\.37\.2 \(go1\.\d+/);
   });
 
   test("every asset is listed with a sha256 that matches the file in the rootfs", () => {
@@ -62,22 +77,30 @@ describe.if(canBoot)("planet build --target dev", () => {
       "busybox-static",
       "cni-plugins",
       "containerd",
-      "docker-registry",
-      "etcd-client",
-      "etcd-server",
-      "kubectl",
+      "crictl",
+      "etcd",
       "kubernetes",
+      "registry",
       "runc",
       "serf",
     ]);
     for (const a of first.assets) {
-      expect(a.sha256 ?? "").toMatch(/^[0-9a-f]{64}$/);
+      if (a.kind === "gomod") {
+        // The bill of materials of a Go build: module@version, its go.sum pin, the toolchain.
+        expect(a.source).toBe(`${a.gomod?.module}@${a.gomod?.version}`);
+        expect(a.gomod?.h1).toMatch(/^h1:[A-Za-z0-9+/]+=*$/);
+        expect(a.gomod?.goSum).toMatch(/^[0-9a-f]{64}$/);
+        expect(a.gomod?.toolchain).toMatch(/^go1\.\d+/);
+        const sum = readFileSync(join(REPO, "build.assets", a.name, "go.sum"), "utf8");
+        expect(sum).toContain(`${a.gomod?.module} ${a.gomod?.version} ${a.gomod?.h1}`);
+      } else expect(a.sha256 ?? "").toMatch(/^[0-9a-f]{64}$/);
+      expect(Object.keys(a.files).length).toBeGreaterThan(0);
       for (const [path, sum] of Object.entries(a.files)) expect(sha(join(rootfs, path))).toBe(sum);
     }
     expect(Object.keys(first.assets.find((a) => a.name === "kubernetes")?.files ?? {})).toContain("/usr/bin/kube-apiserver");
     for (const img of first.images) expect(sha(join(rootfs, img.path))).toBe(img.sha256);
     expect(first.packages.map((p) => p.name)).toEqual(
-      expect.arrayContaining(["systemd", "etcd-server", "containerd", "runc", "busybox"]),
+      expect.arrayContaining(["systemd", "libseccomp2", "iptables", "conntrack"]),
     );
   });
 
@@ -88,7 +111,7 @@ describe.if(canBoot)("planet build --target dev", () => {
         "kube-apiserver.service",
         "kube-controller-manager.service",
         "kube-scheduler.service",
-        "docker-registry.service",
+        "registry.service",
       ],
       node: ["containerd.service", "kubelet.service", "kube-proxy.service", "planet-images.service", "kube-node-cleanup.service"],
     };
@@ -99,8 +122,8 @@ describe.if(canBoot)("planet build --target dev", () => {
       }
     expect(existsSync(join(rootfs, "etc/systemd/system/planet-node.target.wants/etcd.service"))).toBe(false);
     expect(existsSync(join(rootfs, "etc/systemd/system/planet-master.target.wants/planet-secrets-renew.service"))).toBe(false);
-    // Debian's own enablement of etcd, serf and the registry is gone: the role decides.
-    for (const u of ["etcd.service", "serf.service", "docker-registry.service"])
+    // No package enabled a unit of its own: the role decides.
+    for (const u of ["etcd.service", "serf.service", "registry.service", "containerd.service"])
       expect(existsSync(join(rootfs, "etc/systemd/system/multi-user.target.wants", u))).toBe(false);
     expect(readlinkSync(join(rootfs, "etc/systemd/system/systemd-sysctl.service"))).toBe("/dev/null");
     expect(readFileSync(join(rootfs, "srv/hello/index.html"), "utf8")).toContain("hello from planet");
@@ -117,10 +140,10 @@ describe.if(canBoot)("planet build --target dev", () => {
   });
 
   test("a second build with a warm cache reuses every asset and gives the same manifest", () => {
-    expect(log).toMatch(/assets: 10 \(\d+ from cache/);
+    expect(log).toMatch(/assets: 9 \(\d+ from cache/);
     const again = planet(...ARGS);
     expect(again.exitCode).toBe(0);
-    expect(again.stderr).toContain("assets: 10 (10 from cache");
+    expect(again.stderr).toContain("assets: 9 (9 from cache");
     expect(again.stderr).toContain("base rootfs: cached");
     expect(JSON.parse(readFileSync(join(OUT, "planet.json"), "utf8"))).toEqual(first);
   }, 600_000);
@@ -174,6 +197,33 @@ describe.if(canBoot)("planet build --target dev", () => {
       },
       600_000,
     );
+
+    test("a tampered go.sum line fails the build with one line naming the module", () => {
+      const before = statSync(tarball).mtimeMs;
+      // The checkout's tracked files, with one pin of the serf recipe changed.
+      const copy = mkdtempSync(join(tmpdir(), "planet-tampered-"));
+      try {
+        expect(sh(["sh", "-c", `git ls-files -z | xargs -0 cp --parents -t ${copy}`]).exitCode).toBe(0);
+        symlinkSync(join(REPO, "node_modules"), join(copy, "node_modules"));
+        const sumPath = join(copy, "build.assets/serf/go.sum");
+        const sum = readFileSync(sumPath, "utf8");
+        const tampered = sum.replace(
+          /^(github\.com\/hashicorp\/serf v\S+ h1:)(.)/m,
+          (_a, head: string, c: string) => `${head}${c === "A" ? "B" : "A"}`,
+        );
+        expect(tampered).not.toBe(sum);
+        writeFileSync(sumPath, tampered);
+        const res = sh([process.execPath, "core/cli/main.ts", "build", "--target", "dev", "--out", OUT], { cwd: copy });
+        expect(res.exitCode).toBe(1);
+        expect(res.stderr.trim().split("\n").at(-1)).toMatch(
+          /^GO_CHECKSUM: \(assets\) serf: github\.com\/hashicorp\/serf@v\S+ does not match \S+\/build\.assets\/serf\/go\.sum/,
+        );
+        expect(statSync(tarball).mtimeMs).toBe(before);
+        expect(existsSync(join(OUT, "rootfs/usr/bin/planet"))).toBe(true);
+      } finally {
+        rmSync(copy, { recursive: true, force: true });
+      }
+    }, 600_000);
 
     test("not root", () => {
       const res = sh(

@@ -83,6 +83,25 @@ describe.if(canBoot)("Kubernetes in the bubble (dev target)", () => {
     expect(failed).toBe("");
   }, 300_000);
 
+  test("every component reports the upstream version it was built from, through real clients", async () => {
+    const k8s = (await import("../build.assets/kubernetes/index.ts")).default.version;
+    const version = await kube.get<{ gitVersion: string; gitTreeState: string; goVersion: string }>("/version");
+    expect(version.gitVersion).toBe(`v${k8s}`);
+    expect(version.gitTreeState).toBe("clean");
+    const node = await kube.get<{ status: { nodeInfo: Record<string, string> } }>(`/api/v1/nodes/${NODE}`);
+    expect(node.status.nodeInfo.kubeletVersion).toBe(`v${k8s}`);
+    expect(node.status.nodeInfo.containerRuntimeVersion).toMatch(/^containerd:\/\/2\.\d+\.\d+$/);
+    // kubectl inside the bubble: its own version and the server's, with no skew warning.
+    const kubectl = planet("exec", "--rootfs", rootfs, "kubectl", "version", "-o", "json");
+    expect(kubectl.exitCode).toBe(0);
+    const both = JSON.parse(kubectl.stdout) as Record<string, { gitVersion: string }>;
+    expect([both.clientVersion?.gitVersion, both.serverVersion?.gitVersion]).toEqual([`v${k8s}`, `v${k8s}`]);
+    const etcd = planet("exec", "--rootfs", rootfs, "etcdctl", "version").stdout;
+    expect(etcd).toContain("etcdctl version: 3.7.");
+    const crictl = planet("exec", "--rootfs", rootfs, "crictl", "version");
+    expect(crictl.stdout).toMatch(/RuntimeName:\s+containerd/);
+  }, 60_000);
+
   test("the apiserver's flags hold on the wire: anonymous gets 401, the node identity is limited by Node authz", async () => {
     const anon = await fetch(`https://${IP}:6443/api/v1/namespaces`, { tls: { ca: Bun.file(join(secrets, "root.cert")) } });
     expect(anon.status).toBe(401);

@@ -13,7 +13,6 @@ export default definePlugin({
     PLANET_ETCD_MEMBER_NAME: "${KUBE_NODE_NAME}",
     ETCD_INITIAL_CLUSTER: "${PLANET_ETCD_MEMBER_NAME}=https://${PLANET_PUBLIC_IP}:2380",
     ETCD_INITIAL_CLUSTER_STATE: "new",
-    ETCDCTL_API: "3",
   },
   certs: [
     {
