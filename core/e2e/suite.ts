@@ -233,20 +233,13 @@ const CASES: Case[] = [
         kind: "ServiceAccount",
         metadata: { name: "nobody" },
       });
-      type Secrets = { items: { type: string; data?: { token?: string }; metadata: { annotations?: Record<string, string> } }[] };
-      const token = await until(
-        "token of service account nobody",
-        async () => {
-          const s = await kube.get<Secrets>(`/api/v1/namespaces/${ns}/secrets`);
-          const t = s.items.find(
-            (x) =>
-              x.type === "kubernetes.io/service-account-token" &&
-              x.metadata.annotations?.["kubernetes.io/service-account.name"] === "nobody",
-          );
-          return t?.data?.token ? Buffer.from(t.data.token, "base64").toString() : undefined;
-        },
-        30_000,
-      );
+      // A bound token from the TokenRequest API (token secrets are no longer created since 1.24).
+      const req = await kube.create<{ status: { token: string } }>(`/api/v1/namespaces/${ns}/serviceaccounts/nobody/token`, {
+        apiVersion: "authentication.k8s.io/v1",
+        kind: "TokenRequest",
+        spec: { expirationSeconds: 600 },
+      });
+      const token = req.status.token;
       const weak = kube.withToken(token);
       await weak.get(`/api/v1/namespaces/${ns}/serviceaccounts/nobody`).then(
         () => {
