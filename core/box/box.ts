@@ -521,12 +521,13 @@ export async function start(opts: StartOptions): Promise<number> {
     }
     const bootSeconds = Math.round(performance.now() - t0) / 1000;
     const failed = await reportUnits(p.id, p);
+    // Logged before the state says ready: `start --detach` returns as soon as it reads that.
+    log.success(`${p.id} ready in ${bootSeconds}s${failed.length ? ` (${failed.length} units not active)` : ""}`);
     state.phase = "ready";
     state.readyAt = new Date().toISOString();
     state.bootSeconds = bootSeconds;
     if (failed.length) state.error = `units not active: ${failed.join(", ")}`;
     writeState(state);
-    log.success(`${p.id} ready in ${bootSeconds}s${failed.length ? ` (${failed.length} units not active)` : ""}`);
 
     const code = await exitedP;
     log.info(`${p.id} halted (runc exit ${code})`);

@@ -114,6 +114,7 @@ async function detach(id: string, rawArgs: string[], timeout: number): Promise<n
     show();
     const st = readState(id);
     if (st?.pid === pid && st.phase === "ready") {
+      show();
       log.info(`running in the background (pid ${pid}, log ${logFile}); stop with: planet stop`);
       return 0;
     }
