@@ -233,7 +233,6 @@ async function stampVars(
   component: string,
   recipeDir: string,
   tc: GoToolchain,
-  work: string,
   src: GoModSource,
 ): Promise<Record<string, string>> {
   // Fetching the upstream module first gives the clearest error for a wrong version or proxy.
@@ -299,7 +298,7 @@ export async function buildGoModule(
   writeFileSync(join(work, "go.mod"), goMod);
   writeFileSync(join(work, "go.sum"), goSum);
   writeFileSync(logFile, `# ${component}: ${src.module}@${src.version} with ${tc.version} (${tc.go})\n`, { flag: "a" });
-  const vars = await stampVars(component, recipeDir, tc, work, src);
+  const vars = await stampVars(component, recipeDir, tc, src);
   const h1 = goSumHash(goSum, src.module, src.version);
   if (!h1)
     throw new PlanetError("GO_SUM_MISSING", `${component}: ${recipeDir}/go.sum has no line for ${src.module} ${src.version}`, {
