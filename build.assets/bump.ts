@@ -1,6 +1,7 @@
 #!/usr/bin/env bun
 /**
- * Pins a `gomod` asset to another upstream version: `bun build.assets/bump.ts <asset> <version>`.
+ * Pins a `gomod` asset to another upstream version: `bun build.assets/bump.ts <asset> <version>
+ * [--dir <recipe folder>]` (`--dir` works on a copy of the recipe's folder instead of the checkout's).
  * Creates or rewrites the wrapper module (go.mod + go.sum) beside the recipe — require the upstream
  * module, carry over its `godebug` lines and its replaces of other modules, turn Kubernetes-style
  * staging replaces (`./staging/src/k8s.io/x`) into the published `k8s.io/x v0.N.P`, one `tool` line
@@ -11,7 +12,7 @@ import { existsSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSyn
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { cacheRoot } from "../core/build/assets.ts";
-import { classifyGoError, pickGo, requiredGo } from "../core/build/gomod.ts";
+import { classifyGoError, goDownload, pickGo, requiredGo } from "../core/build/gomod.ts";
 import { PlanetError } from "../core/errors.ts";
 import { run } from "../core/proc.ts";
 import { recipes } from "./index.ts";
@@ -26,16 +27,19 @@ interface ModJson {
 }
 
 async function main(): Promise<void> {
-  const [name, version] = process.argv.slice(2);
+  const args = process.argv.slice(2);
+  const dirAt = args.indexOf("--dir");
+  const dirArg = dirAt >= 0 ? args.splice(dirAt, 2)[1] : undefined;
+  const [name, version] = args;
   if (!name || !version || !/^v\d+\.\d+\.\d+(-[\w.-]+)?$/.test(version))
-    throw new PlanetError("USAGE", "usage: bun build.assets/bump.ts <asset> <vX.Y.Z>");
+    throw new PlanetError("USAGE", "usage: bun build.assets/bump.ts <asset> <vX.Y.Z> [--dir <recipe folder>]");
   const recipe = recipes.find((r) => r.def.name === name);
   if (!recipe)
     throw new PlanetError("UNKNOWN_ASSET", `no recipe named ${name} (known: ${recipes.map((r) => r.def.name).join(", ")})`);
   const src = recipe.def.source;
   if (src.kind !== "gomod")
     throw new PlanetError("UNKNOWN_ASSET", `${name} is a ${src.kind} asset; only gomod assets are bumped here`);
-  const dir = recipe.dir;
+  const dir = dirArg ?? recipe.dir;
   const tc = await pickGo(name, "1.21", cacheRoot());
   const work = mkdtempSync(join(tmpdir(), `planet-bump-${name}-`));
   try {
@@ -44,8 +48,8 @@ async function main(): Promise<void> {
       if (res.exitCode !== 0) throw classifyGoError(name, dir, res.stderr);
       return res.stdout;
     };
-    const dl = JSON.parse(await go(["mod", "download", "-json", `${src.module}@${version}`])) as { GoMod: string };
-    const upstream = JSON.parse(await go(["mod", "edit", "-json", dl.GoMod])) as ModJson;
+    const dl = await goDownload(tc, name, dir, `${src.module}@${version}`);
+    const upstream = JSON.parse(await go(["mod", "edit", "-json", dl.GoMod ?? ""])) as ModJson;
     const oldMod = existsSync(join(dir, "go.mod")) ? readFileSync(join(dir, "go.mod"), "utf8") : "";
     const lines = [`module planet.local/build.assets/${name}`, "", `go ${upstream.Go ?? "1.21"}`, ""];
     // godebug settings apply only in the main module: keep upstream's behaviour.

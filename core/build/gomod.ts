@@ -228,6 +228,32 @@ export function checkWrapper(component: string, recipeDir: string, src: GoModSou
   return { goMod, goSum };
 }
 
+/** What `go mod download -json` says of one module version. */
+export interface GoDownload {
+  Dir?: string;
+  GoMod?: string;
+  /** Path of the proxy's .info file (JSON with the version's `Time`). */
+  Info?: string;
+  Origin?: { Hash?: string };
+  Error?: string;
+}
+
+/**
+ * Downloads `module@version` outside any module (cwd /), so the answer is the proxy's and the
+ * checksum database's, not a go.sum's; a failure becomes one classified line.
+ */
+export async function goDownload(tc: GoToolchain, component: string, recipeDir: string, modVer: string): Promise<GoDownload> {
+  const res = await run([tc.go, "mod", "download", "-json", modVer], { cwd: "/", env: { ...tc.env, GOFLAGS: "-modcacherw" } });
+  let info: GoDownload;
+  try {
+    info = JSON.parse(res.stdout) as GoDownload;
+  } catch {
+    info = { Error: res.stderr };
+  }
+  if (info.Error || res.exitCode !== 0) throw classifyGoError(component, recipeDir, `${info.Error ?? ""}\n${res.stderr}`);
+  return info;
+}
+
 /** Placeholder values for ldflags from the module's version and the proxy's .info/origin. */
 async function stampVars(
   component: string,
@@ -236,22 +262,13 @@ async function stampVars(
   src: GoModSource,
 ): Promise<Record<string, string>> {
   // Fetching the upstream module first gives the clearest error for a wrong version or proxy.
-  // Outside any module (cwd /), so the answer is the proxy's and the checksum database's, not go.sum's.
-  const res = await run([tc.go, "mod", "download", "-json", `${src.module}@${src.version}`], {
-    cwd: "/",
-    env: { ...tc.env, GOFLAGS: "-modcacherw" },
-  });
-  let info: { Time?: string; Origin?: { Hash?: string }; Error?: string } = {};
-  try {
-    info = JSON.parse(res.stdout) as typeof info;
-  } catch {
-    info = { Error: res.stderr };
-  }
-  if (info.Error || res.exitCode !== 0) throw classifyGoError(component, recipeDir, `${info.Error ?? ""}\n${res.stderr}`);
+  const info = await goDownload(tc, component, recipeDir, `${src.module}@${src.version}`);
   const semver = src.version.replace(/^v/, "");
   const [major = "", minor = "", patch = ""] = semver.split(/[.+-]/);
   const epoch = process.env.SOURCE_DATE_EPOCH;
-  const date = epoch ? new Date(Number(epoch) * 1000) : info.Time ? new Date(info.Time) : new Date(0);
+  const time =
+    info.Info && existsSync(info.Info) ? (JSON.parse(readFileSync(info.Info, "utf8")) as { Time?: string }).Time : undefined;
+  const date = epoch ? new Date(Number(epoch) * 1000) : time ? new Date(time) : new Date(0);
   return {
     version: src.version,
     semver,
