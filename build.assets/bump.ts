@@ -68,6 +68,7 @@ async function main(): Promise<void> {
         lines.push(`replace ${old} => ${r.New.Path} ${r.New.Version ?? ""}`.trimEnd());
       }
     }
+    for (const [m, v] of Object.entries(src.replaces ?? {})) lines.push(`replace ${m} => ${m} ${v}`);
     for (const b of Object.values(src.binaries)) lines.push(`tool ${typeof b === "string" ? b : b.package}`);
     writeFileSync(join(work, "go.mod"), `${lines.join("\n")}\n`);
     if (existsSync(join(dir, "go.sum"))) writeFileSync(join(work, "go.sum"), readFileSync(join(dir, "go.sum")));

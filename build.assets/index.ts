@@ -1,16 +1,31 @@
 import type { AssetDef } from "../core/build/assets.ts";
+import cniFlannel from "./cni-flannel/index.ts";
 import cniPlugins from "./cni-plugins/index.ts";
 import containerd from "./containerd/index.ts";
+import coredns from "./coredns/index.ts";
 import crictl from "./crictl/index.ts";
 import * as debian from "./debian.ts";
 import etcd from "./etcd/index.ts";
+import flannel from "./flannel/index.ts";
 import kubernetes from "./kubernetes/index.ts";
 import registry from "./registry/index.ts";
 import runc from "./runc/index.ts";
 import serf from "./serf/index.ts";
 
 /** Go components, each a folder with its recipe and wrapper module (go.mod + go.sum). */
-const goModules = { kubernetes, etcd, containerd, runc, "cni-plugins": cniPlugins, crictl, serf, registry };
+const goModules = {
+  kubernetes,
+  etcd,
+  containerd,
+  runc,
+  "cni-plugins": cniPlugins,
+  crictl,
+  serf,
+  registry,
+  flannel,
+  "cni-flannel": cniFlannel,
+  coredns,
+};
 
 /** Every asset recipe the build knows, with the folder its go.mod and scripts are relative to. */
 export const recipes: readonly { def: AssetDef; dir: string }[] = [

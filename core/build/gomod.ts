@@ -31,6 +31,11 @@ export interface GoModSource {
   version: string;
   /** Sibling modules of the same release required at the same version (e.g. etcd's etcdctl/v3). */
   with?: string[];
+  /**
+   * Requirements pinned to another version than upstream's (`module → version`), written by bump.ts
+   * as `replace` lines: for a dependency the module proxy does not serve at upstream's version.
+   */
+  replaces?: Record<string, string>;
   /** Output file name → package path (or its build settings). */
   binaries: Record<string, string | GoBinary>;
   /** Default for every binary: cgo on (needs gcc) or off (default). */
