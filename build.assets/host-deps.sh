@@ -14,6 +14,7 @@ PACKAGES=(
   curl unzip rsync jq                                 # Go toolchain from the module proxy
   runc socat iproute2 iptables util-linux             # the bubble: runc, READY=1, test hosts
   systemd openssl etcd-server etcd-client             # systemd-analyze verify, PKI checks, agent tests
+  dnsmasq-base                                        # the upstream DNS server the network test starts
 )
 [ "$(id -u)" = 0 ] || { echo "NOT_ROOT: host-deps.sh installs Debian packages; run as root" >&2; exit 1; }
 

@@ -8,13 +8,13 @@ export const targets: Record<string, TargetDef> = {
     plugins: ["secrets", "etcd", "kube-master", "serf", "registry", "agent"],
   },
   node: {
-    description: "worker: containerd, kubelet, kube-proxy, serf, agent",
+    description: "worker: containerd, kubelet, kube-proxy, flannel, CoreDNS, serf, agent",
     roles: ["node"],
-    plugins: ["secrets", "kube-node", "serf", "agent"],
+    plugins: ["secrets", "kube-node", "flannel", "dns", "serf", "agent"],
   },
   dev: {
     description: "master and node on one host — what `make dev` builds and `make dev-start` boots",
     roles: ["master", "node"],
-    plugins: ["secrets", "etcd", "kube-master", "kube-node", "serf", "registry", "agent"],
+    plugins: ["secrets", "etcd", "kube-master", "kube-node", "flannel", "dns", "serf", "registry", "agent"],
   },
 };

@@ -1,5 +1,6 @@
 import { createHash } from "node:crypto";
 import { existsSync, readFileSync } from "node:fs";
+import type { ObjectRef } from "./manifests.ts";
 import type { CertRequest, CheckDef, Role } from "./plugin.ts";
 
 /** Where the manifest lives inside an image. */
@@ -43,6 +44,8 @@ export interface Manifest {
   images: { ref: string; path: string; sha256: string }[];
   /** TCP ports the units of each plugin listen on. */
   ports: { port: number; plugin: string; roles: Role[] }[];
+  /** Kubernetes objects plugins ship, applied at boot: file in the image, sha256, the objects. */
+  manifests?: { plugin: string; path: string; sha256: string; objects: ObjectRef[] }[];
   /** Debian packages in the rootfs (an SBOM). */
   packages: { name: string; version: string; arch: string }[];
 }

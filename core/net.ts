@@ -26,6 +26,11 @@ export function parseCidr(text: string, flag: string): Cidr {
   return { base, prefix, text: `${intToIp(base)}/${prefix}` };
 }
 
+/** The n-th address of a subnet (0 is the network address). */
+export function nthIp(cidr: Cidr, n: number): string {
+  return intToIp(cidr.base + n);
+}
+
 /** The first usable address: the `kubernetes` service IP of a service subnet. */
 export function firstIp(cidr: Cidr): string {
   return intToIp(cidr.base + 1);

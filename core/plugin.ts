@@ -1,3 +1,4 @@
+import type { ManifestFile } from "./manifests.ts";
 /**
  * The plugin contract. A plugin is data: a folder under `plugins/` (or anywhere, for your own)
  * holding `index.ts` that default-exports `definePlugin({...})`, its real systemd unit files beside
@@ -133,6 +134,12 @@ export interface PluginDef {
   images?: ImageDef[];
   /** TCP ports its units listen on; `planet start` refuses to boot when one is taken, naming the process. */
   ports?: number[];
+  /**
+   * Folder beside `index.ts` with Kubernetes YAML (`manifests/`), validated at build time and
+   * applied at boot (server-side apply) once the apiserver answers; objects a newer image no longer
+   * ships are pruned. `${VAR}` is replaced from the container environment, e.g. `${KUBE_DNS_IP}`.
+   */
+  manifests?: string;
 }
 
 /**
@@ -151,6 +158,8 @@ export interface ResolvedPlugin {
   /** `true` for `--plugin ./dir` plugins. */
   external: boolean;
   units: Required<UnitDef>[];
+  /** Its validated `manifests/` files, when it ships any. */
+  manifests: ManifestFile[];
 }
 
 export function checkKind(c: CheckDef): "http" | "tcp" | "unit" | "command" {

@@ -1,6 +1,7 @@
 import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { basename, join, resolve as resolvePath } from "node:path";
 import { PlanetError } from "./errors.ts";
+import { loadPluginManifests } from "./manifests.ts";
 import { type PluginDef, type ResolvedPlugin, ROLES, type Role, type UnitDef } from "./plugin.ts";
 import { BASE_UNITS, parseUnit, referencedUnits, UnitParseError } from "./units.ts";
 
@@ -175,7 +176,7 @@ export async function resolvePlugins(input: ResolveInput): Promise<Resolution> {
   const plugins: ResolvedPlugin[] = order.map((name) => {
     const p = chosen.get(name);
     if (!p) throw err("INTERNAL", `lost plugin ${name}`);
-    return { ...p, units: normaliseUnits(p.def) };
+    return { ...p, units: normaliseUnits(p.def), manifests: [] };
   });
 
   const assets = new Set(input.assets);
@@ -210,6 +211,7 @@ export async function resolvePlugins(input: ResolveInput): Promise<Resolution> {
     for (const dest of overlayPaths(p).keys()) claim("path", dest, name, "FILE_CONFLICT", "path");
     for (const c of p.def.checks ?? []) claim("check", c.name, name, "DUPLICATE_CHECK", "check");
     for (const c of p.def.certs ?? []) claim("cert", c.name, name, "DUPLICATE_CERT", "cert");
+    if (p.def.manifests) p.manifests = loadPluginManifests(name, join(p.dir, p.def.manifests));
   }
   // Cross references, once every name is known.
   const known = new Set([...BASE_UNITS, ...(input.baseUnits ?? []), ...owner.unit.keys()]);

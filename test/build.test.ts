@@ -75,10 +75,13 @@ describe.if(canBoot)("planet build --target dev", () => {
     const names = first.assets.map((a) => a.name).sort();
     expect(names).toEqual([
       "busybox-static",
+      "cni-flannel",
       "cni-plugins",
       "containerd",
+      "coredns",
       "crictl",
       "etcd",
+      "flannel",
       "kubernetes",
       "registry",
       "runc",
@@ -112,8 +115,17 @@ describe.if(canBoot)("planet build --target dev", () => {
         "kube-controller-manager.service",
         "kube-scheduler.service",
         "registry.service",
+        "planet-manifests.service",
       ],
-      node: ["containerd.service", "kubelet.service", "kube-proxy.service", "planet-images.service", "kube-node-cleanup.service"],
+      node: [
+        "containerd.service",
+        "kubelet.service",
+        "kube-proxy.service",
+        "planet-images.service",
+        "kube-node-cleanup.service",
+        "flanneld.service",
+        "coredns.service",
+      ],
     };
     for (const [role, units] of Object.entries(expected))
       for (const u of [...units, "planet-agent.service", "serf.service", "hello.service", "planet-secrets-renew.timer"]) {
@@ -140,10 +152,10 @@ describe.if(canBoot)("planet build --target dev", () => {
   });
 
   test("a second build with a warm cache reuses every asset and gives the same manifest", () => {
-    expect(log).toMatch(/assets: 9 \(\d+ from cache/);
+    expect(log).toMatch(/assets: 12 \(\d+ from cache/);
     const again = planet(...ARGS);
     expect(again.exitCode).toBe(0);
-    expect(again.stderr).toContain("assets: 9 (9 from cache");
+    expect(again.stderr).toContain("assets: 12 (12 from cache");
     expect(again.stderr).toContain("base rootfs: cached");
     expect(JSON.parse(readFileSync(join(OUT, "planet.json"), "utf8"))).toEqual(first);
   }, 600_000);
@@ -168,6 +180,11 @@ describe.if(canBoot)("planet build --target dev", () => {
         "invalid unit file",
         ["--plugin", make("bad-unit", plugin("bad-unit", ', units: ["x.service"]'), { "x.service": "[Service]\nExecStart\n" })],
         /^UNIT_PARSE: \[plugin bad-unit\] \(resolve\) x.service line 2/,
+      ],
+      [
+        "invalid Kubernetes manifest",
+        ["--plugin", make("bad-manifest", plugin("bad-manifest", ', manifests: "."'), { "x.yaml": "apiVersion: v1\nkind: configmap\n" })],
+        /^MANIFEST_INVALID: \[plugin bad-manifest\] \(resolve\) x\.yaml document 1: kind missing or not a Kind$/,
       ],
       [
         "package not in the archive",

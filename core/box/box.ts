@@ -6,6 +6,7 @@ import {
   openSync,
   readdirSync,
   readFileSync,
+  readlinkSync,
   realpathSync,
   renameSync,
   rmdirSync,
@@ -15,13 +16,14 @@ import {
   unlinkSync,
   writeFileSync,
 } from "node:fs";
+import { isIP } from "node:net";
 import { hostname as osHostname } from "node:os";
 import { dirname, join } from "node:path";
 import { filesOf, loadRecord } from "../../secrets/store.ts";
 import { PlanetError } from "../errors.ts";
 import { logger } from "../log.ts";
 import { type Manifest, readManifest } from "../manifest.ts";
-import { firstIp, overlaps, parseCidr, requireIp } from "../net.ts";
+import { type Cidr, firstIp, nthIp, overlaps, parseCidr, requireIp } from "../net.ts";
 import { ROLES, type Role } from "../plugin.ts";
 import { isSymlink, run } from "../proc.ts";
 import { expandEnv, formatEnvFile } from "./environment.ts";
@@ -53,6 +55,16 @@ export interface StartOptions {
   env: Record<string, string>;
   serviceSubnet: string;
   podSubnet: string;
+  /** Prefix length of each host's share of the pod subnet (flannel's SubnetLen), default 24. */
+  podSubnetSize?: number;
+  /** UDP port of the vxlan overlay, default 8472. */
+  vxlanPort?: number;
+  /** Plugins of the image left out of this start: their units masked, their checks not run. */
+  disable?: string[];
+  /** `domain/ip,…` answered by cluster DNS (`--dns-hosts`). */
+  dnsHosts?: string;
+  /** `zone/nameserver,…` forwarded by cluster DNS to their own servers (`--dns-zones`). */
+  dnsZones?: string;
   nodeName?: string;
   hostname?: string;
   initialCluster?: string;
@@ -139,6 +151,8 @@ interface Prepared {
   netnsPath?: string;
   /** Host folders of the data volumes, created at start. */
   dataDirs: string[];
+  /** The host's resolv.conf as the bubble sees it (loopback resolvers dropped in a network namespace). */
+  resolvConf: string;
 }
 
 /** Validates flags and computes everything `start` writes, without writing anything. */
@@ -163,6 +177,25 @@ export function prepare(opts: StartOptions): Prepared {
   const pod = parseCidr(opts.podSubnet, "--pod-subnet");
   if (overlaps(service, pod))
     throw new PlanetError("BAD_CIDR", `--service-subnet ${service.text} overlaps --pod-subnet ${pod.text}`);
+  const subnetSize = opts.podSubnetSize ?? 24;
+  if (!Number.isInteger(subnetSize) || subnetSize < pod.prefix + 1 || subnetSize > 28)
+    throw new PlanetError(
+      "BAD_FLAG",
+      `--pod-subnet-size ${opts.podSubnetSize}: expected ${pod.prefix + 1}..28 (each host's share of --pod-subnet ${pod.text})`,
+    );
+  const vxlanPort = opts.vxlanPort ?? 8472;
+  if (!Number.isInteger(vxlanPort) || vxlanPort < 1 || vxlanPort > 65535)
+    throw new PlanetError("BAD_FLAG", `--vxlan-port ${opts.vxlanPort}: expected a UDP port 1..65535`);
+  const disabled = (opts.disable ?? []).filter((d) => manifest.plugins.some((pl) => pl.name === d));
+  const dnsHosts = parseDnsList(opts.dnsHosts, "--dns-hosts", "domain/ip");
+  const dnsZones = parseDnsList(opts.dnsZones, "--dns-zones", "zone/nameserver");
+  const resolvConf = hostResolvConf(opts.netns);
+  for (const net of hostNetworks(opts.netns))
+    if (overlaps(net, pod))
+      throw new PlanetError(
+        "BAD_CIDR",
+        `--pod-subnet ${pod.text} overlaps the host's network ${net.text}; choose a pod subnet the host does not use`,
+      );
   const hostname = opts.hostname ?? osHostname();
   const nodeName = opts.nodeName ?? hostname;
   const id = boxId(opts.clusterId);
@@ -174,7 +207,15 @@ export function prepare(opts: StartOptions): Prepared {
     KUBE_CLUSTER_ID: opts.clusterId,
     KUBE_SERVICE_SUBNET: service.text,
     KUBE_SERVICE_IP: firstIp(service),
+    // Cluster DNS sits at the 10th address of the service subnet (the kubeadm and k3s convention).
+    KUBE_DNS_IP: nthIp(service, 10),
+    PLANET_DNS_HOSTS: dnsHosts,
+    PLANET_DNS_ZONES: dnsZones,
     KUBE_POD_SUBNET: pod.text,
+    KUBE_POD_SUBNET_SIZE: String(subnetSize),
+    PLANET_VXLAN_PORT: String(vxlanPort),
+    PLANET_DISABLE_FLANNEL: String(disabled.includes("flannel")),
+    PLANET_DISABLED_PLUGINS: disabled.join(","),
     KUBE_NODE_NAME: nodeName,
     PLANET_HOSTNAME: hostname,
     PLANET_INITIAL_CLUSTER: opts.initialCluster ?? `${nodeName}:${publicIp}`,
@@ -213,7 +254,7 @@ export function prepare(opts: StartOptions): Prepared {
     volumes,
   });
   const dataDirs = volumes.filter((v) => v.source.startsWith(`${dataDir}/`)).map((v) => v.source);
-  return { id, env, roles, manifest, spec, netnsPath, dataDirs };
+  return { id, env, roles, manifest, spec, netnsPath, dataDirs, resolvConf };
 }
 
 /** The first IPv4 address of a network namespace (the test host's own address). */
@@ -222,8 +263,72 @@ function netnsAddress(name: string): string | undefined {
   return /inet (\d+\.\d+\.\d+\.\d+)/.exec(res.stdout.toString())?.[1];
 }
 
+/** `a/b,c/d` of `--dns-hosts`/`--dns-zones`: names and addresses checked, normalised. */
+export function parseDnsList(text: string | undefined, flag: string, shape: string): string {
+  if (!text) return "";
+  const name = /^(?=.{1,253}$)([a-z0-9_]([-a-z0-9_]{0,61}[a-z0-9])?\.)*[a-z0-9_]([-a-z0-9_]{0,61}[a-z0-9])?\.?$/i;
+  return text
+    .split(",")
+    .map((e) => e.trim())
+    .filter(Boolean)
+    .map((entry) => {
+      const [left, right, extra] = entry.split("/");
+      const [host, port] = (right ?? "").split(":");
+      if (
+        extra !== undefined ||
+        !left ||
+        !right ||
+        !name.test(left) ||
+        isIP(host ?? "") !== 4 ||
+        (port !== undefined && !/^\d{1,5}$/.test(port))
+      )
+        throw new PlanetError(
+          "BAD_FLAG",
+          `${flag} ${entry}: expected ${shape} (e.g. ${flag === "--dns-hosts" ? "registry.example/10.0.0.5" : "corp.example/10.0.0.53"})`,
+        );
+      return `${left.toLowerCase().replace(/\.$/, "")}/${right}`;
+    })
+    .join(",");
+}
+
+/**
+ * The resolv.conf the bubble's resolvers come from: `ip netns exec`'s convention for a network
+ * namespace (/etc/netns/<name>/resolv.conf), else the host's. In a namespace, loopback nameservers
+ * are the namespace's own and answer nothing: they are dropped.
+ */
+function hostResolvConf(netns?: string): string {
+  const own = netns ? `/etc/netns/${netns}/resolv.conf` : "";
+  const path = own && existsSync(own) ? own : "/etc/resolv.conf";
+  const text = existsSync(path) ? readFileSync(path, "utf8") : "";
+  return text
+    .split("\n")
+    .filter((l) => !(netns && /^\s*nameserver\s+(127\.|::1)/.test(l)))
+    .join("\n");
+}
+
+/** IPv4 networks on the host's (or the namespace's) interfaces, loopback aside. */
+function hostNetworks(netns?: string): Cidr[] {
+  const res = Bun.spawnSync(["ip", ...(netns ? ["-n", netns] : []), "-4", "-o", "addr", "show"]);
+  if (res.exitCode !== 0) return [];
+  return res.stdout
+    .toString()
+    .split("\n")
+    .map((l) => /\sinet\s+(\d+\.\d+\.\d+\.\d+\/\d+)/.exec(l)?.[1])
+    .filter((c): c is string => !!c && !c.startsWith("127."))
+    .flatMap((c) => {
+      try {
+        return [parseCidr(c.replace(/\/(31|32)$/, "/30"), "address")];
+      } catch {
+        return [];
+      }
+    });
+}
+
 /** Writes the files `start` owns inside the rootfs: environment, hostname, hosts, role target. */
 function writeRootfs(rootfs: string, p: Prepared): void {
+  // The host's resolvers: the bubble's own until a DNS plugin takes over, and its upstreams.
+  writeRootfsFile(rootfs, "etc/planet/host-resolv.conf", p.resolvConf);
+  writeRootfsFile(rootfs, "etc/resolv.conf", p.resolvConf);
   writeRootfsFile(rootfs, "etc/container-environment", formatEnvFile(p.env));
   writeRootfsFile(rootfs, "etc/hostname", `${p.spec.hostname}\n`);
   const hosts = [
@@ -233,6 +338,12 @@ function writeRootfs(rootfs: string, p: Prepared): void {
     `${p.env.KUBE_MASTER_IP}\tplanet-master`,
   ];
   writeRootfsFile(rootfs, "etc/hosts", `${hosts.join("\n")}\n`);
+  // Units of plugins left out of this start are masked where systemd looks first; last start's go.
+  const control = join(rootfs, "etc/systemd/system.control");
+  mkdirSync(control, { recursive: true });
+  for (const f of readdirSync(control))
+    if (isSymlink(join(control, f)) && readlinkSync(join(control, f)) === "/dev/null") unlinkSync(join(control, f));
+  for (const u of disabledUnits(p)) symlinkSync("/dev/null", join(control, u));
   const wants = join(rootfs, "etc/systemd/system/multi-user.target.wants");
   mkdirSync(wants, { recursive: true });
   for (const role of ROLES) {
@@ -240,6 +351,14 @@ function writeRootfs(rootfs: string, p: Prepared): void {
     if (existsSync(link) || isSymlink(link)) unlinkSync(link);
     if (p.roles.includes(role)) symlinkSync(`../planet-${role}.target`, link);
   }
+}
+
+/** Units owned by the plugins `--disable-*` left out. */
+function disabledUnits(p: Prepared): string[] {
+  const off = (p.env.PLANET_DISABLED_PLUGINS ?? "").split(",").filter(Boolean);
+  return Object.entries(p.manifest.unitOwners)
+    .filter(([, owner]) => off.includes(owner))
+    .map(([u]) => u);
 }
 
 /** Removes everything a bubble left on the host: runc state, cgroups, state dir; restores sysctls. */
@@ -404,7 +523,10 @@ async function waitFor(cond: () => boolean, timeoutMs: number, stepMs = 20): Pro
 
 /** `systemctl is-active` of the role's units, printed like the original's `[OK] unit`. */
 async function reportUnits(id: string, p: Prepared): Promise<string[]> {
-  const units = [...new Set(p.roles.flatMap((r) => p.manifest.units[r]))].filter((u) => !u.endsWith(".timer"));
+  const off = disabledUnits(p);
+  const units = [...new Set(p.roles.flatMap((r) => p.manifest.units[r]))].filter(
+    (u) => !u.endsWith(".timer") && !off.includes(u),
+  );
   if (units.length === 0) return [];
   const res = await run(["runc", "--root", RUNC_ROOT, "exec", id, "systemctl", "is-active", ...units]);
   const states = res.stdout.trim().split("\n");

@@ -20,6 +20,7 @@ import { findByRootfs, pidAlive } from "../box/state.ts";
 import { PlanetError } from "../errors.ts";
 import { logger } from "../log.ts";
 import { MANIFEST_PATH, type Manifest, type ManifestAsset } from "../manifest.ts";
+import { MANIFESTS_DIR } from "../manifests.ts";
 import { type ResolvedPlugin, ROLES, type Role } from "../plugin.ts";
 import { have, isSymlink, run, runOk } from "../proc.ts";
 import { overlayPaths, type Resolution, UNIT_DIR } from "../resolve.ts";
@@ -137,11 +138,15 @@ export async function buildImage(opts: BuildOptions): Promise<BuildResult> {
       return installPlugins(rootfs, resolution.plugins);
     });
     const assetEntries = await step("asset-files", async () => installAssets(rootfs, assets));
+    const kubeManifests = installManifests(rootfs, resolution.plugins);
     const images = await step("images", () => buildImages(rootfs, resolution.plugins, byName));
     await step("planet", () => compilePlanet(repo, rootfs));
     writeFileSync(join(rootfs, "etc/machine-id"), "");
     const manifest = await step("manifest", async () => {
-      const m = makeManifest(resolution, assetEntries, enabled, images, await packageList(rootfs));
+      const m = {
+        ...makeManifest(resolution, assetEntries, enabled, images, await packageList(rootfs)),
+        manifests: kubeManifests,
+      };
       const text = `${JSON.stringify(m, null, 2)}\n`;
       mkdirSync(join(rootfs, dirname(MANIFEST_PATH)), { recursive: true });
       writeFileSync(join(rootfs, MANIFEST_PATH), text);
@@ -344,6 +349,17 @@ function installAssets(rootfs: string, assets: ResolvedAsset[]): ManifestAsset[]
       files,
     };
   });
+}
+
+/** Copies each plugin's validated Kubernetes manifests to MANIFESTS_DIR/<plugin>/. */
+function installManifests(rootfs: string, plugins: ResolvedPlugin[]): NonNullable<Manifest["manifests"]> {
+  return plugins.flatMap((p) =>
+    p.manifests.map((m) => {
+      const path = join(MANIFESTS_DIR, p.def.name, m.file);
+      copyPreserving(join(p.dir, p.def.manifests ?? "", m.file), join(rootfs, path));
+      return { plugin: p.def.name, path, sha256: sha256File(join(rootfs, path)), objects: m.objects };
+    }),
+  );
 }
 
 /** The one-string origin of an asset, as the manifest records it. */

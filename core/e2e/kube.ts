@@ -69,9 +69,15 @@ export class Kube {
     return new Kube({ server: this.auth.server, ca: this.auth.ca, token });
   }
 
-  async request<T = unknown>(method: string, path: string, body?: unknown, accept = "application/json"): Promise<T> {
+  async request<T = unknown>(
+    method: string,
+    path: string,
+    body?: unknown,
+    accept = "application/json",
+    contentType = "application/json",
+  ): Promise<T> {
     const headers: Record<string, string> = { Accept: accept };
-    if (body !== undefined) headers["Content-Type"] = "application/json";
+    if (body !== undefined) headers["Content-Type"] = contentType;
     if (this.auth.token) headers.Authorization = `Bearer ${this.auth.token}`;
     let res: Response;
     try {

@@ -9,7 +9,7 @@ export default definePlugin({
   ports: [6443, 10257, 10259],
   roles: ["master"],
   assets: ["kubernetes"],
-  units: ["kube-apiserver.service", "kube-controller-manager.service", "kube-scheduler.service"],
+  units: ["kube-apiserver.service", "kube-controller-manager.service", "kube-scheduler.service", "planet-manifests.service"],
   env: { KUBE_APISERVER_PORT: "6443", KUBECONFIG: "/var/state/admin.kubeconfig" },
   certs: [
     {

@@ -55,7 +55,10 @@ export const agentCmd = defineCommand({
     if (!image) throw new PlanetError("NOT_AN_IMAGE", "planet agent runs inside a bubble (no /etc/planet/manifest.json)");
     const env = process.env;
     const roles = (env.PLANET_ROLE ?? image.manifest.roles.join(",")).split(",") as Role[];
-    const { checks, skipped } = manifestChecks(image.manifest.checks, roles);
+    // Plugins left out at start (`--disable-flannel`) have no units running: their checks neither.
+    const off = (env.PLANET_DISABLED_PLUGINS ?? "").split(",").filter(Boolean);
+    const wanted = image.manifest.checks.filter((c) => !off.includes(c.plugin));
+    const { checks, skipped } = manifestChecks(wanted, roles);
     for (const sk of skipped) log.warn(`check ${sk.name} skipped: ${sk.reason}`);
     checks.push(
       ...hostChecks({ volumes: ["/ext/etcd", "/ext/containerd", "/ext/registry", "/ext/state"].filter((v) => existsSync(v)) }),

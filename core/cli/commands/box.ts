@@ -45,6 +45,17 @@ export const startCmd = defineCommand({
     env: { type: "string", description: "NAME=value for the container environment (repeatable) [PLANET_ENV]" },
     "service-subnet": { type: "string", description: "service CIDR (default 10.100.0.0/16) [PLANET_SERVICE_SUBNET]" },
     "pod-subnet": { type: "string", description: "pod CIDR (default 10.244.0.0/16) [PLANET_POD_SUBNET]" },
+    "pod-subnet-size": {
+      type: "string",
+      description: "prefix length of each host's share of the pod subnet (default 24, at most 28) [PLANET_POD_SUBNET_SIZE]",
+    },
+    "vxlan-port": { type: "string", description: "UDP port of the vxlan overlay (default 8472) [PLANET_VXLAN_PORT]" },
+    "disable-flannel": {
+      type: "boolean",
+      description: "leave the flannel overlay out; pods use a bridge on the node's podCIDR [PLANET_DISABLE_FLANNEL]",
+    },
+    "dns-hosts": { type: "string", description: "domain/ip,… answered by cluster DNS [PLANET_DNS_HOSTS]" },
+    "dns-zones": { type: "string", description: "zone/nameserver,… forwarded to their own servers [PLANET_DNS_ZONES]" },
     "node-name": { type: "string", description: "Kubernetes node name (default hostname) [PLANET_NODE_NAME]" },
     hostname: { type: "string", description: "hostname inside the bubble [PLANET_HOSTNAME]" },
     "initial-cluster": { type: "string", description: "peers name:ip,... [PLANET_INITIAL_CLUSTER]" },
@@ -69,6 +80,11 @@ export const startCmd = defineCommand({
       env: Object.fromEntries(envPairs.map(parseEnvPair)),
       serviceSubnet: args["service-subnet"] ?? env("PLANET_SERVICE_SUBNET") ?? "10.100.0.0/16",
       podSubnet: args["pod-subnet"] ?? env("PLANET_POD_SUBNET") ?? "10.244.0.0/16",
+      podSubnetSize: intFlag(args["pod-subnet-size"] ?? env("PLANET_POD_SUBNET_SIZE"), "--pod-subnet-size"),
+      vxlanPort: intFlag(args["vxlan-port"] ?? env("PLANET_VXLAN_PORT"), "--vxlan-port"),
+      disable: args["disable-flannel"] || env("PLANET_DISABLE_FLANNEL") === "true" ? ["flannel"] : [],
+      dnsHosts: args["dns-hosts"] ?? env("PLANET_DNS_HOSTS"),
+      dnsZones: args["dns-zones"] ?? env("PLANET_DNS_ZONES"),
       nodeName: args["node-name"] ?? env("PLANET_NODE_NAME"),
       hostname: args.hostname ?? env("PLANET_HOSTNAME"),
       initialCluster: args["initial-cluster"] ?? env("PLANET_INITIAL_CLUSTER"),
@@ -91,6 +107,13 @@ export const startCmd = defineCommand({
     process.exitCode = await start(opts);
   },
 });
+
+/** A whole-number flag, or undefined when not given. */
+function intFlag(value: string | undefined, flag: string): number | undefined {
+  if (value === undefined) return undefined;
+  if (!/^\d+$/.test(value)) throw new PlanetError("BAD_FLAG", `${flag} ${value}: expected a number`);
+  return Number(value);
+}
 
 /** Runs `planet start` in the background and returns when it reports ready (or failed). */
 async function detach(id: string, rawArgs: string[], timeout: number): Promise<number> {

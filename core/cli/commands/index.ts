@@ -20,4 +20,5 @@ export const commands: Record<string, () => Promise<CommandDef>> = {
   status: lazy(() => import("./status.ts"), "statusCmd"),
   leader: lazy(() => import("./status.ts"), "leaderCmd"),
   test: lazy(() => import("./test.ts")),
+  manifests: lazy(() => import("./manifests.ts")),
 };

@@ -1,4 +1,5 @@
 import { existsSync, renameSync, writeFileSync } from "node:fs";
+import { isIP } from "node:net";
 import { defineCommand } from "citty";
 import { Kube, loadKubeconfig } from "../../e2e/kube.ts";
 import { type CaseResult, junit, runSuite } from "../../e2e/suite.ts";
@@ -13,6 +14,10 @@ export default defineCommand({
     kubeconfig: { type: "string", description: "credentials (default $KUBECONFIG)" },
     focus: { type: "string", description: "run only cases matching this regex" },
     image: { type: "string", description: "image present on every node", default: "docker.io/library/busybox:local" },
+    "dns-outside": {
+      type: "string",
+      description: "name=ip: a name outside the cluster its upstream DNS answers with ip (dns-outside case)",
+    },
     json: { type: "boolean", description: "print results as JSON" },
     junit: { type: "string", description: "also write JUnit XML to this file" },
   },
@@ -37,7 +42,17 @@ export default defineCommand({
       const mark = r.skipped ? "-" : r.ok ? "✓" : "✗";
       process.stdout.write(`${mark} ${r.name}${r.skipped ? " (skipped)" : ` (${r.ms} ms)`}${r.error ? `: ${r.error}` : ""}\n`);
     };
-    const results = await runSuite({ kube, focus, image: args.image, onResult: print });
+    let outside: { name: string; ip: string } | undefined;
+    if (args["dns-outside"]) {
+      const [name, ip] = args["dns-outside"].split("=");
+      if (!name || !ip || isIP(ip) === 0)
+        throw new PlanetError(
+          "BAD_FLAG",
+          `--dns-outside ${args["dns-outside"]}: expected name=ip, e.g. www.example.test=10.0.0.80`,
+        );
+      outside = { name, ip };
+    }
+    const results = await runSuite({ kube, focus, image: args.image, outside, onResult: print });
     const failed = results.filter((r) => !r.ok);
     if (args.json) process.stdout.write(`${JSON.stringify(results, null, 2)}\n`);
     else process.stdout.write(`${results.filter((r) => r.ok && !r.skipped).length} passed, ${failed.length} failed\n`);
