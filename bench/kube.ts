@@ -103,6 +103,31 @@ try {
   );
   process.stderr.write(`settling ${settle}s with one pod…\n`);
   await Bun.sleep(settle * 1000);
+  // DNS from the pod: queries sent inside its network namespace (the pause process's, found by the
+  // pod's UID in its cgroup), through the kube-dns Service.
+  const uid = (await kube.get<{ metadata: { uid: string } }>("/api/v1/namespaces/default/pods/bb")).metadata.uid;
+  const podPid = readdirSync("/proc")
+    .filter((p) => /^\d+$/.test(p))
+    .find((p) => {
+      try {
+        return (
+          readFileSync(`/proc/${p}/comm`, "utf8").trim() === "pause" &&
+          readFileSync(`/proc/${p}/cgroup`, "utf8").includes(uid.replaceAll("-", "_"))
+        );
+      } catch {
+        return false;
+      }
+    });
+  if (podPid) {
+    const probe = run(["nsenter", "-t", podPid, "-n", process.execPath, join(REPO, "bench/dns-probe.ts"), "10.100.0.10", "1000"]);
+    const dns = JSON.parse(probe.out || "{}") as Record<string, { p50: number; p99: number; errors: number }>;
+    for (const [kind, r] of Object.entries(dns))
+      rows.push([
+        `DNS from a pod, ${kind} (1000 queries)`,
+        `p50 ${r.p50.toFixed(2)} ms, p99 ${r.p99.toFixed(2)} ms`,
+        `${r.errors} errors`,
+      ]);
+  } else rows.push(["DNS from a pod", "pod sandbox not found", ""]);
   const cg = `/sys/fs/cgroup/memory/${ID}`;
   const stat = (dir: string) =>
     Object.fromEntries(

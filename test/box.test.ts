@@ -38,7 +38,21 @@ describe.if(canBoot)("box: planet start | exec | stop", () => {
   ];
 
   beforeAll(async () => {
-    rootfs = join(buildTest("box", ["--target", "node", "--without", "kube-node", "--without", "flannel", "--without", "dns", "--plugin", "./examples/hello"]), "rootfs");
+    rootfs = join(
+      buildTest("box", [
+        "--target",
+        "node",
+        "--without",
+        "kube-node",
+        "--without",
+        "flannel",
+        "--without",
+        "dns",
+        "--plugin",
+        "./examples/hello",
+      ]),
+      "rootfs",
+    );
     await initSecrets(join(REPO, "build", "test-box-secrets"), certRequests("node").requests, {
       domain: "box.local",
       serviceSubnet: "10.100.0.0/16",

@@ -183,7 +183,10 @@ describe.if(canBoot)("planet build --target dev", () => {
       ],
       [
         "invalid Kubernetes manifest",
-        ["--plugin", make("bad-manifest", plugin("bad-manifest", ', manifests: "."'), { "x.yaml": "apiVersion: v1\nkind: configmap\n" })],
+        [
+          "--plugin",
+          make("bad-manifest", plugin("bad-manifest", ', manifests: "."'), { "x.yaml": "apiVersion: v1\nkind: configmap\n" }),
+        ],
         /^MANIFEST_INVALID: \[plugin bad-manifest\] \(resolve\) x\.yaml document 1: kind missing or not a Kind$/,
       ],
       [
