@@ -124,6 +124,7 @@ describe.if(canBoot)("planet build --target dev", () => {
         "planet-images.service",
         "kube-node-cleanup.service",
         "flanneld.service",
+        "flannel-cleanup.service",
         "coredns.service",
       ],
     };

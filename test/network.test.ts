@@ -162,7 +162,7 @@ describe.if(canBoot && Bun.which("dnsmasq") !== null)("pod network and cluster D
     const subnet = parseCidr(env.FLANNEL_SUBNET ?? "", "FLANNEL_SUBNET");
     expect(contains(parseCidr(POD_SUBNET, "pod"), subnet.text.split("/")[0] ?? "")).toBe(true);
     expect(subnet.prefix).toBe(24);
-    expect(inBubble("cat", "/etc/cni/net.d/00-flannel.conflist").stdout).toContain('"type": "flannel"');
+    expect(inBubble("cat", "/run/cni/net.d/00-flannel.conflist").stdout).toContain('"type": "flannel"');
     expect(inBubble("ip", "-o", "link", "show", "flannel.1").stdout).toContain(",UP");
     // A pod gets its address from that subnet.
     await kube.create("/api/v1/namespaces/default/pods", {
@@ -271,6 +271,43 @@ describe.if(canBoot && Bun.which("dnsmasq") !== null)("pod network and cluster D
     );
     await kube.get("/apis/apps/v1/namespaces/planet-example/deployments/web");
   }, 600_000);
+
+  test("--disable-flannel: flanneld masked, its checks gone, pods on the node's podCIDR bridge", async () => {
+    expect(planet("stop", "--rootfs", rootfs).exitCode).toBe(0);
+    expect((await start("--disable-flannel")).exitCode).toBe(0);
+    expect(inBubble("systemctl", "is-enabled", "flanneld.service").stdout.trim()).toBe("masked");
+    expect(inBubble("test", "-e", "/run/cni/net.d/00-flannel.conflist").exitCode).not.toBe(0);
+    await kube.delete("/api/v1/namespaces/default/pods/where?gracePeriodSeconds=0").catch(() => undefined);
+    await waitFor(
+      "old pod gone",
+      () =>
+        kube.get("/api/v1/namespaces/default/pods/where").then(
+          () => false,
+          () => true,
+        ),
+      60_000,
+    );
+    await kube.create("/api/v1/namespaces/default/pods", {
+      apiVersion: "v1",
+      kind: "Pod",
+      metadata: { name: "where" },
+      spec: {
+        terminationGracePeriodSeconds: 1,
+        containers: [
+          { name: "main", image: "docker.io/library/busybox:local", imagePullPolicy: "Never", command: ["sleep", "3600"] },
+        ],
+      },
+    });
+    const ip = await waitFor(
+      "pod IP",
+      async () => (await kube.get<{ status: { podIP?: string } }>("/api/v1/namespaces/default/pods/where")).status.podIP,
+      90_000,
+    );
+    const node = await kube.get<{ spec: { podCIDR: string } }>(`/api/v1/nodes/${NODE}`);
+    expect(contains(parseCidr(node.spec.podCIDR, "podCIDR"), ip)).toBe(true);
+    await waitFor("all checks ok", () => planet("status", "--rootfs", rootfs, "--local").exitCode === 0, 90_000, 1000);
+    expect(planet("status", "--rootfs", rootfs, "--local").stdout).not.toContain("flannel");
+  }, 300_000);
 
   test("stop leaves the test host without the overlay and the host as it was", async () => {
     expect(planet("stop", "--rootfs", rootfs).exitCode).toBe(0);

@@ -14,7 +14,7 @@ export default definePlugin({
   requires: ["secrets", "kube-node"],
   roles: ["node"],
   assets: ["flannel", "cni-flannel"],
-  units: ["flanneld.service"],
+  units: ["flannel-cleanup.service", "flanneld.service"],
   files: { "files/": "/" },
   env: { FLANNEL_ETCD_ENDPOINTS: "https://${KUBE_MASTER_IP}:2379" },
   certs: [{ name: "flannel", cn: "flannel", usage: ["client"] }],
