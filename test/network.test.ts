@@ -5,7 +5,7 @@
  * pruned when a rebuilt image no longer ships one, and a host left as it was.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { cpSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
+import { cpSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { readState } from "../core/box/state.ts";
 import { certRequests } from "../core/cli/commands/secrets.ts";
@@ -69,6 +69,9 @@ describe.if(canBoot && Bun.which("dnsmasq") !== null)("pod network and cluster D
     rmSync(work, { recursive: true, force: true });
     mkdirSync(work, { recursive: true });
     cpSync(join(REPO, "examples/web"), webPlugin, { recursive: true });
+    // The copy lives elsewhere: point its import of the contract at the checkout.
+    const index = join(webPlugin, "index.ts");
+    writeFileSync(index, readFileSync(index, "utf8").replace("../../core/plugin.ts", join(REPO, "core/plugin.ts")));
     rootfs = build();
     await initSecrets(secrets, certRequests("dev").requests, {
       domain: "net.test",
@@ -165,6 +168,7 @@ describe.if(canBoot && Bun.which("dnsmasq") !== null)("pod network and cluster D
     expect(inBubble("cat", "/run/cni/net.d/00-flannel.conflist").stdout).toContain('"type": "flannel"');
     expect(inBubble("ip", "-o", "link", "show", "flannel.1").stdout).toContain(",UP");
     // A pod gets its address from that subnet.
+    await waitFor("default service account", () => kube.get("/api/v1/namespaces/default/serviceaccounts/default"), 60_000);
     await kube.create("/api/v1/namespaces/default/pods", {
       apiVersion: "v1",
       kind: "Pod",
