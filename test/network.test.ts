@@ -276,8 +276,10 @@ describe.if(canBoot && Bun.which("dnsmasq") !== null)("pod network and cluster D
     await kube.get("/apis/apps/v1/namespaces/planet-example/deployments/web");
   }, 600_000);
 
-  test("--disable-flannel: flanneld masked, its checks gone, pods on the node's podCIDR bridge", async () => {
+  test("--disable-flannel: flanneld masked, its checks gone, pods on the node's podCIDR bridge; no upstream resolver is a warning", async () => {
     expect(planet("stop", "--rootfs", rootfs).exitCode).toBe(0);
+    // Only a loopback resolver, which means nothing inside a network namespace: cluster names only.
+    writeFileSync(netnsResolv, "nameserver 127.0.0.53\n");
     expect((await start("--disable-flannel")).exitCode).toBe(0);
     expect(inBubble("systemctl", "is-enabled", "flanneld.service").stdout.trim()).toBe("masked");
     expect(inBubble("test", "-e", "/run/cni/net.d/00-flannel.conflist").exitCode).not.toBe(0);
@@ -310,7 +312,10 @@ describe.if(canBoot && Bun.which("dnsmasq") !== null)("pod network and cluster D
     const node = await kube.get<{ spec: { podCIDR: string } }>(`/api/v1/nodes/${NODE}`);
     expect(contains(parseCidr(node.spec.podCIDR, "podCIDR"), ip)).toBe(true);
     await waitFor("all checks ok", () => planet("status", "--rootfs", rootfs, "--local").exitCode === 0, 90_000, 1000);
-    expect(planet("status", "--rootfs", rootfs, "--local").stdout).not.toContain("flannel");
+    const status = planet("status", "--rootfs", rootfs, "--local").stdout;
+    expect(status).not.toContain("flannel");
+    expect(status).toMatch(/dns-upstream \(warning\).*no usable upstream resolver/);
+    expect(inBubble("dig", "+short", "@10.100.0.10", "kubernetes.default.svc.cluster.local").stdout.trim()).toBe("10.100.0.1");
   }, 300_000);
 
   test("stop leaves the test host without the overlay and the host as it was", async () => {
