@@ -105,10 +105,11 @@ export async function probe(check: RunnableCheck, ctx: ProbeContext): Promise<vo
     case "command": {
       const c = check as Extract<CheckDef, { command: string[] }>;
       const res = await withTimeout(run(c.command), timeoutMs, c.command.join(" "));
-      if (res.exitCode !== 0)
-        throw new Error(
-          `${c.command.join(" ")} exited ${res.exitCode}${res.stderr.trim() ? `: ${res.stderr.trim().split("\n").at(-1)}` : ""}`,
-        );
+      if (res.exitCode !== 0) {
+        // The probe's own last word, on stderr or else stdout, says why.
+        const why = (res.stderr.trim() || res.stdout.trim()).split("\n").at(-1);
+        throw new Error(`${c.command.join(" ")} exited ${res.exitCode}${why ? `: ${why}` : ""}`);
+      }
       return;
     }
   }
