@@ -63,7 +63,18 @@ describe.if(canBoot)("planet build --target dev", () => {
     const v = JSON.parse(res.stdout);
     expect(v.target).toBe("dev");
     expect(v.digest).toBe(`sha256:${sha(join(rootfs, "etc/planet/manifest.json"))}`);
-    expect(v.plugins).toEqual(["secrets", "agent", "kube-node", "dns", "etcd", "flannel", "hello", "kube-master", "registry", "serf"]);
+    expect(v.plugins).toEqual([
+      "secrets",
+      "agent",
+      "kube-node",
+      "dns",
+      "etcd",
+      "flannel",
+      "hello",
+      "kube-master",
+      "registry",
+      "serf",
+    ]);
     expect(v.components.kubernetes).toMatchObject({ version: "1.37.2", source: "k8s.io/kubernetes@v1.37.2" });
     expect(v.components.containerd.source).toMatch(/^github\.com\/containerd\/containerd\/v2@v2\./);
     // The same from the host: the image's binary reads the rootfs it lives in.

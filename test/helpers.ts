@@ -1,7 +1,9 @@
 /** Shared pieces of the integration tests: build once, boot in a test host, snapshot the host. */
+
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { RUNC_ROOT } from "../core/box/state.ts";
+import type { Kube } from "../core/e2e/kube.ts";
 
 export const REPO = resolve(import.meta.dir, "..");
 export const CLI = [process.execPath, join(REPO, "core/cli/main.ts")];
@@ -69,6 +71,51 @@ export async function waitFor<T>(
     await Bun.sleep(stepMs);
   }
   throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${last}` : ""}`);
+}
+
+/** `planet start … --detach` of a bubble in a test host; secrets and data live in the test's `work` folder. */
+export function startBubble(
+  o: { rootfs: string; host: string; cluster: string; node: string; work: string },
+  ...extra: string[]
+): Promise<Ran> {
+  return planetAsync([
+    "start",
+    "--rootfs",
+    o.rootfs,
+    "--netns",
+    o.host,
+    "--cluster-id",
+    o.cluster,
+    "--node-name",
+    o.node,
+    "--secrets-dir",
+    join(o.work, "secrets"),
+    "--data-dir",
+    join(o.work, "data"),
+    ...extra,
+    "--detach",
+  ]);
+}
+
+/** Creates a busybox pod that sleeps (once the namespace's default service account exists); returns its IP. */
+export async function sleeperPod(kube: Kube, name: string, ns = "default"): Promise<string> {
+  await waitFor("default service account", () => kube.get(`/api/v1/namespaces/${ns}/serviceaccounts/default`), 60_000);
+  await kube.create(`/api/v1/namespaces/${ns}/pods`, {
+    apiVersion: "v1",
+    kind: "Pod",
+    metadata: { name },
+    spec: {
+      terminationGracePeriodSeconds: 1,
+      containers: [
+        { name: "main", image: "docker.io/library/busybox:local", imagePullPolicy: "Never", command: ["sleep", "3600"] },
+      ],
+    },
+  });
+  return waitFor(
+    `pod ${name} IP`,
+    async () => (await kube.get<{ status: { podIP?: string } }>(`/api/v1/namespaces/${ns}/pods/${name}`)).status.podIP,
+    90_000,
+  );
 }
 
 /** A test host (netns + veth) for the duration of a `using` block. */

@@ -9,7 +9,7 @@ import { readState } from "../core/box/state.ts";
 import { certRequests } from "../core/cli/commands/secrets.ts";
 import { Kube, loadKubeconfig } from "../core/e2e/kube.ts";
 import { initSecrets } from "../secrets/store.ts";
-import { buildTest, canBoot, hostSnapshot, planet, planetAsync, REPO, sh, testHost, waitFor } from "./helpers.ts";
+import { buildTest, canBoot, hostSnapshot, planet, planetAsync, REPO, sh, startBubble, testHost, waitFor } from "./helpers.ts";
 
 const HOST = "pt-kube";
 const IP = "10.213.0.1";
@@ -32,23 +32,7 @@ describe.if(canBoot)("Kubernetes in the bubble (dev target)", () => {
   let before: Record<string, unknown> = {};
   let host: ReturnType<typeof testHost> | undefined;
   let kube: Kube;
-  const start = () =>
-    planetAsync([
-      "start",
-      "--rootfs",
-      rootfs,
-      "--netns",
-      HOST,
-      "--cluster-id",
-      CLUSTER,
-      "--node-name",
-      NODE,
-      "--secrets-dir",
-      secrets,
-      "--data-dir",
-      join(work, "data"),
-      "--detach",
-    ]);
+  const start = () => startBubble({ rootfs, host: HOST, cluster: CLUSTER, node: NODE, work });
 
   beforeAll(async () => {
     rootfs = join(buildTest("kube", ["--target", "dev"]), "rootfs");

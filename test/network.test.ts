@@ -12,7 +12,19 @@ import { certRequests } from "../core/cli/commands/secrets.ts";
 import { Kube, KubeError, loadKubeconfig } from "../core/e2e/kube.ts";
 import { contains, parseCidr } from "../core/net.ts";
 import { initSecrets } from "../secrets/store.ts";
-import { buildTest, canBoot, hostSnapshot, planet, planetAsync, REPO, sh, testHost, waitFor } from "./helpers.ts";
+import {
+  buildTest,
+  canBoot,
+  hostSnapshot,
+  planet,
+  planetAsync,
+  REPO,
+  sh,
+  sleeperPod,
+  startBubble,
+  testHost,
+  waitFor,
+} from "./helpers.ts";
 
 const HOST = "pt-net";
 const IP = "10.216.0.1";
@@ -35,27 +47,14 @@ describe.if(canBoot && Bun.which("dnsmasq") !== null)("pod network and cluster D
   let kube: Kube;
   const build = () => join(buildTest("net", ["--target", "dev", "--plugin", webPlugin]), "rootfs");
   const start = (...extra: string[]) =>
-    planetAsync([
-      "start",
-      "--rootfs",
-      rootfs,
-      "--netns",
-      HOST,
-      "--cluster-id",
-      CLUSTER,
-      "--node-name",
-      NODE,
-      "--secrets-dir",
-      secrets,
-      "--data-dir",
-      join(work, "data"),
+    startBubble(
+      { rootfs, host: HOST, cluster: CLUSTER, node: NODE, work },
       "--pod-subnet",
       POD_SUBNET,
       "--dns-hosts",
       "registry.corp.test/10.1.2.3",
       ...extra,
-      "--detach",
-    ]);
+    );
   const inBubble = (...cmd: string[]) => planet("exec", "--rootfs", rootfs, ...cmd);
   const subnetEnv = () =>
     Object.fromEntries(
@@ -168,23 +167,7 @@ describe.if(canBoot && Bun.which("dnsmasq") !== null)("pod network and cluster D
     expect(inBubble("cat", "/run/cni/net.d/00-flannel.conflist").stdout).toContain('"type": "flannel"');
     expect(inBubble("ip", "-o", "link", "show", "flannel.1").stdout).toContain(",UP");
     // A pod gets its address from that subnet.
-    await waitFor("default service account", () => kube.get("/api/v1/namespaces/default/serviceaccounts/default"), 60_000);
-    await kube.create("/api/v1/namespaces/default/pods", {
-      apiVersion: "v1",
-      kind: "Pod",
-      metadata: { name: "where" },
-      spec: {
-        terminationGracePeriodSeconds: 1,
-        containers: [
-          { name: "main", image: "docker.io/library/busybox:local", imagePullPolicy: "Never", command: ["sleep", "3600"] },
-        ],
-      },
-    });
-    const ip = await waitFor(
-      "pod IP",
-      async () => (await kube.get<{ status: { podIP?: string } }>("/api/v1/namespaces/default/pods/where")).status.podIP,
-      60_000,
-    );
+    const ip = await sleeperPod(kube, "where");
     expect(contains(subnet, ip)).toBe(true);
   }, 300_000);
 
@@ -293,22 +276,7 @@ describe.if(canBoot && Bun.which("dnsmasq") !== null)("pod network and cluster D
         ),
       60_000,
     );
-    await kube.create("/api/v1/namespaces/default/pods", {
-      apiVersion: "v1",
-      kind: "Pod",
-      metadata: { name: "where" },
-      spec: {
-        terminationGracePeriodSeconds: 1,
-        containers: [
-          { name: "main", image: "docker.io/library/busybox:local", imagePullPolicy: "Never", command: ["sleep", "3600"] },
-        ],
-      },
-    });
-    const ip = await waitFor(
-      "pod IP",
-      async () => (await kube.get<{ status: { podIP?: string } }>("/api/v1/namespaces/default/pods/where")).status.podIP,
-      90_000,
-    );
+    const ip = await sleeperPod(kube, "where");
     const node = await kube.get<{ spec: { podCIDR: string } }>(`/api/v1/nodes/${NODE}`);
     expect(contains(parseCidr(node.spec.podCIDR, "podCIDR"), ip)).toBe(true);
     await waitFor("all checks ok", () => planet("status", "--rootfs", rootfs, "--local").exitCode === 0, 90_000, 1000);
