@@ -259,11 +259,12 @@ describe.if(canBoot && Bun.which("dnsmasq") !== null)("pod network and cluster D
     await kube.get("/apis/apps/v1/namespaces/planet-example/deployments/web");
   }, 600_000);
 
-  test("--disable-flannel: flanneld masked, its checks gone, pods on the node's podCIDR bridge; no upstream resolver is a warning", async () => {
+  test("--disable-flannel: flanneld masked, its checks gone, pods on the podCIDR bridge; no upstream resolver is a warning; --dns-zones", async () => {
     expect(planet("stop", "--rootfs", rootfs).exitCode).toBe(0);
     // Only a loopback resolver, which means nothing inside a network namespace: cluster names only.
     writeFileSync(netnsResolv, "nameserver 127.0.0.53\n");
-    expect((await start("--disable-flannel")).exitCode).toBe(0);
+    // The upstream's zone through --dns-zones still answers: a server block of its own.
+    expect((await start("--disable-flannel", "--dns-zones", `outside.planet.test/${UPSTREAM}`)).exitCode).toBe(0);
     expect(inBubble("systemctl", "is-enabled", "flanneld.service").stdout.trim()).toBe("masked");
     expect(inBubble("test", "-e", "/run/cni/net.d/00-flannel.conflist").exitCode).not.toBe(0);
     await kube.delete("/api/v1/namespaces/default/pods/where?gracePeriodSeconds=0").catch(() => undefined);
@@ -284,6 +285,8 @@ describe.if(canBoot && Bun.which("dnsmasq") !== null)("pod network and cluster D
     expect(status).not.toContain("flannel");
     expect(status).toMatch(/dns-upstream \(warning\).*no usable upstream resolver/);
     expect(inBubble("dig", "+short", "@10.100.0.10", "kubernetes.default.svc.cluster.local").stdout.trim()).toBe("10.100.0.1");
+    expect(inBubble("dig", "+short", "@10.100.0.10", OUTSIDE.name).stdout.trim()).toBe(OUTSIDE.ip);
+    expect(inBubble("dig", "+short", "+time=2", "+tries=1", "@10.100.0.10", "www.not-forwarded.test").stdout.trim()).toBe("");
   }, 300_000);
 
   test("stop leaves the test host without the overlay and the host as it was", async () => {
