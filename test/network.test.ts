@@ -45,7 +45,8 @@ describe.if(canBoot && Bun.which("dnsmasq") !== null)("pod network and cluster D
   let host: ReturnType<typeof testHost> | undefined;
   let dnsmasq: ReturnType<typeof Bun.spawn> | undefined;
   let kube: Kube;
-  const build = () => join(buildTest("net", ["--target", "dev", "--plugin", webPlugin]), "rootfs");
+  const badPlugin = join(work, "badweb");
+  const build = (...more: string[]) => join(buildTest("net", ["--target", "dev", "--plugin", webPlugin, ...more]), "rootfs");
   const start = (...extra: string[]) =>
     startBubble(
       { rootfs, host: HOST, cluster: CLUSTER, node: NODE, work },
@@ -71,6 +72,16 @@ describe.if(canBoot && Bun.which("dnsmasq") !== null)("pod network and cluster D
     // The copy lives elsewhere: point its import of the contract at the checkout.
     const index = join(webPlugin, "index.ts");
     writeFileSync(index, readFileSync(index, "utf8").replace("../../core/plugin.ts", join(REPO, "core/plugin.ts")));
+    // A plugin whose manifest is well formed but refused by the apiserver (an unknown Service type).
+    mkdirSync(join(badPlugin, "manifests"), { recursive: true });
+    writeFileSync(
+      join(badPlugin, "index.ts"),
+      'export default { name: "badweb", description: "refused manifest", roles: ["master"], manifests: "manifests" };\n',
+    );
+    writeFileSync(
+      join(badPlugin, "manifests/bad.yaml"),
+      "apiVersion: v1\nkind: Service\nmetadata: { name: bad, namespace: default }\nspec: { type: Bogus, ports: [{ port: 1 }] }\n",
+    );
     rootfs = build();
     await initSecrets(secrets, certRequests("dev").requests, {
       domain: "net.test",
@@ -243,7 +254,7 @@ describe.if(canBoot && Bun.which("dnsmasq") !== null)("pod network and cluster D
     const lease = subnetEnv().FLANNEL_SUBNET;
     expect(planet("stop", "--rootfs", rootfs).exitCode).toBe(0);
     rmSync(join(webPlugin, "manifests/service.yaml"));
-    rootfs = build();
+    rootfs = build("--plugin", badPlugin);
     expect((await start()).exitCode).toBe(0);
     await waitFor("subnet.env", () => subnetEnv().FLANNEL_SUBNET, 60_000);
     expect(subnetEnv().FLANNEL_SUBNET).toBe(lease);
@@ -257,6 +268,11 @@ describe.if(canBoot && Bun.which("dnsmasq") !== null)("pod network and cluster D
       120_000,
     );
     await kube.get("/apis/apps/v1/namespaces/planet-example/deployments/web");
+    // The refused manifest fails the apply unit with one line naming its plugin and file; the others applied.
+    const journal = inBubble("journalctl", "-u", "planet-manifests.service", "--no-pager", "-o", "cat").stdout;
+    expect(journal).toMatch(/\[plugin badweb\] badweb\/bad\.yaml: Service bad: .*HTTP 422/);
+    expect(journal).toMatch(/\[plugin dns\] \d+ applied/);
+    expect(inBubble("systemctl", "is-failed", "planet-manifests.service").stdout.trim()).toBe("failed");
   }, 600_000);
 
   test("--disable-flannel: flanneld masked, its checks gone, pods on the podCIDR bridge; no upstream resolver is a warning; --dns-zones", async () => {
