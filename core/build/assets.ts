@@ -5,7 +5,7 @@ import { basename, dirname, join, relative, resolve } from "node:path";
 import { PlanetError } from "../errors.ts";
 import { logger } from "../log.ts";
 import { runOk } from "../proc.ts";
-import { buildGoModule, checkWrapper, type GoModInfo, type GoModSource, pickGo, requiredGo } from "./gomod.ts";
+import { buildGoModule, checkWrapper, type GoModInfo, type GoModSource, type GoToolchain, pickGo, requiredGo } from "./gomod.ts";
 
 const log = logger("assets");
 
@@ -160,11 +160,12 @@ function verify(name: string, what: string, path: string, expected: string): str
  */
 export async function ensureAsset(def: AssetDef, recipeDir: string): Promise<ResolvedAsset> {
   const src = def.source;
-  const toolchain =
+  // Go builds: the toolchain is part of the cache key, and the same one builds on a miss.
+  const tc =
     src.kind === "gomod"
-      ? (await pickGo(def.name, requiredGo(checkWrapper(def.name, recipeDir, src).goMod), cacheRoot())).version
+      ? await pickGo(def.name, requiredGo(checkWrapper(def.name, recipeDir, src).goMod), cacheRoot())
       : undefined;
-  const key = assetKey(def, recipeDir, toolchain);
+  const key = assetKey(def, recipeDir, tc?.version);
   const root = join(cacheRoot(), "assets");
   const dir = join(root, `${def.name}-${key}`);
   const recordPath = join(dir, "asset.json");
@@ -178,7 +179,7 @@ export async function ensureAsset(def: AssetDef, recipeDir: string): Promise<Res
   mkdirSync(join(tmp, "out"), { recursive: true });
   const t0 = Date.now();
   try {
-    const produced = await produce(def, recipeDir, tmp);
+    const produced = await produce(def, recipeDir, tmp, tc);
     const record: AssetRecord = {
       name: def.name,
       version: def.version,
@@ -215,7 +216,7 @@ function debPath(dir: string): string | undefined {
   return found ? join(dir, found) : undefined;
 }
 
-async function produce(def: AssetDef, recipeDir: string, tmp: string): Promise<string | null | GoModInfo> {
+async function produce(def: AssetDef, recipeDir: string, tmp: string, tc?: GoToolchain): Promise<string | null | GoModInfo> {
   const src = def.source;
   const out = join(tmp, "out");
   const opts = { phase: "assets", code: "ASSET_FETCH" };
@@ -233,7 +234,7 @@ async function produce(def: AssetDef, recipeDir: string, tmp: string): Promise<s
     case "gomod": {
       const logFile = join(tmp, "build.log");
       return withProgress(def.name, `go build ${src.module}@${src.version} (log: ${logFile})`, () =>
-        buildGoModule(def.name, recipeDir, src, out, join(tmp, "work"), cacheRoot(), logFile),
+        buildGoModule(def.name, recipeDir, src, tc as GoToolchain, out, join(tmp, "work"), logFile),
       );
     }
     case "url": {

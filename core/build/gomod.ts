@@ -286,20 +286,20 @@ async function stampVars(
 }
 
 /**
- * Builds every binary of a gomod recipe into `out`. `work` is scratch (the wrapper is copied there so
+ * Builds every binary of a gomod recipe into `out` with the toolchain `tc` (picked once by the
+ * caller, whose cache key names it). `work` is scratch (the wrapper is copied there so
  * the checkout is never written). Returns the bill-of-materials facts.
  */
 export async function buildGoModule(
   component: string,
   recipeDir: string,
   src: GoModSource,
+  tc: GoToolchain,
   out: string,
   work: string,
-  cacheRoot: string,
   logFile: string,
 ): Promise<GoModInfo> {
   const { goMod, goSum } = checkWrapper(component, recipeDir, src);
-  const tc = await pickGo(component, requiredGo(goMod), cacheRoot);
   const wants = Object.values(src.binaries).map((b) => (typeof b === "string" ? { package: b } : b));
   if (wants.some((b) => b.cgo ?? src.cgo)) {
     if (!have("gcc"))
