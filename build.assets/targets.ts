@@ -3,9 +3,10 @@ import type { TargetDef } from "../core/resolve.ts";
 /** Targets as data: which plugins each image carries. `dev` is master + node on one host. */
 export const targets: Record<string, TargetDef> = {
   master: {
-    description: "control plane: etcd, apiserver, controller-manager, scheduler, serf, registry, agent",
+    description:
+      "control plane: etcd, apiserver, controller-manager, scheduler, serf, registry, agent — and a tainted Node (kubelet, flannel, CoreDNS)",
     roles: ["master"],
-    plugins: ["secrets", "etcd", "kube-master", "serf", "registry", "agent"],
+    plugins: ["secrets", "etcd", "kube-master", "kube-node", "flannel", "dns", "serf", "registry", "agent"],
   },
   node: {
     description: "worker: containerd, kubelet, kube-proxy, flannel, CoreDNS, serf, agent",

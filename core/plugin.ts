@@ -41,6 +41,14 @@ export interface CertRequest {
   keyPairOnly?: boolean;
   /** Not a certificate: `<name>.key` holding this many random bytes, base64 (e.g. serf gossip). */
   randomBytes?: number;
+  /**
+   * For a CA: hosts with one of these roles get its key in their secrets (`planet secrets host`),
+   * e.g. the signer of the controller-manager's CSRs on masters. Other CA keys never leave the
+   * directory `planet secrets init` wrote.
+   */
+  keyRoles?: Role[];
+  /** Not a certificate: `<name>.pem`, these CAs' certificates in one file (a trust bundle). */
+  bundle?: string[];
 }
 
 /** How bad it is when a check fails. */

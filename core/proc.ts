@@ -12,6 +12,8 @@ export interface RunOptions {
   code?: string;
   phase?: string;
   plugin?: string;
+  /** Kill the command after this many ms; it then exits 124 with "timed out" on stderr. */
+  timeoutMs?: number;
 }
 
 export interface RunResult {
@@ -40,12 +42,22 @@ export async function run(cmd: string[], opts: RunOptions = {}): Promise<RunResu
       cause: err,
     });
   }
+  let timedOut = false;
+  const timer =
+    opts.timeoutMs === undefined
+      ? undefined
+      : setTimeout(() => {
+          timedOut = true;
+          proc.kill("SIGKILL");
+        }, opts.timeoutMs);
   const [stdout, stderr, exitCode] = await Promise.all([
     proc.stdout instanceof ReadableStream ? new Response(proc.stdout).text() : "",
     proc.stderr instanceof ReadableStream ? new Response(proc.stderr).text() : "",
     proc.exited,
   ]);
+  clearTimeout(timer);
   if (logFd !== undefined) closeSync(logFd);
+  if (timedOut) return { exitCode: 124, stdout, stderr: `${stderr}${cmd[0]} timed out after ${opts.timeoutMs} ms\n` };
   return { exitCode, stdout, stderr };
 }
 

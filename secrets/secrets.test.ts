@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { certRequests } from "../core/cli/commands/secrets.ts";
 import { PlanetError } from "../core/errors.ts";
-import { checkSecrets, initSecrets, renewSecrets, type SecretsOptions } from "./store.ts";
+import { checkSecrets, initSecrets, issueHost, loadRecord, renewSecrets, type SecretsOptions } from "./store.ts";
 
 const root = mkdtempSync(join(tmpdir(), "planet-secrets-"));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
@@ -60,9 +60,20 @@ const TABLE: { name: string; subject: string; eku: string[]; sans?: string[]; ca
     subject: "CN=kube-apiserver-kubelet-client, O=system:masters",
     eku: ["TLS Web Client Authentication"],
   },
-  { name: "apiserver-etcd-client", subject: "CN=kube-apiserver-etcd-client", eku: ["TLS Web Client Authentication"] },
+  {
+    name: "apiserver-etcd-client",
+    subject: "CN=kube-apiserver-etcd-client",
+    eku: ["TLS Web Client Authentication"],
+    ca: "etcd-ca",
+  },
+  { name: "etcd-ca", subject: "CN=planet-etcd-ca, O=planet", eku: [] },
+  { name: "csr-signer", subject: "CN=planet-csr-signer", eku: [] },
+  { name: "etcd-root", subject: "CN=root", eku: ["TLS Web Client Authentication"], ca: "etcd-ca" },
+  { name: "agent-etcd-client", subject: "CN=planet-agent", eku: ["TLS Web Client Authentication"], ca: "etcd-ca" },
+  { name: "flannel", subject: "CN=flannel", eku: ["TLS Web Client Authentication"], ca: "etcd-ca" },
   {
     name: "etcd",
+    ca: "etcd-ca",
     subject: "CN=etcd",
     eku: ["TLS Web Server Authentication", "TLS Web Client Authentication"],
     sans: ["DNS:localhost", "DNS:etcd", "IP Address:127.0.0.1", "IP Address:10.211.0.1", "DNS:node-a.example"],
@@ -268,5 +279,77 @@ describe("TLS with the issued certificates", () => {
     await expect(
       fetch(url, { tls: { ca: read(other, "root.cert"), cert: read(dir, "admin.cert"), key: read(dir, "admin.key") } }),
     ).rejects.toThrow();
+  });
+});
+
+describe("secrets host: one host's own secrets, no CA key it does not need", () => {
+  const HOST = { nodeName: "n1", ips: ["10.212.0.2"], hosts: [], roles: ["node" as const], validityDays: 30 };
+  const nodeDir = join(root, "host-n1");
+  const masterDir = join(root, "host-m1");
+  beforeAll(async () => {
+    await issueHost(dir, nodeDir, certRequests("node", ["node"]).requests, HOST);
+    await issueHost(dir, masterDir, certRequests("master", ["master"]).requests, {
+      ...HOST,
+      nodeName: "m1",
+      ips: ["10.212.0.1"],
+      roles: ["master"],
+    });
+  });
+  const subject = (f: string) => openssl("x509", "-in", f, "-noout", "-subject", "-nameopt", "sep_comma_plus_space").trim();
+
+  test("a node: its kubelet certificate for its name and address, every CA's cert, no CA or etcd member key", () => {
+    const files = readdirSync(nodeDir);
+    for (const f of ["root.key", "etcd-ca.key", "csr-signer.key", "front-proxy-ca.key", "etcd.key", "etcd-root.key", "sa.key"])
+      expect(files).not.toContain(f);
+    for (const f of ["root.cert", "etcd-ca.cert", "kubelet.kubeconfig", "flannel.key", "agent-etcd-client.key", "serf.key"])
+      expect(files).toContain(f);
+    expect(subject(join(nodeDir, "kubelet.cert"))).toBe("subject=CN=system:node:n1, O=system:nodes");
+    const server = openssl("x509", "-in", join(nodeDir, "kubelet-server.cert"), "-noout", "-ext", "subjectAltName");
+    expect(server).toContain("IP Address:10.212.0.2");
+    expect(server).not.toContain("10.211.0.1");
+    expect(openssl("verify", "-CAfile", join(nodeDir, "root.cert"), join(nodeDir, "kubelet.cert"))).toContain(": OK");
+    expect(openssl("verify", "-CAfile", join(nodeDir, "etcd-ca.cert"), join(nodeDir, "flannel.cert"))).toContain(": OK");
+    // The etcd CA is not the cluster CA: a cluster certificate opens nothing in etcd.
+    expect(() => openssl("verify", "-CAfile", join(nodeDir, "etcd-ca.cert"), join(nodeDir, "kubelet.cert"))).toThrow();
+    // Shared secrets are the cluster's: the gossip key and the CA certificates.
+    expect(readFileSync(join(nodeDir, "serf.key"), "utf8")).toBe(readFileSync(join(dir, "serf.key"), "utf8"));
+    expect(readFileSync(join(nodeDir, "root.cert"), "utf8")).toBe(readFileSync(join(dir, "root.cert"), "utf8"));
+    expect(loadRecord(nodeDir)?.host).toEqual({ roles: ["node"], cluster: expect.stringMatching(/^[0-9a-f]{64}$/) });
+    // check treats a host's directory like any other.
+    expect(checkSecrets(nodeDir, 7).every((r) => r.status === "ok")).toBe(true);
+  });
+
+  test("a master: etcd member and apiserver certificates for its address, the CSR signer's key, not the cluster CA's", () => {
+    const files = readdirSync(masterDir);
+    expect(files).toContain("csr-signer.key");
+    expect(files).toContain("sa.key");
+    expect(files).not.toContain("root.key");
+    expect(files).not.toContain("etcd-ca.key");
+    const etcd = openssl("x509", "-in", join(masterDir, "etcd.cert"), "-noout", "-ext", "subjectAltName");
+    expect(etcd).toContain("IP Address:10.212.0.1");
+    expect(readFileSync(join(masterDir, "admin.kubeconfig"), "utf8")).toContain("server: https://10.212.0.1:6443");
+    const bundle = readFileSync(join(masterDir, "client-ca.pem"), "utf8");
+    expect(bundle.match(/BEGIN CERTIFICATE/g)).toHaveLength(2);
+    expect(bundle).toContain(readFileSync(join(dir, "csr-signer.cert"), "utf8"));
+    expect(readFileSync(join(masterDir, "sa.key"), "utf8")).toBe(readFileSync(join(dir, "sa.key"), "utf8"));
+  });
+
+  test("a re-run keeps the host's files byte-identical", async () => {
+    const before = snapshot(nodeDir);
+    const again = await issueHost(dir, nodeDir, certRequests("node", ["node"]).requests, HOST);
+    expect(again.issued).toEqual([]);
+    expect(snapshot(nodeDir)).toEqual(before);
+  });
+
+  test("bad input: one clear error each, nothing written", async () => {
+    const reqs = certRequests("node", ["node"]).requests;
+    const code = async (p: Promise<unknown>) => ((await p.then(() => null).catch((e) => e)) as PlanetError | null)?.code;
+    expect(await code(issueHost(dir, dir, reqs, HOST))).toBe("BAD_FLAG");
+    expect(await code(issueHost(dir, nodeDir, reqs, { ...HOST, nodeName: "n2" }))).toBe("NOT_OUR_DIR");
+    expect(await code(issueHost(nodeDir, join(root, "x1"), reqs, HOST))).toBe("NO_RECORD");
+    expect(await code(issueHost(dir, join(root, "x2"), reqs, { ...HOST, roles: [] }))).toBe("BAD_FLAG");
+    expect(await code(issueHost(dir, join(root, "x3"), reqs, { ...HOST, ips: [] }))).toBe("BAD_FLAG");
+    expect(await code(initSecrets(nodeDir, requests, OPTS))).toBe("NOT_OUR_DIR");
+    for (const x of ["x1", "x2", "x3"]) expect(existsSync(join(root, x))).toBe(false);
   });
 });

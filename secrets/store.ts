@@ -10,15 +10,17 @@ import {
   mkdirSync,
   readdirSync,
   readFileSync,
+  realpathSync,
   renameSync,
   rmSync,
   statSync,
   writeFileSync,
 } from "node:fs";
 import { join } from "node:path";
+import forge from "node-forge";
 import { PlanetError } from "../core/errors.ts";
 import { firstIp, parseCidr, requireIp } from "../core/net.ts";
-import type { CertRequest } from "../core/plugin.ts";
+import type { CertRequest, Role } from "../core/plugin.ts";
 import {
   certPem,
   createCA,
@@ -54,7 +56,7 @@ export interface SecretsOptions {
 }
 
 interface FileRecord {
-  kind: "ca" | "cert" | "keypair" | "random";
+  kind: "ca" | "cert" | "keypair" | "random" | "bundle";
   /** Hash of what the file was issued for; a different hash means the request changed. */
   hash: string;
   issuer?: string;
@@ -71,6 +73,8 @@ interface Record_ {
   ips: string[];
   hosts: string[];
   nodeName: string;
+  /** Set in a host's directory (`planet secrets host`): its roles and the root CA's fingerprint. */
+  host?: { roles: Role[]; cluster: string };
   files: Record<string, FileRecord>;
 }
 
@@ -120,8 +124,12 @@ function hashOf(value: unknown): string {
 }
 
 /** Files a request owns in the directory. */
-export function filesOf(r: CertRequest): string[] {
+export function filesOf(r: CertRequest, hostRoles?: Role[]): string[] {
   if (r.randomBytes) return [`${r.name}.key`];
+  if (r.bundle) return [`${r.name}.pem`];
+  // In a host's directory a CA is its certificate, and its key only where keyRoles say.
+  if (hostRoles && r.usage.includes("ca"))
+    return [`${r.name}.cert`, ...(r.keyRoles?.some((x) => hostRoles.includes(x)) ? [`${r.name}.key`] : [])];
   if (r.keyPairOnly) return [`${r.name}.key`, `${r.name}.pub`];
   return [`${r.name}.cert`, `${r.name}.key`, ...(r.kubeconfig ? [`${r.name}.kubeconfig`] : [])];
 }
@@ -168,7 +176,7 @@ function loadCA(dir: string, name: string): KeyPair | null {
 /** Writes files to temp names first, then renames them all: a crash never leaves a half file. */
 class Batch {
   private files: { path: string; tmp: string }[] = [];
-  constructor(private dir: string) {}
+  constructor(readonly dir: string) {}
   put(name: string, text: string, mode: number): void {
     const path = join(this.dir, name);
     const tmp = join(this.dir, `.${name}.tmp-${process.pid}`);
@@ -190,9 +198,9 @@ function checkDir(dir: string, requests: CertRequest[], previous: Record_ | null
   if (existsSync(dir) && !statSync(dir).isDirectory())
     throw new PlanetError("NOT_A_DIR", `${dir} exists and is not a directory`, { phase });
   if (!existsSync(dir)) return;
-  const ours = new Set([RECORD, ...requests.flatMap(filesOf)]);
+  const ours = new Set([RECORD, ...requests.flatMap((r) => filesOf(r))]);
   for (const name of Object.keys(previous?.files ?? {}))
-    for (const ext of [".cert", ".key", ".pub", ".kubeconfig"]) ours.add(`${name}${ext}`);
+    for (const ext of [".cert", ".key", ".pub", ".kubeconfig", ".pem"]) ours.add(`${name}${ext}`);
   const foreign = readdirSync(dir).filter((f) => !ours.has(f) && !/^\..+\.tmp-\d+$/.test(f));
   if (foreign.length)
     throw new PlanetError(
@@ -209,7 +217,181 @@ function checkDir(dir: string, requests: CertRequest[], previous: Record_ | null
 export async function initSecrets(dir: string, requests: CertRequest[], opts: SecretsOptions): Promise<InitResult> {
   const { serviceIp } = validate(opts);
   const previous = loadRecord(dir);
+  if (previous?.host)
+    throw new PlanetError(
+      "NOT_OUR_DIR",
+      `${dir} holds the secrets of host ${previous.nodeName} (planet secrets host); init the cluster in its own directory`,
+      { phase },
+    );
   checkDir(dir, requests, previous);
+  prepareDir(dir);
+
+  const cas = withRoot(requests.filter((r) => r.usage.includes("ca")));
+  // Every existing CA is checked before anything is written.
+  const loaded = new Map(cas.map((r) => [r.name, loadCA(dir, r.name)] as const));
+  const record = newRecord(opts, serviceIp);
+  const batch = new Batch(dir);
+  const out: InitResult = { issued: [], kept: [] };
+  try {
+    const caPairs = new Map<string, KeyPair>();
+    for (const r of cas) {
+      let pair = loaded.get(r.name) ?? null;
+      if (!pair) {
+        pair = await createCA(r.cn, r.org);
+        batch.put(`${r.name}.cert`, certPem(pair.cert), 0o644);
+        batch.put(`${r.name}.key`, keyPem(pair.key), 0o600);
+        out.issued.push(r.name);
+      } else out.kept.push(r.name);
+      caPairs.set(r.name, pair);
+      record.files[r.name] = { kind: "ca", hash: "ca" };
+    }
+    const leaves = requests.filter((r) => !r.usage.includes("ca"));
+    await Promise.all(
+      leaves.map(async (r) => {
+        if (r.randomBytes) {
+          record.files[r.name] = { kind: "random", hash: hashOf(r.randomBytes) };
+          if (read(dir, `${r.name}.key`) && !opts.force) return void out.kept.push(r.name);
+          batch.put(`${r.name}.key`, `${randomBytes(r.randomBytes).toString("base64")}\n`, 0o600);
+          return void out.issued.push(r.name);
+        }
+        if (r.keyPairOnly) {
+          record.files[r.name] = { kind: "keypair", hash: "keypair" };
+          const existing = read(dir, `${r.name}.key`);
+          if (existing && read(dir, `${r.name}.pub`)) return void out.kept.push(r.name);
+          const key = (await generateKey()).privateKey;
+          batch.put(`${r.name}.key`, keyPem(key), 0o600);
+          batch.put(`${r.name}.pub`, publicKeyPem(key), 0o644);
+          return void out.issued.push(r.name);
+        }
+        if (r.bundle) return putBundle(batch, record, r, caPairs, out);
+        await putLeaf(batch, dir, record, r, caPairs, opts, serviceIp, previous, out);
+      }),
+    );
+    batch.put(RECORD, `${JSON.stringify(record, null, 2)}\n`, 0o600);
+    batch.commit();
+  } catch (e) {
+    batch.abort();
+    throw e;
+  }
+  return { issued: out.issued.sort(), kept: out.kept.sort() };
+}
+
+export interface HostOptions {
+  nodeName: string;
+  /** The host's addresses; the first is its public IP. */
+  ips: string[];
+  hosts: string[];
+  roles: Role[];
+  validityDays: number;
+  force?: boolean;
+}
+
+/**
+ * A host's own secrets, issued from the cluster directory `planet secrets init` wrote: every CA's
+ * certificate (a CA's key only where its `keyRoles` name one of the host's roles), the shared keys
+ * its plugins need, and its own leaf certificates for its name and addresses. `requests` are those
+ * of the plugins active on the host. Re-runs keep what still matches, like init.
+ */
+export async function issueHost(
+  clusterDir: string,
+  hostDir: string,
+  requests: CertRequest[],
+  opts: HostOptions,
+): Promise<InitResult> {
+  const cluster = loadRecord(clusterDir);
+  if (!cluster || cluster.host)
+    throw new PlanetError(
+      "NO_RECORD",
+      `${clusterDir} is not a cluster secrets directory (make one: planet secrets init --domain D ${clusterDir})`,
+      { phase },
+    );
+  if (existsSync(hostDir) && realpathSync(hostDir) === realpathSync(clusterDir))
+    throw new PlanetError("BAD_FLAG", `the host's directory must not be the cluster's (${clusterDir})`, { phase });
+  if (!opts.roles.length) throw new PlanetError("BAD_FLAG", "--role is required (master, node or both)", { phase });
+  if (!opts.ips.length) throw new PlanetError("BAD_FLAG", "--ip is required: the host's address", { phase });
+  const sopts: SecretsOptions = { ...opts, domain: cluster.domain, serviceSubnet: cluster.serviceSubnet };
+  const { serviceIp } = validate(sopts);
+  const previous = loadRecord(hostDir);
+  if (previous && !previous.host)
+    throw new PlanetError("NOT_OUR_DIR", `${hostDir} is a cluster secrets directory, not a host's`, { phase });
+  if (previous?.host && previous.nodeName !== opts.nodeName)
+    throw new PlanetError(
+      "NOT_OUR_DIR",
+      `${hostDir} holds the secrets of host ${previous.nodeName}, not ${opts.nodeName}; use a directory per host`,
+      { phase },
+    );
+  checkDir(hostDir, requests, previous);
+
+  const cas = withRoot(requests.filter((r) => r.usage.includes("ca")));
+  const caPairs = new Map<string, KeyPair>();
+  for (const r of cas) {
+    const pair = loadCA(clusterDir, r.name);
+    if (!pair)
+      throw new PlanetError(
+        "NO_CA",
+        `${clusterDir} has no ${r.name} CA; issue it where the cluster's CAs live: planet secrets init --domain ${cluster.domain} --plugins <target> ${clusterDir}`,
+        { phase },
+      );
+    caPairs.set(r.name, pair);
+  }
+  const shared = (r: CertRequest, file: string): string => {
+    const text = read(clusterDir, file);
+    if (!text)
+      throw new PlanetError(
+        "MISSING_SECRET",
+        `${join(clusterDir, file)} is missing (the ${r.name} secret every host shares); add it: planet secrets init --domain ${cluster.domain} --plugins <target> ${clusterDir}`,
+        { phase },
+      );
+    return text;
+  };
+  prepareDir(hostDir);
+  const record = newRecord(sopts, serviceIp);
+  record.host = { roles: opts.roles, cluster: fingerprint(caPairs.get("root") as KeyPair) };
+  const batch = new Batch(hostDir);
+  const out: InitResult = { issued: [], kept: [] };
+  try {
+    for (const r of cas) {
+      const pair = caPairs.get(r.name) as KeyPair;
+      batch.put(`${r.name}.cert`, certPem(pair.cert), 0o644);
+      if (r.keyRoles?.some((role) => opts.roles.includes(role))) batch.put(`${r.name}.key`, keyPem(pair.key), 0o600);
+      record.files[r.name] = { kind: "ca", hash: "ca" };
+    }
+    await Promise.all(
+      requests
+        .filter((r) => !r.usage.includes("ca"))
+        .map(async (r) => {
+          if (r.randomBytes || r.keyPairOnly) {
+            record.files[r.name] = r.randomBytes
+              ? { kind: "random", hash: hashOf(r.randomBytes) }
+              : { kind: "keypair", hash: "keypair" };
+            batch.put(`${r.name}.key`, shared(r, `${r.name}.key`), 0o600);
+            if (r.keyPairOnly) batch.put(`${r.name}.pub`, shared(r, `${r.name}.pub`), 0o644);
+            return;
+          }
+          if (r.bundle) return putBundle(batch, record, r, caPairs, out);
+          await putLeaf(batch, hostDir, record, r, caPairs, sopts, serviceIp, previous, out);
+        }),
+    );
+    // A CA key this host may no longer hold goes (its role changed).
+    for (const r of cas)
+      if (!r.keyRoles?.some((role) => opts.roles.includes(role)) && read(hostDir, `${r.name}.key`))
+        rmSync(join(hostDir, `${r.name}.key`));
+    batch.put(RECORD, `${JSON.stringify(record, null, 2)}\n`, 0o600);
+    batch.commit();
+  } catch (e) {
+    batch.abort();
+    throw e;
+  }
+  return { issued: out.issued.sort(), kept: out.kept.sort() };
+}
+
+/** SHA-256 of the root CA certificate (DER), as `openssl x509 -fingerprint -sha256` prints it. */
+export function fingerprint(ca: KeyPair): string {
+  const der = forge.asn1.toDer(forge.pki.certificateToAsn1(ca.cert)).getBytes();
+  return createHash("sha256").update(Buffer.from(der, "binary")).digest("hex");
+}
+
+function prepareDir(dir: string): void {
   try {
     mkdirSync(dir, { recursive: true, mode: 0o700 });
     chmodSync(dir, 0o700);
@@ -217,13 +399,14 @@ export async function initSecrets(dir: string, requests: CertRequest[], opts: Se
     throw new PlanetError("UNWRITABLE", `cannot write ${dir}: ${(e as Error).message}`, { phase });
   }
   for (const f of readdirSync(dir)) if (/^\..+\.tmp-\d+$/.test(f)) rmSync(join(dir, f), { force: true });
+}
 
-  const cas = requests.filter((r) => r.usage.includes("ca"));
-  if (!cas.some((r) => r.name === "root")) cas.unshift({ name: "root", cn: "planet-ca", usage: ["ca"] });
-  // Every existing CA is checked before anything is written.
-  const loaded = new Map(cas.map((r) => [r.name, loadCA(dir, r.name)] as const));
+function withRoot(cas: CertRequest[]): CertRequest[] {
+  return cas.some((r) => r.name === "root") ? cas : [{ name: "root", cn: "planet-ca", usage: ["ca"] }, ...cas];
+}
 
-  const record: Record_ = {
+function newRecord(opts: SecretsOptions, serviceIp: string): Record_ {
+  return {
     schema: 1,
     domain: opts.domain,
     serviceSubnet: opts.serviceSubnet,
@@ -233,73 +416,56 @@ export async function initSecrets(dir: string, requests: CertRequest[], opts: Se
     nodeName: opts.nodeName,
     files: {},
   };
-  const batch = new Batch(dir);
-  const issued: string[] = [];
-  const kept: string[] = [];
-  try {
-    const caPairs = new Map<string, KeyPair>();
-    for (const r of cas) {
-      let pair = loaded.get(r.name) ?? null;
-      if (!pair) {
-        pair = await createCA(r.cn, r.org);
-        batch.put(`${r.name}.cert`, certPem(pair.cert), 0o644);
-        batch.put(`${r.name}.key`, keyPem(pair.key), 0o600);
-        issued.push(r.name);
-      } else kept.push(r.name);
-      caPairs.set(r.name, pair);
-      record.files[r.name] = { kind: "ca", hash: "ca" };
-    }
-    const leaves = requests.filter((r) => !r.usage.includes("ca"));
-    await Promise.all(
-      leaves.map(async (r) => {
-        if (r.randomBytes) {
-          record.files[r.name] = { kind: "random", hash: hashOf(r.randomBytes) };
-          if (read(dir, `${r.name}.key`) && !opts.force) return void kept.push(r.name);
-          batch.put(`${r.name}.key`, `${randomBytes(r.randomBytes).toString("base64")}\n`, 0o600);
-          return void issued.push(r.name);
-        }
-        if (r.keyPairOnly) {
-          record.files[r.name] = { kind: "keypair", hash: "keypair" };
-          const existing = read(dir, `${r.name}.key`);
-          if (existing && read(dir, `${r.name}.pub`)) return void kept.push(r.name);
-          const key = (await generateKey()).privateKey;
-          batch.put(`${r.name}.key`, keyPem(key), 0o600);
-          batch.put(`${r.name}.pub`, publicKeyPem(key), 0o644);
-          return void issued.push(r.name);
-        }
-        const issuer = r.issuer ?? "root";
-        const ca = caPairs.get(issuer);
-        if (!ca) throw new PlanetError("UNKNOWN_CERT", `cert ${r.name}: issuer ${issuer} is not requested`, { phase });
-        const req: IssueRequest = {
-          name: r.name,
-          cn: expandOne(r.cn, opts, serviceIp),
-          org: r.org,
-          sans: expand(r.sans ?? [], opts, serviceIp),
-          usage: r.usage,
-        };
-        const server = r.kubeconfig ? expandOne(r.kubeconfig, opts, serviceIp) : undefined;
-        const entry: FileRecord = {
-          kind: "cert",
-          hash: hashOf({ req, issuer, server, v: opts.validityDays }),
-          issuer,
-          request: req,
-          kubeconfig: server,
-          validityDays: opts.validityDays,
-        };
-        record.files[r.name] = entry;
-        if (!opts.force && leafStillGood(dir, r.name, ca, previous?.files[r.name]?.hash === entry.hash, !!server))
-          return void kept.push(r.name);
-        await writeLeaf(batch, dir, entry, ca, caPairs.get("root") ?? ca);
-        issued.push(r.name);
-      }),
-    );
-    batch.put(RECORD, `${JSON.stringify(record, null, 2)}\n`, 0o600);
-    batch.commit();
-  } catch (e) {
-    batch.abort();
-    throw e;
-  }
-  return { issued: issued.sort(), kept: kept.sort() };
+}
+
+function putBundle(batch: Batch, record: Record_, r: CertRequest, cas: Map<string, KeyPair>, out: InitResult): void {
+  const pems = (r.bundle ?? []).map((name) => {
+    const ca = cas.get(name);
+    if (!ca) throw new PlanetError("UNKNOWN_CERT", `bundle ${r.name}: CA ${name} is not requested`, { phase });
+    return certPem(ca.cert);
+  });
+  record.files[r.name] = { kind: "bundle", hash: hashOf(r.bundle) };
+  if (read(batch.dir, `${r.name}.pem`) === pems.join("")) return void out.kept.push(r.name);
+  batch.put(`${r.name}.pem`, pems.join(""), 0o644);
+  out.issued.push(r.name);
+}
+
+/** Issues (or keeps, when it still matches and verifies) one leaf certificate. */
+async function putLeaf(
+  batch: Batch,
+  dir: string,
+  record: Record_,
+  r: CertRequest,
+  caPairs: Map<string, KeyPair>,
+  opts: SecretsOptions,
+  serviceIp: string,
+  previous: Record_ | null,
+  out: InitResult,
+): Promise<void> {
+  const issuer = r.issuer ?? "root";
+  const ca = caPairs.get(issuer);
+  if (!ca) throw new PlanetError("UNKNOWN_CERT", `cert ${r.name}: issuer ${issuer} is not requested`, { phase });
+  const req: IssueRequest = {
+    name: r.name,
+    cn: expandOne(r.cn, opts, serviceIp),
+    org: r.org,
+    sans: expand(r.sans ?? [], opts, serviceIp),
+    usage: r.usage,
+  };
+  const server = r.kubeconfig ? expandOne(r.kubeconfig, opts, serviceIp) : undefined;
+  const entry: FileRecord = {
+    kind: "cert",
+    hash: hashOf({ req, issuer, server, v: opts.validityDays }),
+    issuer,
+    request: req,
+    kubeconfig: server,
+    validityDays: opts.validityDays,
+  };
+  record.files[r.name] = entry;
+  if (!opts.force && leafStillGood(dir, r.name, ca, previous?.files[r.name]?.hash === entry.hash, !!server))
+    return void out.kept.push(r.name);
+  await writeLeaf(batch, dir, entry, ca, caPairs.get("root") ?? ca);
+  out.issued.push(r.name);
 }
 
 function leafStillGood(dir: string, name: string, ca: KeyPair, sameRequest: boolean, needsKubeconfig: boolean): boolean {
@@ -387,7 +553,8 @@ export function checkSecrets(dir: string, warnDays: number): CertRow[] {
     const keyText = read(dir, `${name}.key`);
     let matches = false;
     try {
-      matches = !!keyText && keyMatches(cert, parseKey(keyText));
+      // A host's directory holds CA certificates without their keys: nothing to match there.
+      matches = keyText ? keyMatches(cert, parseKey(keyText)) : !!record?.host && record.files[name]?.kind === "ca";
     } catch {
       matches = false;
     }
@@ -416,6 +583,12 @@ export async function renewSecrets(dir: string, warnDays: number, validityDays?:
     throw new PlanetError("NO_RECORD", `${dir} has no ${RECORD}; renew works on directories made by planet secrets init`, {
       phase,
     });
+  if (record.host)
+    throw new PlanetError(
+      "HOST_DIR",
+      `${dir} holds host ${record.nodeName}'s secrets, without the CA keys: renew where the CAs are, then reissue it: planet secrets host <cluster-dir> ${dir} --node-name ${record.nodeName} …`,
+      { phase },
+    );
   const rows = checkSecrets(dir, warnDays);
   const due = rows.filter((r) => r.status === "expiring" || r.status === "expired").map((r) => r.name);
   const batch = new Batch(dir);

@@ -1,8 +1,9 @@
-import { existsSync, mkdirSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { Etcd3 } from "etcd3";
 import { logger } from "../log.ts";
 import type { Role } from "../plugin.ts";
+import { run } from "../proc.ts";
 import { type AgentView, createApi, type MemberHealth, type NodeHealth } from "./api.ts";
 import { CheckRunner, type RunnableCheck, tlsFiles } from "./checks.ts";
 import { LeaderElection } from "./election.ts";
@@ -25,6 +26,15 @@ export interface AgentOptions {
   rpcAddrs: string[];
   rpcPort: number;
   members: { name: string; ip: string }[];
+  /**
+   * Lists the cluster's members as JSON `{members: [{name, addr, status, tags}]}` (serf's format;
+   * a plugin declares it in PLANET_MEMBERS_COMMAND). Without it, `members` is the membership.
+   */
+  membersCommand?: string[];
+  /** Campaign for leadership (masters); others only follow the leader. Default true. */
+  campaign?: boolean;
+  /** A hosts file whose `planet-master` line the agent points at each new leader (/etc/hosts). */
+  hostsFile?: string;
   timing?: { readyEveryMs: number; healthEveryMs: number };
   /** Largest clock difference to the leader before `host-time-drift` fails (default 1000 ms). */
   maxDriftMs?: number;
@@ -56,9 +66,63 @@ export function etcdClient(etcd: NonNullable<AgentOptions["etcd"]>): Etcd3 {
   });
 }
 
+interface Member {
+  name: string;
+  ip: string;
+  roles?: string[];
+  status?: string;
+}
+
+/** The membership command's members, sorted by name; null when there is no command or it fails. */
+async function listMembers(cmd?: string[]): Promise<Member[] | null> {
+  if (!cmd?.length) return null;
+  const res = await run(cmd, { timeoutMs: 3000 });
+  if (res.exitCode !== 0) {
+    log.debug(`${cmd.join(" ")}: ${res.stderr.trim()}`);
+    return null;
+  }
+  try {
+    const out = JSON.parse(res.stdout) as {
+      members?: { name: string; addr: string; status: string; tags?: Record<string, string> }[];
+    };
+    return (out.members ?? [])
+      .map((m) => ({
+        name: m.name,
+        ip: m.addr.replace(/:\d+$/, ""),
+        status: m.status,
+        roles: m.tags?.role?.split(",").filter(Boolean),
+      }))
+      .sort((a, b) => a.name.localeCompare(b.name));
+  } catch {
+    return null;
+  }
+}
+
+/** Points `name` at `ip` in a hosts file (temp + rename: readers never see half a file). */
+export function pointHost(file: string, name: string, ip: string): void {
+  try {
+    const lines = (existsSync(file) ? readFileSync(file, "utf8") : "").split("\n").filter((l) => l !== "");
+    const line = `${ip}\t${name}`;
+    const i = lines.findIndex((l) => l.split(/\s+/).slice(1).includes(name));
+    if (lines[i] === line) return;
+    if (i >= 0) lines[i] = line;
+    else lines.push(line);
+    const tmp = `${file}.planet-tmp`;
+    writeFileSync(tmp, `${lines.join("\n")}\n`);
+    renameSync(tmp, file);
+    log.info(`${name} → ${ip}`);
+  } catch (e) {
+    log.warn(`could not point ${name} at ${ip} in ${file}: ${(e as Error).message}`);
+  }
+}
+
 export async function createAgent(opts: AgentOptions): Promise<Agent> {
   const client = opts.etcd ? etcdClient(opts.etcd) : undefined;
-  const election = client ? new LeaderElection(client, opts.leaderKey, opts.ip, opts.termSeconds) : undefined;
+  const election = client
+    ? new LeaderElection(client, opts.leaderKey, opts.ip, opts.termSeconds, opts.campaign ?? true, (leader) => {
+        if (opts.hostsFile) pointHost(opts.hostsFile, "planet-master", leader);
+      })
+    : undefined;
   const now = opts.now ?? Date.now;
   const maxDrift = opts.maxDriftMs ?? 1000;
   // The original's satellite check: this node's clock against the leader's, over the mTLS API.
@@ -114,12 +178,16 @@ export async function createAgent(opts: AgentOptions): Promise<Agent> {
     pause: async () => election?.pause(),
     resume: async () => election?.resume(),
     now,
-    members: () =>
-      Promise.all(
-        (opts.members.length ? opts.members : [{ name: opts.node, ip: opts.ip }]).map(async (m): Promise<MemberHealth> => {
+    members: async () => {
+      const listed = await listMembers(opts.membersCommand);
+      const known = listed ?? (opts.members.length ? opts.members : [{ name: opts.node, ip: opts.ip }]);
+      return Promise.all(
+        known.map(async (m: Member): Promise<MemberHealth> => {
+          if (m.status === "left" || m.status === "failed")
+            return { name: m.name, ip: m.ip, roles: m.roles, status: m.status, error: `member ${m.status}` };
           if (m.ip === opts.ip) {
             const h = health();
-            return { name: m.name, ip: m.ip, status: h.status, health: h };
+            return { name: m.name, ip: m.ip, roles: m.roles, status: h.status, health: h };
           }
           try {
             const res = await fetch(`https://${m.ip}:${opts.rpcPort}/health`, {
@@ -127,12 +195,13 @@ export async function createAgent(opts: AgentOptions): Promise<Agent> {
               signal: AbortSignal.timeout(3000),
             });
             const h = (await res.json()) as NodeHealth;
-            return { name: m.name, ip: m.ip, status: h.status, health: h };
+            return { name: m.name, ip: m.ip, roles: m.roles, status: h.status, health: h };
           } catch (e) {
-            return { name: m.name, ip: m.ip, status: "unreachable", error: (e as Error).message };
+            return { name: m.name, ip: m.ip, roles: m.roles, status: "unreachable", error: (e as Error).message };
           }
         }),
-      ),
+      );
+    },
   };
   const app = createApi(view);
 

@@ -27,7 +27,9 @@ export interface LeaderView {
 export interface MemberHealth {
   name: string;
   ip: string;
-  status: "healthy" | "degraded" | "unreachable";
+  /** `left` and `failed` come from the membership (serf): the member said goodbye, or stopped answering gossip. */
+  status: "healthy" | "degraded" | "unreachable" | "left" | "failed";
+  roles?: string[];
   error?: string;
   health?: NodeHealth;
 }

@@ -20,18 +20,31 @@ export class LeaderElection {
   etcdUp = false;
   error?: string;
 
+  /**
+   * @param campaign false: only follow who leads (nodes never lead).
+   * @param onLeader called with each new leader (also the first one observed).
+   */
   constructor(
     client: Etcd3,
     key: string,
     readonly self: string,
     termSeconds: number,
+    private readonly campaign_ = true,
+    private readonly onLeader?: (leader: string) => void,
   ) {
     this.election = client.election(key, Math.max(2, Math.round(termSeconds)));
+    if (!campaign_) this.paused = true;
   }
 
   async start(): Promise<void> {
     void this.observe();
     if (!this.paused) this.run();
+  }
+
+  private setLeader(v: string | null): void {
+    const changed = v !== this.leader;
+    this.leader = v;
+    if (changed && v) this.onLeader?.(v);
   }
 
   private run(): void {
@@ -40,7 +53,7 @@ export class LeaderElection {
     this.campaign = campaign;
     campaign.on("elected", () => {
       this.isLeader = true;
-      this.leader = this.self;
+      this.setLeader(this.self);
       this.etcdUp = true;
       this.backoffMs = 500;
       log.info(`${this.self} is the leader`);
@@ -71,9 +84,9 @@ export class LeaderElection {
         const observer = await this.election.observe();
         this.etcdUp = true;
         this.error = undefined;
-        this.leader = observer.leader() ?? null;
+        this.setLeader(observer.leader() ?? null);
         observer.on("change", (v) => {
-          this.leader = v ?? null;
+          this.setLeader(v ?? null);
           if (v !== this.self) this.isLeader = false;
         });
         await new Promise<void>((resolve) => {
@@ -112,7 +125,7 @@ export class LeaderElection {
   }
 
   async resume(): Promise<void> {
-    if (!this.paused) return;
+    if (!this.paused || !this.campaign_) return;
     this.paused = false;
     this.run();
   }

@@ -27,6 +27,7 @@ import { type Cidr, firstIp, nthIp, overlaps, parseCidr, requireIp } from "../ne
 import { ROLES, type Role } from "../plugin.ts";
 import { isSymlink, run } from "../proc.ts";
 import { expandEnv, formatEnvFile } from "./environment.ts";
+import { canProbe, probeJoinIn } from "./join.ts";
 import { preflightHost, preflightNetns, preflightRootfs } from "./preflight.ts";
 import { bubbleSpec, type Volume } from "./spec.ts";
 import {
@@ -75,6 +76,8 @@ export interface StartOptions {
   dataDir?: string;
   /** Seconds to wait for READY=1. */
   readyTimeout: number;
+  /** Seconds a node waits for a master to answer before it refuses to start (default 20). */
+  joinWaitSeconds?: number;
 }
 
 /** Kernel settings that are not per network namespace, which components in a bubble may change. */
@@ -115,8 +118,55 @@ function restoreSysctls(saved: Record<string, string>): void {
   }
 }
 
-export function boxId(clusterId: string): string {
-  return `planet-${clusterId}`;
+/** The bubble's name (runc id, cgroup, state dir): one per cluster on a host, one per test host. */
+export function boxId(clusterId: string, netns?: string): string {
+  return netns ? `planet-${clusterId}-${netns}` : `planet-${clusterId}`;
+}
+
+export interface Member {
+  name: string;
+  ip: string;
+}
+
+/**
+ * The masters from `--initial-cluster name:ip,…`. A master must be in it under its node name and
+ * public IP (etcd refuses a member missing from its initial cluster); without the flag a master is
+ * alone and a node follows `--master-ip`.
+ */
+export function initialCluster(
+  text: string | undefined,
+  roles: Role[],
+  nodeName: string,
+  publicIp: string,
+  masterIp?: string,
+): Member[] {
+  const members: Member[] = [];
+  for (const entry of (text ?? "")
+    .split(",")
+    .map((e) => e.trim())
+    .filter(Boolean)) {
+    const [name, ip, extra] = entry.split(":");
+    if (!name || !ip || extra !== undefined || !/^[a-z0-9]([-a-z0-9.]{0,61}[a-z0-9])?$/.test(name) || isIP(ip) !== 4)
+      throw new PlanetError("BAD_FLAG", `--initial-cluster ${entry}: expected name:ip (e.g. master-1:10.0.0.1)`);
+    if (members.some((m) => m.name === name || m.ip === ip))
+      throw new PlanetError("BAD_FLAG", `--initial-cluster names ${name} or ${ip} twice`);
+    members.push({ name, ip });
+  }
+  const master = roles.includes("master");
+  if (!members.length) {
+    if (master) return [{ name: nodeName, ip: publicIp }];
+    if (!masterIp) throw new PlanetError("BAD_FLAG", "a node needs its masters: --master-ip <ip> or --initial-cluster name:ip,…");
+    return [{ name: "master", ip: masterIp }];
+  }
+  if (master) {
+    const self = members.find((m) => m.name === nodeName);
+    if (!self || self.ip !== publicIp)
+      throw new PlanetError(
+        "BAD_FLAG",
+        `--initial-cluster ${text} does not include this master as ${nodeName}:${publicIp}; add it (every master lists all masters)`,
+      );
+  }
+  return members;
 }
 
 /** Writes a file inside the rootfs atomically (temp + rename). */
@@ -172,7 +222,14 @@ export function prepare(opts: StartOptions): Prepared {
   const publicIp = opts.publicIp ?? (opts.netns ? netnsAddress(opts.netns) : undefined);
   if (!publicIp) throw new PlanetError("BAD_FLAG", "--public-ip is not set (the node's address for cluster traffic)");
   requireIp(publicIp, "--public-ip");
-  const masterIp = requireIp(opts.masterIp ?? publicIp, "--master-ip");
+  const hostname = opts.hostname ?? osHostname();
+  const nodeName = opts.nodeName ?? hostname;
+  const masters = initialCluster(opts.initialCluster, roles, nodeName, publicIp, opts.masterIp);
+  // Where planet-master points until the agents' leader says otherwise: a master's own apiserver.
+  const masterIp = requireIp(
+    opts.masterIp ?? (roles.includes("master") ? publicIp : (masters[0]?.ip ?? publicIp)),
+    "--master-ip",
+  );
   const service = parseCidr(opts.serviceSubnet, "--service-subnet");
   const pod = parseCidr(opts.podSubnet, "--pod-subnet");
   if (overlaps(service, pod))
@@ -196,9 +253,7 @@ export function prepare(opts: StartOptions): Prepared {
         "BAD_CIDR",
         `--pod-subnet ${pod.text} overlaps the host's network ${net.text}; choose a pod subnet the host does not use`,
       );
-  const hostname = opts.hostname ?? osHostname();
-  const nodeName = opts.nodeName ?? hostname;
-  const id = boxId(opts.clusterId);
+  const id = boxId(opts.clusterId, opts.netns);
 
   const flags: Record<string, string> = {
     PLANET_ROLE: roles.join(","),
@@ -218,14 +273,17 @@ export function prepare(opts: StartOptions): Prepared {
     PLANET_DISABLED_PLUGINS: disabled.join(","),
     KUBE_NODE_NAME: nodeName,
     PLANET_HOSTNAME: hostname,
-    PLANET_INITIAL_CLUSTER: opts.initialCluster ?? `${nodeName}:${publicIp}`,
+    // The masters: etcd's members, serf's seeds, the etcd endpoints of every client.
+    PLANET_INITIAL_CLUSTER: masters.map((m) => `${m.name}:${m.ip}`).join(","),
+    PLANET_ETCD_INITIAL_CLUSTER: masters.map((m) => `${m.name}=https://${m.ip}:2380`).join(","),
+    PLANET_ETCD_ENDPOINTS: masters.map((m) => `https://${m.ip}:2379`).join(","),
   };
   const env = expandEnv({ ...manifest.env, ...flags, ...opts.env });
   // Options append to what plugins default to, like the original's KUBE_*_FLAGS.
   if (opts.kubeletOptions) env.KUBE_KUBELET_FLAGS = `${env.KUBE_KUBELET_FLAGS ?? ""} ${opts.kubeletOptions}`.trim();
   if (opts.apiserverOptions) env.KUBE_APISERVER_FLAGS = `${env.KUBE_APISERVER_FLAGS ?? ""} ${opts.apiserverOptions}`.trim();
 
-  const dataDir = opts.dataDir ?? `/var/lib/planet/${opts.clusterId}`;
+  const dataDir = opts.dataDir ?? `/var/lib/planet/${id.replace(/^planet-/, "")}`;
   const volumes: Volume[] = ["etcd", "containerd", "registry", "state"].map((d) => ({
     source: join(dataDir, d),
     destination: `/ext/${d}`,
@@ -424,15 +482,28 @@ async function preflightImage(p: Prepared, opts: StartOptions): Promise<void> {
       { phase: "preflight" },
     );
   if (opts.secretsDir) {
+    const record = loadRecord(opts.secretsDir);
+    const env = p.env;
+    if (record?.host && record.nodeName !== env.KUBE_NODE_NAME)
+      throw new PlanetError(
+        "SECRETS_OTHER_HOST",
+        `${opts.secretsDir} holds the secrets of host ${record.nodeName}, not --node-name ${env.KUBE_NODE_NAME}; issue this host's: planet secrets host <cluster-dir> <dir> --node-name ${env.KUBE_NODE_NAME} --ip ${env.PLANET_PUBLIC_IP} --role ${p.roles.join(",")}`,
+        { phase: "preflight" },
+      );
+    if (record?.host && !record.ips.includes(env.PLANET_PUBLIC_IP as string))
+      throw new PlanetError(
+        "SECRETS_OTHER_HOST",
+        `${opts.secretsDir} was issued for ${record.ips.join(", ")}, not --public-ip ${env.PLANET_PUBLIC_IP}; reissue it: planet secrets host <cluster-dir> ${opts.secretsDir} --node-name ${record.nodeName} --ip ${env.PLANET_PUBLIC_IP} --role ${p.roles.join(",")}`,
+        { phase: "preflight" },
+      );
     for (const c of certs)
-      for (const f of filesOf(c))
+      for (const f of filesOf(c, record?.host ? p.roles : undefined))
         if (!existsSync(join(opts.secretsDir, f)))
           throw new PlanetError(
             "MISSING_SECRET",
             `${join(opts.secretsDir, f)} is missing (requested by plugin ${c.plugin}); add it with: planet secrets init --domain D ${opts.secretsDir}`,
             { phase: "preflight" },
           );
-    const record = loadRecord(opts.secretsDir);
     const wanted = parseCidr(opts.serviceSubnet, "--service-subnet").text;
     if (record && record.serviceSubnet !== wanted)
       throw new PlanetError(
@@ -454,6 +525,20 @@ async function preflightImage(p: Prepared, opts: StartOptions): Promise<void> {
         { phase: "preflight" },
       );
     }
+  }
+  // A node joins a running cluster: ask a master before anything is written.
+  if (!p.roles.includes("master") && opts.secretsDir && canProbe(opts.secretsDir)) {
+    const masters = (p.env.PLANET_INITIAL_CLUSTER ?? "").split(",").map((m) => m.split(":")[1] ?? "");
+    const first = p.env.KUBE_MASTER_IP as string;
+    const via = await probeJoinIn(opts.netns, {
+      masters: [first, ...masters.filter((m) => m && m !== first)],
+      port: Number(p.env.KUBE_APISERVER_PORT ?? 6443),
+      secretsDir: realpathSync(opts.secretsDir),
+      nodeName: p.env.KUBE_NODE_NAME as string,
+      publicIp: p.env.PLANET_PUBLIC_IP as string,
+      waitSeconds: opts.joinWaitSeconds ?? 20,
+    });
+    log.info(`joining the cluster through master ${via}`);
   }
   for (const dir of p.dataDirs) {
     let probe = dir;

@@ -7,6 +7,7 @@ export default definePlugin({
   ports: [7575],
   roles: ["master", "node"],
   units: ["planet-agent.service"],
+  files: { "files/": "/" },
   env: { PLANET_AGENT_PORT: "7575", PLANET_LEADER_KEY: "/planet/cluster/${KUBE_CLUSTER_ID}/master" },
   certs: [
     {
@@ -16,5 +17,7 @@ export default definePlugin({
       usage: ["server", "client"],
     },
     { name: "planet-rpc-client", cn: "planet-rpc-client", usage: ["client"] },
+    // etcd user planet-agent: the leader election's prefix only (etc/planet/etcd-users.d/agent).
+    { name: "agent-etcd-client", cn: "planet-agent", usage: ["client"], issuer: "etcd-ca" },
   ],
 });

@@ -14,7 +14,7 @@ export default definePlugin({
   name: "dns",
   description: "CoreDNS for cluster.local (kube-dns Service), forwarding to the host's resolvers",
   requires: ["secrets", "kube-node"],
-  roles: ["node"],
+  roles: ["master", "node"],
   assets: ["coredns"],
   packages: ["bind9-dnsutils"],
   units: ["coredns.service"],

@@ -7,11 +7,12 @@ export default definePlugin({
   ports: [2379, 2380, 2381],
   roles: ["master"],
   assets: ["etcd"],
-  units: ["etcd.service"],
   files: { "files/": "/" },
+  units: ["etcd.service", "etcd-auth.service"],
   env: {
     PLANET_ETCD_MEMBER_NAME: "${KUBE_NODE_NAME}",
-    ETCD_INITIAL_CLUSTER: "${PLANET_ETCD_MEMBER_NAME}=https://${PLANET_PUBLIC_IP}:2380",
+    // Every master of --initial-cluster (name=https://ip:2380,…), computed by planet start.
+    ETCD_INITIAL_CLUSTER: "${PLANET_ETCD_INITIAL_CLUSTER}",
     ETCD_INITIAL_CLUSTER_STATE: "new",
   },
   certs: [
@@ -20,7 +21,14 @@ export default definePlugin({
       cn: "etcd",
       sans: ["localhost", "etcd", "127.0.0.1", "$PUBLIC_IP", "$IPS", "$HOSTS"],
       usage: ["server", "client", "peer"],
+      issuer: "etcd-ca",
     },
+    // etcd's root user (CN = user name): etcd-auth.service enables auth with it; only masters hold it.
+    { name: "etcd-root", cn: "root", usage: ["client"], issuer: "etcd-ca" },
   ],
-  checks: [{ name: "etcd-healthz", http: "https://127.0.0.1:2379/health", tls: "etcd", expect: '"health":"true"' }],
+  // The metrics listener answers /health without a client certificate.
+  checks: [
+    { name: "etcd-healthz", http: "http://127.0.0.1:2381/health", expect: '"health":"true"' },
+    { name: "etcd-auth", unit: "etcd-auth.service" },
+  ],
 });

@@ -12,12 +12,13 @@ export default definePlugin({
   name: "flannel",
   description: "flannel vxlan overlay: per-host subnet leases in etcd, CNI conflist, masquerade",
   requires: ["secrets", "kube-node"],
-  roles: ["node"],
+  roles: ["master", "node"],
   assets: ["flannel", "cni-flannel"],
   units: ["flannel-cleanup.service", "flanneld.service"],
   files: { "files/": "/" },
-  env: { FLANNEL_ETCD_ENDPOINTS: "https://${KUBE_MASTER_IP}:2379" },
-  certs: [{ name: "flannel", cn: "flannel", usage: ["client"] }],
+  env: { FLANNEL_ETCD_ENDPOINTS: "${PLANET_ETCD_ENDPOINTS}" },
+  // etcd's auth limits this certificate (user flannel) to flannel's prefix: etc/planet/etcd-users.d.
+  certs: [{ name: "flannel", cn: "flannel", usage: ["client"], issuer: "etcd-ca" }],
   checks: [
     { name: "flanneld-running", unit: "flanneld.service" },
     { name: "flannel-lease", command: ["/usr/lib/planet/flannel-check", "lease"] },

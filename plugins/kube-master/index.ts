@@ -9,7 +9,14 @@ export default definePlugin({
   ports: [6443, 10257, 10259],
   roles: ["master"],
   assets: ["kubernetes"],
-  units: ["kube-apiserver.service", "kube-controller-manager.service", "kube-scheduler.service", "planet-manifests.service"],
+  units: [
+    "kube-apiserver.service",
+    "kube-controller-manager.service",
+    "kube-scheduler.service",
+    "planet-manifests.service",
+    "kube-master-node.service",
+  ],
+  files: { "files/": "/" },
   env: { KUBE_APISERVER_PORT: "6443", KUBECONFIG: "/var/state/admin.kubeconfig" },
   certs: [
     {
@@ -32,7 +39,11 @@ export default definePlugin({
       usage: ["server"],
     },
     { name: "apiserver-kubelet-client", cn: "kube-apiserver-kubelet-client", org: ["system:masters"], usage: ["client"] },
-    { name: "apiserver-etcd-client", cn: "kube-apiserver-etcd-client", usage: ["client"] },
+    { name: "apiserver-etcd-client", cn: "kube-apiserver-etcd-client", usage: ["client"], issuer: "etcd-ca" },
+    // The controller-manager signs approved CSRs with this CA: its key goes to masters only
+    // (the cluster CA's key never leaves where planet secrets init ran); client-ca trusts both.
+    { name: "csr-signer", cn: "planet-csr-signer", usage: ["ca"], keyRoles: ["master"] },
+    { name: "client-ca", cn: "client-ca", usage: [], bundle: ["root", "csr-signer"] },
     { name: "front-proxy-ca", cn: "front-proxy-ca", usage: ["ca"] },
     { name: "front-proxy-client", cn: "front-proxy-client", usage: ["client"], issuer: "front-proxy-ca" },
     // Also their serving certificates on 10259/10257, so health checks verify them against the CA.

@@ -8,7 +8,8 @@ export default definePlugin({
   description: "Kubernetes node: containerd 2 (CRI), runc, kubelet, kube-proxy, CNI bridge, crictl, bundled images",
   requires: ["secrets"],
   ports: [10248, 10250, 10256],
-  roles: ["node"],
+  // Masters run it too and register as tainted control-plane Nodes (kubeadm's way).
+  roles: ["master", "node"],
   assets: ["kubernetes", "containerd", "runc", "cni-plugins", "crictl", "busybox-static"],
   packages: ["conntrack", "ebtables", "ethtool", "socat"],
   units: ["kube-node-cleanup.service", "containerd.service", "planet-images.service", "kubelet.service", "kube-proxy.service"],

@@ -1,15 +1,19 @@
 import { definePlugin } from "../../core/plugin.ts";
 
 /**
- * The cluster CA every other plugin's certificates chain to, and the daily renewal of leaves that
- * are about to expire (`planet secrets renew`).
+ * The cluster CA every other plugin's certificates chain to, etcd's own CA, and the daily renewal
+ * of leaves that are about to expire (`planet secrets renew`, where the directory holds the CAs).
  */
 export default definePlugin({
   name: "secrets",
   description: "cluster PKI: the root CA and daily renewal of expiring certificates",
   roles: ["master", "node"],
   units: [{ name: "planet-secrets-renew.service", enabled: false }, "planet-secrets-renew.timer"],
-  certs: [{ name: "root", cn: "planet-ca", org: ["planet"], usage: ["ca"] }],
+  certs: [
+    { name: "root", cn: "planet-ca", org: ["planet"], usage: ["ca"] },
+    // etcd trusts only its own CA: a certificate from the cluster CA opens nothing there.
+    { name: "etcd-ca", cn: "planet-etcd-ca", org: ["planet"], usage: ["ca"] },
+  ],
   checks: [
     { name: "secrets-valid", command: ["/usr/bin/planet", "secrets", "check", "--quiet", "/var/state"], severity: "warning" },
   ],

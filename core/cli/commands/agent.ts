@@ -43,9 +43,14 @@ export const agentCmd = defineCommand({
     "rpc-addr": { type: "string", description: "ip:port for the mTLS API (repeatable)" },
     "rpc-port": { type: "string", description: "port members' agents listen on", default: "7575" },
     "etcd-endpoints": { type: "string", description: "comma list (default https://<master-ip>:2379)" },
-    "etcd-cafile": { type: "string", default: "/var/state/root.cert" },
-    "etcd-certfile": { type: "string", default: "/var/state/planet-rpc-server.cert" },
-    "etcd-keyfile": { type: "string", default: "/var/state/planet-rpc-server.key" },
+    "etcd-cafile": { type: "string", description: "CA of etcd's certificates", default: "/var/state/etcd-ca.cert" },
+    "etcd-certfile": { type: "string", description: "client certificate (etcd user = its CN)" },
+    "etcd-keyfile": { type: "string", description: "its key" },
+    "hosts-file": {
+      type: "string",
+      description: "hosts file whose planet-master line follows the leader ('' = leave it)",
+      default: "/etc/hosts",
+    },
     "secrets-dir": { type: "string", default: "/var/state" },
     socket: { type: "string", default: AGENT_SOCKET },
     "initial-cluster": { type: "string", description: "members name:ip,... (default PLANET_INITIAL_CLUSTER)" },
@@ -64,7 +69,7 @@ export const agentCmd = defineCommand({
       ...hostChecks({ volumes: ["/ext/etcd", "/ext/containerd", "/ext/registry", "/ext/state"].filter((v) => existsSync(v)) }),
     );
     const master = env.KUBE_MASTER_IP ?? "127.0.0.1";
-    const endpoints = (args["etcd-endpoints"] ?? `https://${master}:2379`).split(",");
+    const endpoints = (args["etcd-endpoints"] || env.PLANET_ETCD_ENDPOINTS || `https://${master}:2379`).split(",");
     const agent = await createAgent({
       node: env.KUBE_NODE_NAME ?? "node",
       ip: env.PLANET_PUBLIC_IP ?? "127.0.0.1",
@@ -79,6 +84,10 @@ export const agentCmd = defineCommand({
       rpcAddrs: multi(rawArgs, "rpc-addr"),
       rpcPort: Number(args["rpc-port"]),
       members: parseMembers(args["initial-cluster"] ?? env.PLANET_INITIAL_CLUSTER),
+      membersCommand: env.PLANET_MEMBERS_COMMAND?.split(" ").filter(Boolean),
+      // Masters lead; nodes follow (planet-master points at the leader on every host).
+      campaign: roles.includes("master"),
+      hostsFile: args["hosts-file"] || undefined,
     });
     await new Promise<void>((resolve) => {
       for (const sig of ["SIGINT", "SIGTERM"] as const) process.on(sig, () => resolve());

@@ -98,7 +98,7 @@ export const startCmd = defineCommand({
       throw new PlanetError("BAD_FLAG", `--ready-timeout ${args["ready-timeout"]}: expected seconds`);
     if (args.detach) {
       process.exitCode = await detach(
-        boxId(opts.clusterId),
+        boxId(opts.clusterId, opts.netns),
         rawArgs.filter((a) => a !== "--detach"),
         opts.readyTimeout,
       );

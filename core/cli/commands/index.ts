@@ -21,4 +21,6 @@ export const commands: Record<string, () => Promise<CommandDef>> = {
   leader: lazy(() => import("./status.ts"), "leaderCmd"),
   test: lazy(() => import("./test.ts")),
   manifests: lazy(() => import("./manifests.ts")),
+  kv: lazy(() => import("./kv.ts")),
+  "join-check": lazy(() => import("./join-check.ts")),
 };

@@ -4,23 +4,34 @@ import { join } from "node:path";
 import { defineCommand } from "citty";
 import { targets } from "../../../build.assets/targets.ts";
 import { plugins } from "../../../plugins/index.ts";
-import { checkSecrets, initSecrets, renewSecrets } from "../../../secrets/store.ts";
+import { checkSecrets, initSecrets, issueHost, renewSecrets } from "../../../secrets/store.ts";
 import { PlanetError } from "../../errors.ts";
 import { logger } from "../../log.ts";
 import { ownImageRootfs, readManifest } from "../../manifest.ts";
-import type { CertRequest } from "../../plugin.ts";
+import { type CertRequest, ROLES, type Role } from "../../plugin.ts";
 import { debugArg, multi } from "../_args.ts";
 
 const log = logger("secrets");
 
-/** The cert requests of a plugin set: a target, a comma list of plugins, or the image we live in. */
-export function certRequests(choice: string | undefined): { from: string; requests: CertRequest[] } {
+/**
+ * The cert requests of a plugin set: a target, a comma list of plugins, or the image we live in
+ * (default `fallback`). With `roles`, only the requests of plugins that run on those roles.
+ */
+export function certRequests(
+  choice: string | undefined,
+  roles?: Role[],
+  fallback = "dev",
+): { from: string; requests: CertRequest[] } {
+  const active = (pluginRoles: readonly Role[]) => !roles || pluginRoles.some((r) => roles.includes(r));
   if (!choice) {
     const own = ownImageRootfs();
     const image = own ? readManifest(own) : null;
-    if (image) return { from: `image ${image.manifest.target}`, requests: image.manifest.certs };
+    if (image) {
+      const on = new Set(image.manifest.plugins.filter((p) => active(p.roles)).map((p) => p.name));
+      return { from: `image ${image.manifest.target}`, requests: image.manifest.certs.filter((c) => on.has(c.plugin)) };
+    }
   }
-  const names = choice ? (targets[choice]?.plugins ?? choice.split(",")) : (targets.dev?.plugins ?? []);
+  const names = choice ? (targets[choice]?.plugins ?? choice.split(",")) : (targets[fallback]?.plugins ?? []);
   const requests = names.flatMap((n) => {
     const p = plugins.find((x) => x.name === n);
     if (!p)
@@ -28,9 +39,9 @@ export function certRequests(choice: string | undefined): { from: string; reques
         "UNKNOWN_PLUGIN",
         `--plugins: no target or plugin named ${n} (targets: ${Object.keys(targets).join(", ")})`,
       );
-    return p.certs ?? [];
+    return active(p.roles) ? (p.certs ?? []) : [];
   });
-  return { from: choice ? `--plugins ${choice}` : "target dev", requests };
+  return { from: choice ? `--plugins ${choice}` : `target ${fallback}`, requests };
 }
 
 const dirArg = { dir: { type: "positional", description: "secrets directory", required: true } } as const;
@@ -69,6 +80,47 @@ const init = defineCommand({
     const ms = Math.round(performance.now() - t0);
     log.success(
       `${args.dir}: issued ${res.issued.length} (${res.issued.join(", ") || "none"}), kept ${res.kept.length} — ${from}, ${ms} ms`,
+    );
+  },
+});
+
+const host = defineCommand({
+  meta: {
+    name: "host",
+    description: "issue one host's secrets from the cluster's: its own certificates, no CA key (unless its role needs one)",
+  },
+  args: {
+    ...debugArg,
+    "cluster-dir": { type: "positional", description: "the directory planet secrets init wrote", required: true },
+    dir: {
+      type: "positional",
+      description: "the host's secrets directory (passed to planet start --secrets-dir)",
+      required: true,
+    },
+    "node-name": { type: "string", description: "the host's Kubernetes node name (required)" },
+    ip: { type: "string", description: "the host's address (repeatable; the first is its public IP; required)" },
+    role: { type: "string", description: "master and/or node (repeatable; required)" },
+    host: { type: "string", description: "extra DNS name for the host's SANs (repeatable)" },
+    plugins: { type: "string", description: "target or comma list of plugins (default: the target named by the role)" },
+    validity: { type: "string", description: "leaf validity in days", default: "365" },
+    force: { type: "boolean", description: "reissue every leaf certificate" },
+  },
+  async run({ args, rawArgs }) {
+    if (!args["node-name"]) throw new PlanetError("BAD_FLAG", "--node-name is required: the name the host joins as");
+    const roles = multi(rawArgs, "role", { split: true }) as Role[];
+    for (const r of roles) if (!ROLES.includes(r)) throw new PlanetError("BAD_FLAG", `--role ${r}: expected master or node`);
+    const fallback = roles.length === 1 ? (roles[0] as string) : "dev";
+    const { from, requests } = certRequests(args.plugins, roles, fallback);
+    const res = await issueHost(args["cluster-dir"], args.dir, requests, {
+      nodeName: args["node-name"],
+      ips: multi(rawArgs, "ip", { split: true }),
+      hosts: multi(rawArgs, "host", { split: true }),
+      roles,
+      validityDays: Number(args.validity),
+      force: !!args.force,
+    });
+    log.success(
+      `${args.dir}: host ${args["node-name"]} (${roles.join("+")}) — issued ${res.issued.length}, kept ${res.kept.length} — ${from}`,
     );
   },
 });
@@ -127,6 +179,6 @@ const renew = defineCommand({
 });
 
 export default defineCommand({
-  meta: { name: "secrets", description: "the cluster PKI: init, check, renew" },
-  subCommands: { init, check, renew },
+  meta: { name: "secrets", description: "the cluster PKI: init, host, check, renew" },
+  subCommands: { init, host, check, renew },
 });
