@@ -32,7 +32,8 @@ export class LeaderElection {
     private readonly campaign_ = true,
     private readonly onLeader?: (leader: string) => void,
   ) {
-    this.election = client.election(key, Math.max(2, Math.round(termSeconds)));
+    // etcd3 keeps an election under `election/<name>/`: inside /planet/, the agents' etcd role's prefix.
+    this.election = client.namespace("/planet/").election(key.replace(/^\/planet\//, ""), Math.max(2, Math.round(termSeconds)));
     if (!campaign_) this.paused = true;
   }
 

@@ -18,7 +18,7 @@ import {
 } from "node:fs";
 import { isIP } from "node:net";
 import { hostname as osHostname } from "node:os";
-import { dirname, join } from "node:path";
+import { dirname, join, resolve } from "node:path";
 import { filesOf, loadRecord } from "../../secrets/store.ts";
 import { PlanetError } from "../errors.ts";
 import { logger } from "../log.ts";
@@ -283,7 +283,7 @@ export function prepare(opts: StartOptions): Prepared {
   if (opts.kubeletOptions) env.KUBE_KUBELET_FLAGS = `${env.KUBE_KUBELET_FLAGS ?? ""} ${opts.kubeletOptions}`.trim();
   if (opts.apiserverOptions) env.KUBE_APISERVER_FLAGS = `${env.KUBE_APISERVER_FLAGS ?? ""} ${opts.apiserverOptions}`.trim();
 
-  const dataDir = opts.dataDir ?? `/var/lib/planet/${id.replace(/^planet-/, "")}`;
+  const dataDir = resolve(opts.dataDir ?? `/var/lib/planet/${id.replace(/^planet-/, "")}`);
   const volumes: Volume[] = ["etcd", "containerd", "registry", "state"].map((d) => ({
     source: join(dataDir, d),
     destination: `/ext/${d}`,

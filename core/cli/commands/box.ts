@@ -64,6 +64,11 @@ export const startCmd = defineCommand({
     netns: { type: "string", description: "join this network namespace instead of the host's [PLANET_NETNS]" },
     "data-dir": { type: "string", description: "host dir of the data volumes (default /var/lib/planet/<cluster-id>)" },
     "ready-timeout": { type: "string", description: "seconds to wait for systemd to finish booting", default: "120" },
+    "join-timeout": {
+      type: "string",
+      description: "seconds a node waits for a master to answer before it refuses to start",
+      default: "20",
+    },
     detach: { type: "boolean", description: "return once the bubble is ready; it keeps running in the background" },
   },
   async run({ args, rawArgs }) {
@@ -93,7 +98,10 @@ export const startCmd = defineCommand({
       netns: args.netns ?? env("PLANET_NETNS"),
       dataDir: args["data-dir"],
       readyTimeout: Number(args["ready-timeout"]),
+      joinWaitSeconds: Number(args["join-timeout"]),
     };
+    if (!Number.isFinite(opts.joinWaitSeconds) || opts.joinWaitSeconds < 0)
+      throw new PlanetError("BAD_FLAG", `--join-timeout ${args["join-timeout"]}: expected seconds`);
     if (!Number.isFinite(opts.readyTimeout) || opts.readyTimeout <= 0)
       throw new PlanetError("BAD_FLAG", `--ready-timeout ${args["ready-timeout"]}: expected seconds`);
     if (args.detach) {

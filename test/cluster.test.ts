@@ -1,0 +1,327 @@
+/**
+ * Many hosts, one cluster: a master and a node, each built from its own image and booted in its
+ * own test host on one bridge, join up — both Nodes Ready, the master tainted, pods on each talking
+ * across the vxlan overlay, DNS from the node, the membership in `planet status` on every host —
+ * and each host holds only its own trust: no CA key on the node, its kubelet certificate confined
+ * to its own Node, etcd closed to the cluster CA and flannel confined to its prefix.
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { existsSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { join } from "node:path";
+import { readState } from "../core/box/state.ts";
+import { certRequests } from "../core/cli/commands/secrets.ts";
+import { Kube, type KubeError, loadKubeconfig } from "../core/e2e/kube.ts";
+import type { Role } from "../core/plugin.ts";
+import { initSecrets, issueHost } from "../secrets/store.ts";
+import { buildTest, canBoot, hostSnapshot, planet, planetAsync, REPO, sh, waitFor } from "./helpers.ts";
+
+const BRIDGE = "ptc-br";
+const CLUSTER = "ctest";
+const M1 = { name: "m1", host: "ptc-m1", ip: "10.217.0.1" };
+const N1 = { name: "n1", host: "ptc-n1", ip: "10.217.0.2" };
+const N2 = { name: "n2", host: "ptc-n2", ip: "10.217.0.3" };
+const work = join(REPO, "build", "test-cluster-work");
+const clusterDir = join(work, "cluster");
+const secretsOf = (name: string) => join(work, `secrets-${name}`);
+
+interface Pod {
+  status: { podIP?: string; phase?: string };
+}
+interface Node {
+  metadata: { labels?: Record<string, string> };
+  spec: { taints?: { key: string; effect: string }[] };
+  status: { conditions?: { type: string; status: string }[] };
+}
+
+describe.if(canBoot)("a master and a node in two test hosts on one bridge (master and node images)", () => {
+  let masterRootfs = "";
+  let nodeRootfs = "";
+  let before: Record<string, unknown> = {};
+  let kube: Kube;
+
+  const issue = (h: typeof M1, roles: Role[], target: string, from = clusterDir, dir = secretsOf(h.name)) =>
+    issueHost(from, dir, certRequests(target, roles).requests, {
+      nodeName: h.name,
+      ips: [h.ip],
+      hosts: [],
+      roles,
+      validityDays: 365,
+    });
+  const start = (rootfs: string, h: typeof M1 & { secrets?: string }, ...extra: string[]) =>
+    planetAsync([
+      "start",
+      "--rootfs",
+      rootfs,
+      "--netns",
+      h.host,
+      "--cluster-id",
+      CLUSTER,
+      "--node-name",
+      h.name,
+      "--secrets-dir",
+      h.secrets ?? secretsOf(h.name),
+      "--data-dir",
+      join(work, `data-${h.host}`),
+      ...extra,
+      "--detach",
+    ]);
+  const startNode = (...extra: string[]) => start(nodeRootfs, N1, "--master-ip", M1.ip, ...extra);
+  const inBubble = (rootfs: string, ...cmd: string[]) => planet("exec", "--rootfs", rootfs, "--", ...cmd);
+  /** Nothing of a refused start is left: no state, no runc container, no data folder. */
+  const nothingLeft = (h: typeof M1) => {
+    expect(readState(`planet-${CLUSTER}-${h.host}`)).toBeNull();
+    expect(existsSync(join(work, `data-${h.host}`))).toBe(false);
+  };
+
+  beforeAll(async () => {
+    masterRootfs = join(buildTest("master", ["--target", "master"]), "rootfs");
+    nodeRootfs = join(buildTest("node", ["--target", "node"]), "rootfs");
+    for (const r of [masterRootfs, nodeRootfs]) planet("stop", "--rootfs", r);
+    for (const h of [M1, N1, N2]) planet("dev-host", "down", h.host);
+    rmSync(work, { recursive: true, force: true });
+    before = hostSnapshot();
+    for (const h of [M1, N1, N2]) {
+      const up = planet("dev-host", "up", h.host, "--ip", h.ip, "--bridge", BRIDGE);
+      if (up.exitCode !== 0) throw new Error(`dev-host up ${h.host}: ${up.stderr}`);
+    }
+    await initSecrets(clusterDir, certRequests("dev").requests, {
+      domain: "cluster.local",
+      serviceSubnet: "10.100.0.0/16",
+      ips: [M1.ip],
+      hosts: [],
+      nodeName: M1.name,
+      validityDays: 365,
+    });
+    await issue(M1, ["master"], "master");
+    await issue(N1, ["node"], "node");
+    kube = new Kube(loadKubeconfig(join(clusterDir, "admin.kubeconfig")));
+  }, 240_000);
+
+  afterAll(() => {
+    for (const r of [nodeRootfs, masterRootfs]) if (r) planet("stop", "--rootfs", r);
+    for (const h of [M1, N1, N2]) planet("dev-host", "down", h.host);
+  });
+
+  test("bad input before the master runs: another host's secrets, a master missing from --initial-cluster, no master answering", async () => {
+    const other = await start(nodeRootfs, { ...N1, name: "n9", secrets: secretsOf(N1.name) }, "--master-ip", M1.ip);
+    expect(other.exitCode).toBe(1);
+    expect(other.stderr).toContain("SECRETS_OTHER_HOST");
+    expect(other.stderr).toContain("holds the secrets of host n1, not --node-name n9");
+    const wrongIp = await start(nodeRootfs, { ...N1, host: N2.host }, "--master-ip", M1.ip);
+    expect(wrongIp.stderr).toContain(`was issued for ${N1.ip}, not --public-ip ${N2.ip}`);
+    const notIn = await start(masterRootfs, M1, "--initial-cluster", `m2:10.217.0.5,m3:10.217.0.6`);
+    expect(notIn.exitCode).toBe(1);
+    expect(notIn.stderr).toContain(`does not include this master as m1:${M1.ip}`);
+    const silent = await startNode("--join-timeout", "2");
+    expect(silent.exitCode).toBe(1);
+    expect(silent.stderr).toContain("MASTER_UNREACHABLE");
+    expect(silent.stderr).toContain("start a master first or fix --master-ip");
+    for (const h of [M1, N1, N2]) nothingLeft(h);
+  }, 120_000);
+
+  test("the master boots, registers as a tainted control-plane Node, and turns etcd's auth on", async () => {
+    const res = await start(masterRootfs, M1);
+    expect(res.stderr).toContain("ready in");
+    expect(res.exitCode).toBe(0);
+    const node = await waitFor(
+      "m1 Ready and labelled",
+      async () => {
+        const n = await kube.get<Node>("/api/v1/nodes/m1");
+        const ready = n.status.conditions?.some((c) => c.type === "Ready" && c.status === "True");
+        return ready && n.metadata.labels?.["node-role.kubernetes.io/control-plane"] !== undefined ? n : null;
+      },
+      120_000,
+      1000,
+    );
+    expect(node.spec.taints).toContainEqual(
+      expect.objectContaining({ key: "node-role.kubernetes.io/control-plane", effect: "NoSchedule" }),
+    );
+    await waitFor(
+      "etcd auth on",
+      () => inBubble(masterRootfs, "etcdctl", "auth", "status").stdout.includes("Status: true"),
+      60_000,
+      1000,
+    );
+  }, 180_000);
+
+  test("a node with another cluster's secrets or a live host's name is refused; nothing half-joined", async () => {
+    const foreign = join(work, "foreign");
+    await initSecrets(foreign, certRequests("dev").requests, {
+      domain: "cluster.local",
+      serviceSubnet: "10.100.0.0/16",
+      ips: ["10.217.0.9"],
+      hosts: [],
+      nodeName: "x",
+      validityDays: 365,
+    });
+    await issue(N2, ["node"], "node", foreign, secretsOf(N2.name));
+    const res = await start(nodeRootfs, N2, "--master-ip", M1.ip);
+    expect(res.exitCode).toBe(1);
+    expect(res.stderr).toContain("MASTER_CA_MISMATCH");
+    // A second host calling itself m1 (with secrets issued for that name and its own address).
+    rmSync(secretsOf(N2.name), { recursive: true });
+    await issue({ ...N2, name: "m1" }, ["node"], "node", clusterDir, secretsOf(N2.name));
+    const dup = await start(nodeRootfs, { ...N2, name: "m1", secrets: secretsOf(N2.name) }, "--master-ip", M1.ip);
+    expect(dup.exitCode).toBe(1);
+    expect(dup.stderr).toContain(`DUPLICATE_NODE: (join) a host named m1 already runs at ${M1.ip}`);
+    nothingLeft(N2);
+    expect((await kube.get<{ items: unknown[] }>("/api/v1/nodes")).items).toHaveLength(1);
+  }, 120_000);
+
+  test("the node joins: Ready, its flannel lease taken, both hosts' pods talk across the overlay", async () => {
+    const res = await startNode();
+    expect(res.stderr).toContain(`joining the cluster through master ${M1.ip}`);
+    expect(res.exitCode).toBe(0);
+    await waitFor(
+      "n1 Ready",
+      async () =>
+        (await kube.get<Node>("/api/v1/nodes/n1")).status.conditions?.some((c) => c.type === "Ready" && c.status === "True"),
+      120_000,
+      1000,
+    );
+    await waitFor("default service account", () => kube.get("/api/v1/namespaces/default/serviceaccounts/default"), 60_000);
+    // An HTTP server on each host, pinned there; the master's pod tolerates its taint.
+    for (const node of ["m1", "n1"])
+      await kube.create("/api/v1/namespaces/default/pods", {
+        apiVersion: "v1",
+        kind: "Pod",
+        metadata: { name: `web-${node}`, labels: { app: `web-${node}` } },
+        spec: {
+          nodeName: node,
+          tolerations: [{ operator: "Exists" }],
+          terminationGracePeriodSeconds: 1,
+          containers: [
+            {
+              name: "main",
+              image: "docker.io/library/busybox:local",
+              imagePullPolicy: "Never",
+              command: ["sh", "-c", `mkdir -p /www && echo ${node} > /www/who && exec httpd -f -p 8080 -h /www`],
+            },
+          ],
+        },
+      });
+    const ips: Record<string, string> = {};
+    for (const node of ["m1", "n1"])
+      ips[node] = await waitFor(
+        `web-${node} running`,
+        async () => {
+          const p = await kube.get<Pod>(`/api/v1/namespaces/default/pods/web-${node}`);
+          return p.status.phase === "Running" ? p.status.podIP : undefined;
+        },
+        90_000,
+        500,
+      );
+    expect(ips.m1).not.toBe(ips.n1);
+    const get = async (from: string, host: string, port: number) => {
+      const r = await kube.exec("default", `web-${from}`, [
+        "sh",
+        "-c",
+        `printf 'GET /who HTTP/1.0\\r\\n\\r\\n' | nc -w 5 ${host} ${port} | tail -n 1`,
+      ]);
+      return r.stdout.trim();
+    };
+    expect(await get("n1", ips.m1 as string, 8080)).toBe("m1");
+    expect(await get("m1", ips.n1 as string, 8080)).toBe("n1");
+    await kube.create("/api/v1/namespaces/default/services", {
+      apiVersion: "v1",
+      kind: "Service",
+      metadata: { name: "web-m1" },
+      spec: { selector: { app: "web-m1" }, ports: [{ port: 80, targetPort: 8080 }] },
+    });
+    // Service by name from the node: cluster DNS, then kube-proxy to the master's pod over vxlan.
+    expect(await waitFor("web-m1 through its Service", async () => (await get("n1", "web-m1", 80)) === "m1", 30_000, 500)).toBe(
+      true,
+    );
+    const dns = await kube.exec("default", "web-n1", ["nslookup", "kubernetes.default.svc.cluster.local"]);
+    expect(dns.stdout).toContain("10.100.0.1");
+  }, 300_000);
+
+  test("planet status on the node lists both members, each healthy over the agents' mTLS API", async () => {
+    const st = await waitFor(
+      "both members healthy",
+      () => {
+        const r = planet("status", "--rootfs", nodeRootfs, "--json");
+        const j = JSON.parse(r.stdout || "{}") as { members?: { name: string; status: string }[]; leader?: { leader: string } };
+        return j.members?.length === 2 && j.members.every((m) => m.status === "healthy") ? j : null;
+      },
+      120_000,
+      2000,
+    );
+    expect(st.members?.map((m) => m.name)).toEqual(["m1", "n1"]);
+    // The node follows the master the agents elected.
+    expect(st.leader?.leader).toBe(M1.ip);
+    expect(readFileSync(join(nodeRootfs, "etc/hosts"), "utf8")).toMatch(
+      new RegExp(`^${M1.ip.replace(/\./g, "\\.")}\\s+planet-master$`, "m"),
+    );
+  }, 150_000);
+
+  test("trust per host: no CA key on the node, its kubelet certificate confined to its Node, etcd closed to all but its users", async () => {
+    const files = readdirSync(secretsOf(N1.name));
+    for (const ca of ["root", "etcd-ca", "csr-signer", "front-proxy-ca"]) expect(files).not.toContain(`${ca}.key`);
+    for (const f of ["etcd.key", "etcd-root.key", "apiserver-etcd-client.key", "sa.key"]) expect(files).not.toContain(f);
+    const n1 = new Kube(loadKubeconfig(join(secretsOf(N1.name), "kubelet.kubeconfig"), `https://${M1.ip}:6443`));
+    expect((await n1.get<{ metadata: { name: string } }>("/api/v1/nodes/n1")).metadata.name).toBe("n1");
+    const patch = { metadata: { labels: { hijacked: "yes" } } };
+    const refused = await n1
+      .request("PATCH", "/api/v1/nodes/m1", patch, "application/json", "application/merge-patch+json")
+      .then(() => 0)
+      .catch((e: KubeError) => e.status);
+    expect(refused).toBe(403);
+    const own = await n1.request(
+      "PATCH",
+      "/api/v1/nodes/n1",
+      { metadata: { labels: { own: "yes" } } },
+      "application/json",
+      "application/merge-patch+json",
+    );
+    expect(own).toBeTruthy();
+    // etcd: flannel reads its prefix but not the cluster's state; the apiserver's user reads both.
+    const kv = (cert: string, key: string) =>
+      inBubble(
+        masterRootfs,
+        "planet",
+        "kv",
+        "get",
+        "--endpoints",
+        "https://127.0.0.1:2379",
+        "--cert",
+        `/var/state/${cert}.cert`,
+        "--key",
+        `/var/state/${cert}.key`,
+        key,
+      );
+    expect(kv("apiserver-etcd-client", "/registry/namespaces/default").exitCode).toBe(0);
+    expect(kv("flannel", "/coreos.com/network/config").stdout).toContain('"Network"');
+    const denied = kv("flannel", "/registry/namespaces/default");
+    expect(denied.exitCode).toBe(1);
+    expect(denied.stderr).toContain("permission denied");
+    expect(kv("agent-etcd-client", "/registry/namespaces/default").stderr).toContain("permission denied");
+    // A certificate of the cluster CA does not even get through etcd's TLS.
+    expect(kv("kubelet", "/coreos.com/network/config").exitCode).toBe(1);
+    // The gossip key is nowhere on a command line in the bubble.
+    const key = readFileSync(join(secretsOf(N1.name), "serf.key"), "utf8").trim();
+    const cmdlines = inBubble(nodeRootfs, "sh", "-c", "cat /proc/[0-9]*/cmdline | tr '\\0' ' '").stdout;
+    expect(cmdlines).toContain("serf agent");
+    expect(cmdlines).not.toContain(key);
+  }, 60_000);
+
+  test("a node that stops leaves: the master's status marks it; both stop and the host is as it was", async () => {
+    expect(planet("stop", "--rootfs", nodeRootfs).exitCode).toBe(0);
+    const st = await waitFor(
+      "n1 marked left",
+      () => {
+        const j = JSON.parse(planet("status", "--rootfs", masterRootfs, "--json").stdout || "{}") as {
+          members?: { name: string; status: string }[];
+        };
+        return j.members?.find((m) => m.name === "n1" && m.status === "left") ? j : null;
+      },
+      60_000,
+      1000,
+    );
+    expect(st.members?.find((m) => m.name === "m1")?.status).not.toBe("left");
+    expect(planet("stop", "--rootfs", masterRootfs).exitCode).toBe(0);
+    for (const h of [M1, N1, N2]) planet("dev-host", "down", h.host);
+    expect(sh(["ip", "link", "show", BRIDGE]).exitCode).not.toBe(0);
+    expect(hostSnapshot()).toEqual(before);
+  }, 120_000);
+});
