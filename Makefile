@@ -7,7 +7,7 @@ DEV_HOST := planet-dev
 DEV_IP := 10.211.0.1
 START_FLAGS := --rootfs $(DEV_ROOTFS) --netns $(DEV_HOST) --public-ip $(DEV_IP) --secrets-dir $(DEV_SECRETS) --cluster-id dev
 
-.PHONY: deps dev production master node dev-start enter stop test lint clean
+.PHONY: deps dev production master node dev-start enter stop test ha-test lint clean
 
 deps: ## install Debian packages, bun and node_modules
 	@build.assets/host-deps.sh
@@ -39,6 +39,9 @@ stop: ## halt the dev bubble and remove the test host
 
 test: deps ## lint, typecheck and every test (integration tests boot real bubbles)
 	@test/run.sh
+
+ha-test: deps ## three masters and a node: the leader's bubble stopped under a writer (~10 min)
+	PLANET_HA=1 bun test --timeout 900000 ./test/ha.test.ts
 
 lint:
 	bunx biome check .

@@ -39,7 +39,12 @@ const agentOpts = (ip: string, ep = endpoint) => ({
   secretsDir: secrets,
   leaderKey: "/planet/test/leader",
   termSeconds: TERM,
-  etcd: { endpoints: [ep], ca: join(secrets, "root.cert"), cert: join(secrets, "etcd.cert"), key: join(secrets, "etcd.key") },
+  etcd: {
+    endpoints: [ep],
+    ca: join(secrets, "etcd-ca.cert"),
+    cert: join(secrets, "agent-etcd-client.cert"),
+    key: join(secrets, "agent-etcd-client.key"),
+  },
   rpcAddrs: [],
   rpcPort: 0,
   members: [],
@@ -60,7 +65,7 @@ describe.if(hasEtcd)("leader election on a real etcd", () => {
     const tls = [
       `--cert-file=${secrets}/etcd.cert`,
       `--key-file=${secrets}/etcd.key`,
-      `--trusted-ca-file=${secrets}/root.cert`,
+      `--trusted-ca-file=${secrets}/etcd-ca.cert`,
       "--client-cert-auth",
     ];
     etcd = Bun.spawn(
@@ -75,7 +80,7 @@ describe.if(hasEtcd)("leader election on a real etcd", () => {
         (
           await fetch(`${endpoint}/health`, {
             tls: {
-              ca: Bun.file(`${secrets}/root.cert`),
+              ca: Bun.file(`${secrets}/etcd-ca.cert`),
               cert: Bun.file(`${secrets}/etcd.cert`),
               key: Bun.file(`${secrets}/etcd.key`),
             },

@@ -131,7 +131,7 @@ export interface Member {
 /**
  * The masters from `--initial-cluster name:ip,…`. A master must be in it under its node name and
  * public IP (etcd refuses a member missing from its initial cluster); without the flag a master is
- * alone and a node follows `--master-ip`.
+ * alone and a node follows `--master-ip` (default: its own address, as in the original).
  */
 export function initialCluster(
   text: string | undefined,
@@ -155,8 +155,8 @@ export function initialCluster(
   const master = roles.includes("master");
   if (!members.length) {
     if (master) return [{ name: nodeName, ip: publicIp }];
-    if (!masterIp) throw new PlanetError("BAD_FLAG", "a node needs its masters: --master-ip <ip> or --initial-cluster name:ip,…");
-    return [{ name: "master", ip: masterIp }];
+    // The original's default: --master-ip is the public IP (a node's join check then says no master answers).
+    return [{ name: "master", ip: masterIp ?? publicIp }];
   }
   if (master) {
     const self = members.find((m) => m.name === nodeName);
