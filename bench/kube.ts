@@ -14,7 +14,7 @@ import { CLI, check, median, mib, REPO, run, table } from "./_table.ts";
 const settle = Number(process.argv.find((a) => a.startsWith("--settle="))?.slice(9) ?? 300);
 const IP = "10.215.0.1";
 const NS = "pt-kbench";
-const ID = "planet-kbench";
+const ID = "planet-kbench-pt-kbench";
 const rootfs = join(REPO, "build", "dev", "rootfs");
 const work = mkdtempSync(join(tmpdir(), "planet-kbench-"));
 const secrets = join(work, "secrets");

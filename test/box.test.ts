@@ -65,7 +65,7 @@ describe.if(canBoot)("box: planet start | exec | stop", () => {
     host = testHost(HOST, IP);
   }, 900_000);
   afterAll(() => {
-    if (readState(`planet-${CLUSTER}`)) planet("stop", "--rootfs", rootfs, "--timeout", "20");
+    if (readState(`planet-${CLUSTER}-${HOST}`)) planet("stop", "--rootfs", rootfs, "--timeout", "20");
     host?.[Symbol.dispose]();
   });
 
@@ -168,14 +168,14 @@ describe.if(canBoot)("box: planet start | exec | stop", () => {
   test("a second start on the same rootfs is refused with one clear line", () => {
     const res = planet(...startArgs());
     expect(res.exitCode).toBe(1);
-    expect(res.stderr.trim()).toMatch(/^ALREADY_RUNNING: bubble planet-boxtest is already running/);
+    expect(res.stderr.trim()).toMatch(/^ALREADY_RUNNING: bubble planet-boxtest-pt-box is already running/);
     expect(res.stderr.trim().split("\n")).toHaveLength(1);
   });
 
   test("kill -9 of planet start: the next start cleans up and boots", async () => {
     expect(planet("stop", "--rootfs", rootfs).exitCode).toBe(0);
     const proc = Bun.spawn([...CLI, ...startArgs()], { cwd: REPO, stdout: "ignore", stderr: "ignore" });
-    await waitFor("foreground start ready", () => readState(`planet-${CLUSTER}`)?.phase === "ready", 60_000);
+    await waitFor("foreground start ready", () => readState(`planet-${CLUSTER}-${HOST}`)?.phase === "ready", 60_000);
     proc.kill("SIGKILL");
     await proc.exited;
     expect(inBubble("true").exitCode).toBe(0); // the bubble outlives its owner...
@@ -183,21 +183,21 @@ describe.if(canBoot)("box: planet start | exec | stop", () => {
     expect(again.exitCode).toBe(0);
     expect(again.stderr).toContain("cleaning up after a planet start that died");
     // Nothing of the dead start lingers: one READY=1 listener, the new start's.
-    const listeners = sh(["pgrep", "-f", `UNIX-RECV:/run/planet/planet-${CLUSTER}/notify.sock`])
+    const listeners = sh(["pgrep", "-f", `UNIX-RECV:/run/planet/planet-${CLUSTER}-${HOST}/notify.sock`])
       .stdout.trim()
       .split("\n")
       .filter((p) => p && !readFileSync(`/proc/${p}/stat`, "utf8").includes(") Z "));
-    expect(listeners).toEqual([String(readState(`planet-${CLUSTER}`)?.notifyPid)]);
+    expect(listeners).toEqual([String(readState(`planet-${CLUSTER}-${HOST}`)?.notifyPid)]);
     expect(inBubble("systemctl", "is-system-running").stdout.trim()).toBe("running");
   });
 
   test("SIGTERM to a foreground start halts the bubble cleanly", async () => {
     expect(planet("stop", "--rootfs", rootfs).exitCode).toBe(0);
     const proc = Bun.spawn([...CLI, ...startArgs()], { cwd: REPO, stdout: "ignore", stderr: "pipe" });
-    await waitFor("foreground start ready", () => readState(`planet-${CLUSTER}`)?.phase === "ready", 60_000);
+    await waitFor("foreground start ready", () => readState(`planet-${CLUSTER}-${HOST}`)?.phase === "ready", 60_000);
     proc.kill("SIGTERM");
     expect(await proc.exited).toBe(0);
-    expect(readState(`planet-${CLUSTER}`)).toBeNull();
+    expect(readState(`planet-${CLUSTER}-${HOST}`)).toBeNull();
   });
 
   test("stop leaves the host as it was: mounts, cgroups, sysctls, runc, processes, links", async () => {

@@ -51,7 +51,7 @@ describe.if(canBoot)("Kubernetes in the bubble (dev target)", () => {
     host = testHost(HOST, IP);
   }, 3_600_000);
   afterAll(() => {
-    if (readState(`planet-${CLUSTER}`)) planet("stop", "--rootfs", rootfs, "--timeout", "30");
+    if (readState(`planet-${CLUSTER}-${HOST}`)) planet("stop", "--rootfs", rootfs, "--timeout", "30");
     host?.[Symbol.dispose]();
   });
 

@@ -116,7 +116,7 @@ describe.if(canBoot && Bun.which("dnsmasq") !== null)("pod network and cluster D
     writeFileSync(netnsResolv, `nameserver ${UPSTREAM}\nsearch outside.planet.test\n`);
   }, 3_600_000);
   afterAll(() => {
-    if (readState(`planet-${CLUSTER}`)) planet("stop", "--rootfs", rootfs, "--timeout", "30");
+    if (readState(`planet-${CLUSTER}-${HOST}`)) planet("stop", "--rootfs", rootfs, "--timeout", "30");
     dnsmasq?.kill();
     rmSync(`/etc/netns/${HOST}`, { recursive: true, force: true });
     host?.[Symbol.dispose]();

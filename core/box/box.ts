@@ -527,7 +527,8 @@ async function preflightImage(p: Prepared, opts: StartOptions): Promise<void> {
     }
   }
   // A node joins a running cluster: ask a master before anything is written.
-  if (!p.roles.includes("master") && opts.secretsDir && canProbe(opts.secretsDir)) {
+  const kubelet = certs.some((c) => c.name === "kubelet");
+  if (!p.roles.includes("master") && kubelet && opts.secretsDir && canProbe(opts.secretsDir)) {
     const masters = (p.env.PLANET_INITIAL_CLUSTER ?? "").split(",").map((m) => m.split(":")[1] ?? "");
     const first = p.env.KUBE_MASTER_IP as string;
     const via = await probeJoinIn(opts.netns, {
