@@ -172,6 +172,7 @@ export async function createAgent(opts: AgentOptions): Promise<Agent> {
       self: opts.ip,
       isLeader: election?.isLeader ?? false,
       paused: election?.paused ?? false,
+      ...(opts.campaign === false ? { follower: true } : {}),
       etcd: election?.etcdUp ? "up" : "down",
       ...(election?.error ? { error: election.error } : opts.etcd ? {} : { error: "no etcd endpoints configured" }),
     }),

@@ -20,6 +20,8 @@ export interface LeaderView {
   self: string;
   isLeader: boolean;
   paused: boolean;
+  /** This node never campaigns (not a master): it follows whoever leads. */
+  follower?: boolean;
   etcd: "up" | "down";
   error?: string;
 }

@@ -59,7 +59,8 @@ export function renderStatus(members: (MemberHealth & { checks?: CheckStatus[] }
       }
     }
   }
-  out.push(`leader: ${leader.leader ?? "none"} (etcd ${leader.etcd}${leader.paused ? ", this node paused" : ""})`);
+  const self = leader.follower ? ", this node follows" : leader.paused ? ", this node paused" : "";
+  out.push(`leader: ${leader.leader ?? "none"} (etcd ${leader.etcd}${self})`);
   return out.join("\n");
 }
 

@@ -1,0 +1,72 @@
+import { afterAll, describe, expect, test } from "bun:test";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createAgent, pointHost } from "./agent.ts";
+
+const dir = mkdtempSync(join(tmpdir(), "planet-members-"));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+/** What `serf members -format=json` prints (shape of serf 0.10). */
+const serf = {
+  members: [
+    { name: "n2", addr: "10.0.0.2:7946", port: 7946, tags: { role: "node", cluster: "c" }, status: "left" },
+    { name: "m1", addr: "10.0.0.1:7946", port: 7946, tags: { role: "master", cluster: "c" }, status: "alive" },
+    { name: "n3", addr: "10.0.0.3:7946", port: 7946, tags: { role: "node", cluster: "c" }, status: "failed" },
+  ],
+};
+
+describe("membership from the plugin's command", () => {
+  test("members sorted by name; left and failed ones marked, not asked; this host answers for itself", async () => {
+    const out = join(dir, "members.json");
+    writeFileSync(out, JSON.stringify(serf));
+    await using agent = await createAgent({
+      node: "m1",
+      ip: "10.0.0.1",
+      roles: ["master"],
+      checks: [],
+      secretsDir: dir,
+      leaderKey: "/planet/x",
+      termSeconds: 5,
+      rpcAddrs: [],
+      rpcPort: 7575,
+      members: [{ name: "from-flags", ip: "10.9.9.9" }],
+      membersCommand: ["cat", out],
+    });
+    const members = await agent.view.members();
+    expect(members.map((m) => [m.name, m.ip, m.status, m.roles])).toEqual([
+      ["m1", "10.0.0.1", "healthy", ["master"]],
+      ["n2", "10.0.0.2", "left", ["node"]],
+      ["n3", "10.0.0.3", "failed", ["node"]],
+    ]);
+  });
+
+  test("a command that fails falls back to the members the flags name", async () => {
+    await using agent = await createAgent({
+      node: "m1",
+      ip: "10.0.0.1",
+      roles: ["master"],
+      checks: [],
+      secretsDir: dir,
+      leaderKey: "/planet/x",
+      termSeconds: 5,
+      rpcAddrs: [],
+      rpcPort: 7575,
+      members: [{ name: "m1", ip: "10.0.0.1" }],
+      membersCommand: ["false"],
+    });
+    expect((await agent.view.members()).map((m) => m.name)).toEqual(["m1"]);
+  });
+});
+
+describe("planet-master follows the leader", () => {
+  test("the line is rewritten in place, others kept; an absent one is added", () => {
+    const hosts = join(dir, "hosts");
+    writeFileSync(hosts, "127.0.0.1\tlocalhost\n10.0.0.5\tn1\n10.0.0.1\tplanet-master\n");
+    pointHost(hosts, "planet-master", "10.0.0.2");
+    expect(readFileSync(hosts, "utf8")).toBe("127.0.0.1\tlocalhost\n10.0.0.5\tn1\n10.0.0.2\tplanet-master\n");
+    writeFileSync(hosts, "127.0.0.1\tlocalhost\n");
+    pointHost(hosts, "planet-master", "10.0.0.3");
+    expect(readFileSync(hosts, "utf8")).toBe("127.0.0.1\tlocalhost\n10.0.0.3\tplanet-master\n");
+  });
+});
