@@ -12,7 +12,11 @@ export interface RunOptions {
   code?: string;
   phase?: string;
   plugin?: string;
-  /** Kill the command after this many ms; it then exits 124 with "timed out" on stderr. */
+  /**
+   * Kill the command and everything it started after this many ms: it runs as the leader of its
+   * own process group (setsid), and the whole group gets SIGKILL. It then exits 124 with
+   * "timed out" on stderr.
+   */
   timeoutMs?: number;
 }
 
@@ -27,7 +31,7 @@ export async function run(cmd: string[], opts: RunOptions = {}): Promise<RunResu
   let proc: ReturnType<typeof Bun.spawn>;
   const logFd = opts.logFile ? openSync(opts.logFile, "a") : undefined;
   try {
-    proc = Bun.spawn(cmd, {
+    proc = Bun.spawn(opts.timeoutMs === undefined ? cmd : ["setsid", "--wait", ...cmd], {
       cwd: opts.cwd,
       env: opts.env ? { ...process.env, ...opts.env } : process.env,
       stdin: opts.input === undefined ? "ignore" : new Blob([opts.input]),
@@ -48,7 +52,11 @@ export async function run(cmd: string[], opts: RunOptions = {}): Promise<RunResu
       ? undefined
       : setTimeout(() => {
           timedOut = true;
-          proc.kill("SIGKILL");
+          try {
+            process.kill(-proc.pid, "SIGKILL"); // setsid made the command the leader of group pid
+          } catch {
+            proc.kill("SIGKILL");
+          }
         }, opts.timeoutMs);
   const [stdout, stderr, exitCode] = await Promise.all([
     proc.stdout instanceof ReadableStream ? new Response(proc.stdout).text() : "",

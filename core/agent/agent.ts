@@ -5,7 +5,7 @@ import { logger } from "../log.ts";
 import type { Role } from "../plugin.ts";
 import { run } from "../proc.ts";
 import { type AgentView, createApi, type MemberHealth, type NodeHealth } from "./api.ts";
-import { CheckRunner, type RunnableCheck, tlsFiles } from "./checks.ts";
+import { CheckRunner, type RunnableCheck, tlsFiles, withTimeout } from "./checks.ts";
 import { LeaderElection } from "./election.ts";
 
 const log = logger("agent");
@@ -130,7 +130,7 @@ export async function createAgent(opts: AgentOptions): Promise<Agent> {
     name: "host-time-drift",
     plugin: "host",
     probe: async () => {
-      const leader = await election?.currentLeader();
+      const leader = await withTimeout(election?.currentLeader() ?? Promise.resolve(null), 3000, "etcd: who leads");
       if (!leader || leader === opts.ip) return;
       const t0 = now();
       const res = await fetch(`https://${leader}:${opts.rpcPort}/time`, {

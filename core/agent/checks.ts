@@ -41,6 +41,8 @@ export interface HostCheck {
   name: string;
   plugin: string;
   severity?: Severity;
+  /** Per-attempt deadline in ms (default 5000). */
+  timeoutMs?: number;
   probe: () => Promise<void> | void;
 }
 
@@ -49,10 +51,14 @@ export interface ProbeContext {
   secretsDir: string;
 }
 
-function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+/** `p`, or a rejection "timeout: …" after `ms` (`onTimeout` releases what `p` holds). */
+export function withTimeout<T>(p: Promise<T>, ms: number, what: string, onTimeout?: () => void): Promise<T> {
   let timer: ReturnType<typeof setTimeout> | undefined;
   const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what}: no answer within ${ms} ms`)), ms);
+    timer = setTimeout(() => {
+      onTimeout?.();
+      reject(new Error(`timeout: ${what}: no answer within ${ms} ms`));
+    }, ms);
   });
   return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
 }
@@ -63,10 +69,16 @@ export function tlsFiles(dir: string, name?: string): { ca: string; cert?: strin
   return { ca: read("root.cert"), ...(name ? { cert: read(`${name}.cert`), key: read(`${name}.key`) } : {}) };
 }
 
-/** Runs one probe; throws with a one-line reason when unhealthy. */
+/** Per-attempt deadline of a check that does not set its own. */
+export const DEFAULT_TIMEOUT_MS = 5000;
+
+/**
+ * Runs one probe; throws with a one-line reason when unhealthy. Every kind has a deadline
+ * (`timeoutMs`): a command's whole process group is killed, a socket destroyed, a request aborted.
+ */
 export async function probe(check: RunnableCheck, ctx: ProbeContext): Promise<void> {
-  if ("probe" in check) return void (await check.probe());
-  const timeoutMs = check.timeoutMs ?? 5000;
+  const timeoutMs = check.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+  if ("probe" in check) return void (await withTimeout(Promise.resolve(check.probe()), timeoutMs, check.name));
   switch (checkKind(check)) {
     case "http": {
       const c = check as Extract<CheckDef, { http: string }>;
@@ -82,29 +94,34 @@ export async function probe(check: RunnableCheck, ctx: ProbeContext): Promise<vo
       const i = c.tcp.lastIndexOf(":");
       const host = c.tcp.slice(0, i);
       const port = Number(c.tcp.slice(i + 1));
+      let s: ReturnType<typeof connect> | undefined;
       await withTimeout(
         new Promise<void>((resolve, reject) => {
-          const s = connect({ host, port }, () => {
-            s.end();
+          s = connect({ host, port }, () => {
+            s?.end();
             resolve();
           });
           s.on("error", (e) => reject(new Error(`${c.tcp}: ${e.message}`)));
         }),
         timeoutMs,
         c.tcp,
+        () => s?.destroy(),
       );
       return;
     }
     case "unit": {
       const c = check as Extract<CheckDef, { unit: string }>;
-      const res = await run(["systemctl", "is-active", c.unit]);
+      const res = await run(["systemctl", "is-active", c.unit], { timeoutMs });
+      if (res.exitCode === 124) throw new Error(`timeout: systemctl is-active ${c.unit}: no answer within ${timeoutMs} ms`);
       const state = res.stdout.trim();
       if (state !== "active") throw new Error(`${c.unit} is ${state || "unknown"}`);
       return;
     }
     case "command": {
       const c = check as Extract<CheckDef, { command: string[] }>;
-      const res = await withTimeout(run(c.command), timeoutMs, c.command.join(" "));
+      const res = await run(c.command, { timeoutMs });
+      if (res.exitCode === 124 && res.stderr.endsWith(`timed out after ${timeoutMs} ms\n`))
+        throw new Error(`timeout: ${c.command.join(" ")}: killed after ${timeoutMs} ms`);
       if (res.exitCode !== 0) {
         // The probe's own last word, on stderr or else stdout, says why.
         const why = (res.stderr.trim() || res.stdout.trim()).split("\n").at(-1);
@@ -245,7 +262,8 @@ export class CheckRunner {
     const t0 = performance.now();
     let result: CheckResult;
     try {
-      await probe(c, this.ctx);
+      // A last deadline above the probe's own: whatever hangs, the schedule goes on.
+      await withTimeout(probe(c, this.ctx), (c.timeoutMs ?? DEFAULT_TIMEOUT_MS) + 2000, c.name);
       result = { ok: true, at: new Date().toISOString(), ms: Math.round(performance.now() - t0) };
     } catch (e) {
       result = { ok: false, at: new Date().toISOString(), ms: Math.round(performance.now() - t0), error: (e as Error).message };
