@@ -1,0 +1,31 @@
+import { describe, expect, test } from "bun:test";
+import { join } from "node:path";
+
+const CLI = [process.execPath, join(import.meta.dir, "main.ts")];
+const planet = (...args: string[]) => {
+  const r = Bun.spawnSync([...CLI, ...args], { stdin: "ignore" });
+  return { code: r.exitCode, out: r.stdout.toString(), err: r.stderr.toString().trim() };
+};
+
+describe("the CLI's boundaries: a typo is an error, never a silent success", () => {
+  test("an unknown command exits 1 with one line", () => {
+    const r = planet("bogus");
+    expect(r.code).toBe(1);
+    expect(r.err).toBe("USAGE: Unknown command bogus (see planet --help)");
+  });
+
+  test("an unknown flag exits 1 naming the flag and the command", () => {
+    expect(planet("version", "--bogus")).toMatchObject({ code: 1, err: "USAGE: unknown flag --bogus for planet version (see --help)" });
+    expect(planet("secrets", "init", "--domian=x", "/tmp/nowhere").err).toBe(
+      "USAGE: unknown flag --domian for planet secrets init (see --help)",
+    );
+  });
+
+  test("declared flags, aliases, --no-<boolean>, values that look like flags and exec's own flags all pass", () => {
+    expect(planet("version", "--json", "--debug").code).toBe(0);
+    expect(planet("version", "--no-json").code).toBe(0);
+    // A flag's value may start with dashes; exec passes everything after its command through.
+    expect(planet("start", "--kubelet-options", "--v=2", "--rootfs", "/nonexistent").err).toStartWith("NO_ROOTFS");
+    expect(planet("exec", "-t", "--rootfs", "/nonexistent", "ls", "--whatever").err).toStartWith("NOT_RUNNING");
+  });
+});
