@@ -3,12 +3,12 @@
  * with systemd as PID 1, in a test host, then stopped — and the host compared before and after.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { readState } from "../core/box/state.ts";
 import { certRequests } from "../core/cli/commands/secrets.ts";
 import { initSecrets } from "../secrets/store.ts";
-import { buildTest, CLI, canBoot, hostSnapshot, planet, REPO, sh, testHost, waitFor } from "./helpers.ts";
+import { buildTest, CLI, canBoot, hostSnapshot, planet, planetAsync, REPO, sh, testHost, waitFor } from "./helpers.ts";
 
 const HOST = "pt-box";
 const IP = "10.212.0.1";
@@ -170,6 +170,31 @@ describe.if(canBoot)("box: planet start | exec | stop", () => {
     expect(res.exitCode).toBe(1);
     expect(res.stderr.trim()).toMatch(/^ALREADY_RUNNING: bubble planet-boxtest-pt-box is already running/);
     expect(res.stderr.trim().split("\n")).toHaveLength(1);
+  });
+
+  test("a corrupt start.json is refused, never taken for a dead owner: the bubble lives on", () => {
+    const file = `/run/planet/planet-${CLUSTER}-${HOST}/start.json`;
+    const saved = readFileSync(file, "utf8");
+    writeFileSync(file, "{ not json");
+    try {
+      const res = planet(...startArgs());
+      expect(res.exitCode).toBe(1);
+      expect(res.stderr.trim()).toStartWith(`CORRUPT_STATE: ${file} is not a bubble state`);
+      // The bubble runs on (exec cannot find it by a state it cannot read: runc can).
+      expect(sh(["runc", "--root", "/run/planet/runc", "state", `planet-${CLUSTER}-${HOST}`]).stdout).toContain(
+        '"status": "running"',
+      );
+    } finally {
+      writeFileSync(file, saved);
+    }
+  });
+
+  test("two starts at once on one rootfs: one boots, the other is refused", async () => {
+    expect(planet("stop", "--rootfs", rootfs).exitCode).toBe(0);
+    const [a, b] = await Promise.all([planetAsync([...startArgs(), "--detach"]), planetAsync([...startArgs(), "--detach"])]);
+    expect([a.exitCode, b.exitCode].sort()).toEqual([0, 1]);
+    expect((a.exitCode ? a : b).stderr).toContain("ALREADY_RUNNING");
+    expect(inBubble("systemctl", "is-system-running", "--wait").stdout.trim()).toBe("running");
   });
 
   test("kill -9 of planet start: the next start cleans up and boots", async () => {

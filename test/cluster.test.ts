@@ -6,7 +6,7 @@
  * to its own Node, etcd closed to the cluster CA and flannel confined to its prefix.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { existsSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { readState } from "../core/box/state.ts";
 import { certRequests } from "../core/cli/commands/secrets.ts";
@@ -306,7 +306,13 @@ describe.if(canBoot)("a master and a node in two test hosts on one bridge (maste
   }, 60_000);
 
   test("a node that stops leaves: the master's status marks it; both stop and the host is as it was", async () => {
+    // A host-wide sysctl as a component in a bubble would change it: it belongs to every bubble
+    // until the last one stops, so stopping the node must not put it back under the master.
+    const knob = "/proc/sys/fs/inotify/max_user_instances";
+    const original = readFileSync(knob, "utf8").trim();
+    writeFileSync(knob, String(Number(original) + 1));
     expect(planet("stop", "--rootfs", nodeRootfs).exitCode).toBe(0);
+    expect(readFileSync(knob, "utf8").trim()).toBe(String(Number(original) + 1));
     const st = await waitFor(
       "n1 marked left",
       () => {
@@ -320,6 +326,7 @@ describe.if(canBoot)("a master and a node in two test hosts on one bridge (maste
     );
     expect(st.members?.find((m) => m.name === "m1")?.status).not.toBe("left");
     expect(planet("stop", "--rootfs", masterRootfs).exitCode).toBe(0);
+    expect(readFileSync(knob, "utf8").trim()).toBe(original); // the last bubble restored it
     for (const h of [M1, N1, N2]) planet("dev-host", "down", h.host);
     expect(sh(["ip", "link", "show", BRIDGE]).exitCode).not.toBe(0);
     expect(hostSnapshot()).toEqual(before);

@@ -35,11 +35,14 @@ import {
   boxDir,
   detachLog,
   findByRootfs,
+  HOST_SYSCTLS_FILE,
+  listStates,
   pidAlive,
   pruneStateRoot,
   RUNC_ROOT,
   readState,
   runcStatus,
+  STATE_ROOT,
   writeState,
 } from "./state.ts";
 
@@ -98,11 +101,36 @@ function sysctlPath(name: string): string {
   return `/proc/sys/${name.replace(/\./g, "/")}`;
 }
 
-function snapshotSysctls(hostNet: boolean): Record<string, string> {
+/**
+ * Records the host's sysctls before the first bubble changes them (the host network's own, also
+ * when this bubble lives in a network namespace: another may not). Later bubbles keep that record.
+ */
+function snapshotSysctls(): void {
+  if (existsSync(HOST_SYSCTLS_FILE)) return;
   const out: Record<string, string> = {};
-  for (const name of [...HOST_SYSCTLS, ...(hostNet ? NET_SYSCTLS : [])])
+  for (const name of [...HOST_SYSCTLS, ...NET_SYSCTLS])
     if (existsSync(sysctlPath(name))) out[name] = readFileSync(sysctlPath(name), "utf8").trim();
-  return out;
+  mkdirSync(dirname(HOST_SYSCTLS_FILE), { recursive: true });
+  writeFileSync(`${HOST_SYSCTLS_FILE}.tmp`, `${JSON.stringify(out, null, 2)}\n`);
+  renameSync(`${HOST_SYSCTLS_FILE}.tmp`, HOST_SYSCTLS_FILE);
+}
+
+/** Restores the host's sysctls once no other bubble runs: they belong to all of them until then. */
+function restoreSysctlsIfLast(id: string): void {
+  if (!existsSync(HOST_SYSCTLS_FILE)) return;
+  const others = listStates().filter((s) => s.id !== id && pidAlive(s.pid));
+  if (others.length) {
+    log.debug(`host sysctls stay as they are: ${others.map((s) => s.id).join(", ")} still running`);
+    return;
+  }
+  let saved: Record<string, string> = {};
+  try {
+    saved = JSON.parse(readFileSync(HOST_SYSCTLS_FILE, "utf8")) as Record<string, string>;
+  } catch (e) {
+    log.warn(`${HOST_SYSCTLS_FILE} does not parse (${(e as Error).message}): host sysctls not restored`);
+  }
+  restoreSysctls(saved);
+  rmSync(HOST_SYSCTLS_FILE, { force: true });
 }
 
 function restoreSysctls(saved: Record<string, string>): void {
@@ -434,7 +462,7 @@ export async function cleanup(id: string, state: BoxState | null): Promise<void>
   // A start killed with -9 may leave its READY=1 listener behind.
   if (state?.notifyPid && pidAlive(state.notifyPid) && /socat/.test(readComm(state.notifyPid)))
     process.kill(state.notifyPid, "SIGKILL");
-  if (state) restoreSysctls(state.sysctls);
+  restoreSysctlsIfLast(id);
   rmSync(boxDir(id), { recursive: true, force: true });
   pruneStateRoot();
 }
@@ -646,7 +674,14 @@ export async function start(opts: StartOptions): Promise<number> {
     throw e;
   }
   const dir = boxDir(p.id);
-  mkdirSync(dir, { recursive: true });
+  // The state dir is the lock: of two starts racing past claim(), one creates it, the other stops.
+  mkdirSync(STATE_ROOT, { recursive: true });
+  try {
+    mkdirSync(dir);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e;
+    throw new PlanetError("ALREADY_RUNNING", `another planet start of bubble ${p.id} is under way; stop it first: planet stop`);
+  }
   const state: BoxState = {
     id: p.id,
     rootfs,
@@ -655,9 +690,20 @@ export async function start(opts: StartOptions): Promise<number> {
     phase: "booting",
     startedAt: new Date().toISOString(),
     netns: opts.netns,
-    sysctls: snapshotSysctls(!p.netnsPath),
   };
   writeState(state);
+  // Another cluster id on the same rootfs, claimed at the same moment: the later one steps back.
+  const first = (o: BoxState) => o.startedAt < state.startedAt || (o.startedAt === state.startedAt && o.id < p.id);
+  const twin = listStates().find((o) => o.rootfs === rootfs && o.id !== p.id && pidAlive(o.pid) && first(o));
+  if (twin) {
+    rmSync(dir, { recursive: true, force: true });
+    pruneStateRoot();
+    throw new PlanetError(
+      "ALREADY_RUNNING",
+      `${rootfs} is being started as bubble ${twin.id} (pid ${twin.pid}); stop it first: planet stop`,
+    );
+  }
+  snapshotSysctls();
   let runc: ChildProcess | undefined;
   let notify: ChildProcess | undefined;
   try {

@@ -1,5 +1,6 @@
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { PlanetError } from "../errors.ts";
 import { run } from "../proc.ts";
 
 /** Host-side state of running bubbles; a tmpfs, so a host reboot forgets them. */
@@ -24,10 +25,14 @@ export interface BoxState {
   netns?: string;
   /** PID of the socat receiving systemd's READY=1. */
   notifyPid?: number;
-  /** Host sysctls as they were before the bubble started; restored at stop. */
-  sysctls: Record<string, string>;
   error?: string;
 }
+
+/**
+ * Host sysctls as they were before the first running bubble started, shared by every bubble on
+ * the host and restored when the last one stops (`<STATE_ROOT>/host-sysctls.json`).
+ */
+export const HOST_SYSCTLS_FILE = join(STATE_ROOT, "host-sysctls.json");
 
 /** Output of a `planet start --detach`ed bubble; removed by `planet stop`. */
 export function detachLog(id: string): string {
@@ -38,14 +43,25 @@ export function boxDir(id: string): string {
   return join(STATE_ROOT, id);
 }
 
+/**
+ * The state `planet start` wrote for bubble `id`, or null when there is none. A file that does not
+ * parse as one is an error, never "no state": its bubble may be alive, and would be killed as an orphan.
+ */
 export function readState(id: string): BoxState | null {
   const file = join(boxDir(id), "start.json");
   if (!existsSync(file)) return null;
+  let s: Partial<BoxState>;
   try {
-    return JSON.parse(readFileSync(file, "utf8")) as BoxState;
+    s = JSON.parse(readFileSync(file, "utf8")) as Partial<BoxState>;
   } catch {
-    return null;
+    s = {};
   }
+  if (typeof s.id !== "string" || typeof s.rootfs !== "string" || typeof s.pid !== "number" || typeof s.phase !== "string")
+    throw new PlanetError(
+      "CORRUPT_STATE",
+      `${file} is not a bubble state: see whether its planet start still runs (ps aux | grep "planet start"), stop that by hand, then remove ${boxDir(id)}`,
+    );
+  return s as BoxState;
 }
 
 export function writeState(state: BoxState): void {
@@ -60,9 +76,14 @@ export function writeState(state: BoxState): void {
 export function listStates(): BoxState[] {
   if (!existsSync(STATE_ROOT)) return [];
   return readdirSync(STATE_ROOT)
-    .filter((d) => d !== "runc" && !d.endsWith(".log"))
-    .map(readState)
-    .filter((s): s is BoxState => s !== null);
+    .filter((d) => d !== "runc" && !d.endsWith(".log") && !d.endsWith(".json"))
+    .flatMap((d) => {
+      try {
+        return readState(d) ?? [];
+      } catch {
+        return []; // another bubble's broken state is for its own start to report
+      }
+    });
 }
 
 export function findByRootfs(rootfs: string): BoxState | undefined {

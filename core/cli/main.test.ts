@@ -15,7 +15,10 @@ describe("the CLI's boundaries: a typo is an error, never a silent success", () 
   });
 
   test("an unknown flag exits 1 naming the flag and the command", () => {
-    expect(planet("version", "--bogus")).toMatchObject({ code: 1, err: "USAGE: unknown flag --bogus for planet version (see --help)" });
+    expect(planet("version", "--bogus")).toMatchObject({
+      code: 1,
+      err: "USAGE: unknown flag --bogus for planet version (see --help)",
+    });
     expect(planet("secrets", "init", "--domian=x", "/tmp/nowhere").err).toBe(
       "USAGE: unknown flag --domian for planet secrets init (see --help)",
     );

@@ -48,7 +48,8 @@ async function unknownFlag(cmd: CommandDef, args: string[]): Promise<string | un
       continue;
     }
     const name = a.replace(/^--?/, "").split("=")[0] as string;
-    const def = find(name) ?? (name.startsWith("no-") && find(name.slice(3))?.type === "boolean" ? { type: "boolean" } : undefined);
+    const def =
+      find(name) ?? (name.startsWith("no-") && find(name.slice(3))?.type === "boolean" ? { type: "boolean" } : undefined);
     if (!def) return a.split("=")[0];
     if (def.type !== "boolean" && !a.includes("=")) i++; // its value
   }
@@ -73,7 +74,10 @@ export async function cli(rawArgs: string[]): Promise<void> {
     if (unknown)
       throw new PlanetError(
         "USAGE",
-        `unknown flag ${unknown} for planet ${rawArgs.filter((a) => !a.startsWith("-")).slice(0, 2).join(" ")} (see --help)`,
+        `unknown flag ${unknown} for planet ${rawArgs
+          .filter((a) => !a.startsWith("-"))
+          .slice(0, 2)
+          .join(" ")} (see --help)`,
       );
     await runCommand(main, { rawArgs });
   } catch (err) {

@@ -1,5 +1,5 @@
 import { spawn } from "node:child_process";
-import { existsSync, mkdirSync, openSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdirSync, openSync, readFileSync, rmSync, statSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import { defineCommand } from "citty";
 import { boxId, start, stop } from "../../box/box.ts";
@@ -127,7 +127,9 @@ function intFlag(value: string | undefined, flag: string): number | undefined {
 async function detach(id: string, rawArgs: string[], timeout: number): Promise<number> {
   const logFile = detachLog(id);
   mkdirSync(dirname(logFile), { recursive: true });
-  const out = openSync(logFile, "w");
+  // Appended, not truncated: a second start racing this one writes its refusal after our lines.
+  const from = existsSync(logFile) ? statSync(logFile).size : 0;
+  const out = openSync(logFile, "a");
   const child = spawn(selfCommand()[0] as string, [...selfCommand().slice(1), "start", ...rawArgs], {
     detached: true,
     stdio: ["ignore", out, out],
@@ -135,7 +137,7 @@ async function detach(id: string, rawArgs: string[], timeout: number): Promise<n
   child.unref();
   const pid = child.pid ?? 0;
   const end = Date.now() + (timeout + 30) * 1000;
-  let shown = 0;
+  let shown = from;
   const show = () => {
     const text = existsSync(logFile) ? readFileSync(logFile, "utf8") : "";
     process.stderr.write(text.slice(shown));
@@ -151,7 +153,9 @@ async function detach(id: string, rawArgs: string[], timeout: number): Promise<n
     }
     if (!pidAlive(pid)) {
       show();
-      rmSync(logFile, { force: true });
+      // The log is the bubble's: keep it while a bubble of this name runs (another start's).
+      const owner = readState(id);
+      if (!owner || !pidAlive(owner.pid)) rmSync(logFile, { force: true });
       pruneStateRoot();
       return 1;
     }
