@@ -1,4 +1,4 @@
-import { existsSync, readdirSync, realpathSync, rmdirSync } from "node:fs";
+import { existsSync, readdirSync, realpathSync, rmdirSync, rmSync, writeFileSync } from "node:fs";
 import { basename } from "node:path";
 import { PlanetError } from "../errors.ts";
 import { requireIp } from "../net.ts";
@@ -42,6 +42,8 @@ export async function devHostExists(name: string): Promise<boolean> {
 }
 
 const linkExists = (name: string) => existsSync(`/sys/class/net/${name}`);
+/** Says that /run/netns was made by a dev-host (`ip netns add` mounts it the first time): `down` may take it away. */
+const NETNS_MARK = "/run/planet-dev-host-made-netns";
 
 /** The bridge's address when it exists (a second host on it must be in the same /24). */
 async function bridgeAddress(bridge: string): Promise<string | undefined> {
@@ -63,6 +65,7 @@ export async function devHostUp(h: DevHost): Promise<void> {
         `--ip ${h.ip}: bridge ${h.bridge} is on ${have.replace(/\.\d+$/, ".0/24")}; give an address in it`,
       );
   }
+  if (!existsSync("/run/netns")) writeFileSync(NETNS_MARK, "");
   try {
     if (madeBridge && h.bridge) {
       await runOk(["ip", "link", "add", h.bridge, "type", "bridge"], opt);
@@ -102,13 +105,15 @@ export async function devHostDown(h: DevHost): Promise<void> {
   if (linkExists(h.hostLink)) await run(["ip", "link", "del", h.hostLink]);
   if (bridge && linkExists(bridge) && readdirSync(`/sys/class/net/${bridge}/brif`).length === 0)
     await run(["ip", "link", "del", bridge]);
-  if (existsSync("/run/netns") && readdirSync("/run/netns").length === 0) {
+  // /run/netns goes only when a dev-host made it and it is empty: anything else may use it.
+  if (existsSync(NETNS_MARK) && existsSync("/run/netns") && readdirSync("/run/netns").length === 0) {
     // `ip netns add` bind-mounts /run/netns onto itself the first time.
     await run(["umount", "/run/netns"]);
     try {
       rmdirSync("/run/netns");
+      rmSync(NETNS_MARK, { force: true });
     } catch {
       // still in use
     }
-  }
+  } else if (!existsSync("/run/netns")) rmSync(NETNS_MARK, { force: true });
 }
