@@ -28,6 +28,7 @@ import { ROLES, type Role } from "../plugin.ts";
 import { isSymlink, run } from "../proc.ts";
 import { expandEnv, formatEnvFile } from "./environment.ts";
 import { canProbe, probeJoinIn } from "./join.ts";
+import { listenNotify } from "./notify.ts";
 import { preflightHost, preflightNetns, preflightRootfs } from "./preflight.ts";
 import { bubbleSpec, type Volume } from "./spec.ts";
 import {
@@ -602,28 +603,6 @@ async function claim(id: string, rootfs: string): Promise<void> {
     log.warn(`bubble ${id}: cleaning up after a planet start that died (pid ${state?.pid ?? "unknown"})`);
     await cleanup(id, state);
   }
-}
-
-/** Listens on the host end of systemd's NOTIFY_SOCKET (through runc's proxy) with socat. */
-function listenNotify(path: string, onMessage: (fields: Record<string, string>) => void): ChildProcess {
-  rmSync(path, { force: true });
-  // pdeathsig: if `planet start` is killed -9, the listener goes with it instead of lingering.
-  const child = spawn("setpriv", ["--pdeathsig", "KILL", "socat", "-u", `UNIX-RECV:${path}`, "STDOUT"], {
-    stdio: ["ignore", "pipe", "ignore"],
-  });
-  let buf = "";
-  child.stdout?.on("data", (chunk: Buffer) => {
-    buf += chunk.toString();
-    // Datagrams carry newline-separated KEY=VALUE fields; READY=1 is what matters.
-    const fields: Record<string, string> = {};
-    for (const line of buf.split("\n")) {
-      const eq = line.indexOf("=");
-      if (eq > 0) fields[line.slice(0, eq)] = line.slice(eq + 1);
-    }
-    buf = buf.endsWith("\n") ? "" : (buf.split("\n").pop() ?? "");
-    onMessage(fields);
-  });
-  return child;
 }
 
 async function waitFor(cond: () => boolean, timeoutMs: number, stepMs = 20): Promise<boolean> {
