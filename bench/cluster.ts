@@ -9,6 +9,7 @@
  */
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
+import { memoryInUse } from "../core/box/cgroups.ts";
 import type { Kube, KubeError } from "../core/e2e/kube.ts";
 import { Fleet } from "../test/fleet.ts";
 import { waitFor } from "../test/helpers.ts";
@@ -101,21 +102,8 @@ try {
 
   // Memory of each bubble's cgroup once settled, without the page cache it can drop.
   await Bun.sleep(20_000);
-  for (const h of [fleet.host("m1"), node]) {
-    const cg = `/sys/fs/cgroup/memory/planet-bench-${h.host}`;
-    const stat = Object.fromEntries(
-      readFileSync(join(cg, "memory.stat"), "utf8")
-        .trim()
-        .split("\n")
-        .map((l) => [l.split(" ")[0], Number(l.split(" ")[1])]),
-    ) as Record<string, number>;
-    const usage = Number(readFileSync(join(cg, "memory.usage_in_bytes"), "utf8"));
-    rows.push([
-      `memory, ${h.role} bubble (${h.name}), less inactive file cache`,
-      mib(usage - (stat.total_inactive_file ?? 0)),
-      "",
-    ]);
-  }
+  for (const h of [fleet.host("m1"), node])
+    rows.push([`memory, ${h.role} bubble (${h.name}), less inactive file cache`, mib(memoryInUse(`planet-bench-${h.host}`)), ""]);
 
   // Pod to pod across hosts (m1 → n1 over vxlan) and host to host on the bridge.
   await waitFor("default service account", () => kube.get("/api/v1/namespaces/default/serviceaccounts/default"), 60_000);

@@ -26,6 +26,7 @@ import { type Manifest, readManifest } from "../manifest.ts";
 import { type Cidr, firstIp, nthIp, overlaps, parseCidr, requireIp } from "../net.ts";
 import { ROLES, type Role } from "../plugin.ts";
 import { isSymlink, run } from "../proc.ts";
+import { cgroupMode, removeCgroupTree } from "./cgroups.ts";
 import { expandEnv, formatEnvFile } from "./environment.ts";
 import { canProbe, probeJoinIn } from "./join.ts";
 import { listenNotify } from "./notify.ts";
@@ -478,23 +479,7 @@ function readComm(pid: number): string {
 
 /** runc deletes the bubble's cgroups; this catches any a crash left behind (deepest first). */
 function removeCgroups(id: string): void {
-  if (!existsSync("/sys/fs/cgroup")) return;
-  for (const ctrl of readdirSync("/sys/fs/cgroup")) {
-    const top = join("/sys/fs/cgroup", ctrl, id);
-    if (!existsSync(top)) continue;
-    const dirs: string[] = [];
-    const walk = (d: string) => {
-      for (const e of readdirSync(d, { withFileTypes: true })) if (e.isDirectory()) walk(join(d, e.name));
-      dirs.push(d);
-    };
-    walk(top);
-    for (const d of dirs)
-      try {
-        rmdirSync(d);
-      } catch (e) {
-        log.warn(`cgroup ${d} not removed: ${(e as Error).message}`);
-      }
-  }
+  for (const d of removeCgroupTree(id, cgroupMode())) log.warn(`cgroup ${d} not removed (processes left in it?)`);
 }
 
 /** Everything the image's plugins need from the host, checked before anything is written. */

@@ -3,6 +3,7 @@ import { join } from "node:path";
 import { PlanetError } from "../errors.ts";
 import { MANIFEST_PATH } from "../manifest.ts";
 import { have } from "../proc.ts";
+import { availableControllers, cgroupMode } from "./cgroups.ts";
 
 const phase = "preflight";
 
@@ -16,10 +17,14 @@ export function preflightHost(): void {
   if (!have("runc")) throw new PlanetError("MISSING_TOOL", "runc is not installed (apt-get install runc)", { phase });
   if (!have("socat")) throw new PlanetError("MISSING_TOOL", "socat is not installed (apt-get install socat)", { phase });
   if (!have("setpriv")) throw new PlanetError("MISSING_TOOL", "setpriv is not installed (apt-get install util-linux)", { phase });
-  const cgroups = readFileSync("/proc/cgroups", "utf8");
-  for (const ctrl of ["cpu", "memory", "devices", "pids"])
-    if (!new RegExp(`^${ctrl}\\s+\\d+\\s+\\d+\\s+1$`, "m").test(cgroups))
-      throw new PlanetError("KERNEL_FEATURE", `cgroup controller ${ctrl} is not enabled in this kernel`, { phase });
+  const mode = cgroupMode();
+  const controllers = availableControllers(mode);
+  // cgroup v2 has no devices controller: runc confines devices with eBPF there.
+  for (const ctrl of mode === "v2" ? ["cpu", "memory", "pids"] : ["cpu", "memory", "devices", "pids"])
+    if (!controllers.includes(ctrl))
+      throw new PlanetError("KERNEL_FEATURE", `cgroup controller ${ctrl} is not enabled on this host (cgroup ${mode})`, {
+        phase,
+      });
   if (!existsSync("/sys/fs/cgroup") || !existsSync("/proc/self/ns/cgroup"))
     throw new PlanetError("KERNEL_FEATURE", "cgroups or cgroup namespaces are not available (/proc/self/ns/cgroup)", { phase });
   if (!/\toverlay$/m.test(readFileSync("/proc/filesystems", "utf8")))
