@@ -8,8 +8,8 @@
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { cacheRoot } from "../core/build/assets.ts";
-import { duBytes } from "../core/build/image.ts";
+import { cacheRoot } from "../core/image/assets.ts";
+import { duBytes } from "../core/image/image.ts";
 import type { Manifest } from "../core/manifest.ts";
 import { CLI, median, mib, REPO, run, table } from "./_table.ts";
 

@@ -11,9 +11,9 @@
 import { existsSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { cacheRoot } from "../core/build/assets.ts";
-import { classifyGoError, goDownload, pickGo, requiredGo } from "../core/build/gomod.ts";
 import { PlanetError } from "../core/errors.ts";
+import { cacheRoot } from "../core/image/assets.ts";
+import { classifyGoError, goDownload, pickGo, requiredGo } from "../core/image/gomod.ts";
 import { run } from "../core/proc.ts";
 import { recipes } from "./index.ts";
 

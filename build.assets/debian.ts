@@ -1,4 +1,4 @@
-import { defineAsset } from "../core/build/assets.ts";
+import { defineAsset } from "../core/image/assets.ts";
 
 /*
  * Debian binary packages at pinned versions (bookworm), for what is not built from a Go module. Each is fetched with `apt-get download`,

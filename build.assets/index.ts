@@ -1,4 +1,4 @@
-import type { AssetDef } from "../core/build/assets.ts";
+import type { AssetDef } from "../core/image/assets.ts";
 import cniFlannel from "./cni-flannel/index.ts";
 import cniPlugins from "./cni-plugins/index.ts";
 import containerd from "./containerd/index.ts";

@@ -1,4 +1,4 @@
-import { defineAsset } from "../../core/build/assets.ts";
+import { defineAsset } from "../../core/image/assets.ts";
 
 /**
  * The `flannel` CNI plugin: reads /run/flannel/subnet.env and delegates to the bridge plugin on the

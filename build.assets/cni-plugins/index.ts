@@ -1,4 +1,4 @@
-import { defineAsset } from "../../core/build/assets.ts";
+import { defineAsset } from "../../core/image/assets.ts";
 
 const pkg = "github.com/containernetworking/plugins";
 const plugins = ["main/bridge", "main/loopback", "ipam/host-local", "meta/portmap", "meta/bandwidth"];

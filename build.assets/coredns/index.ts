@@ -1,4 +1,4 @@
-import { defineAsset } from "../../core/build/assets.ts";
+import { defineAsset } from "../../core/image/assets.ts";
 
 /** CoreDNS, the cluster DNS, run as a unit in every bubble (its kubernetes plugin with a kubeconfig). */
 export default defineAsset({

@@ -1,4 +1,4 @@
-import { defineAsset } from "../../core/build/assets.ts";
+import { defineAsset } from "../../core/image/assets.ts";
 
 /**
  * crictl, the CRI command-line client. The module proxy serves cri-tools v1.36.0 but refuses

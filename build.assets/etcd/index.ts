@@ -1,4 +1,4 @@
-import { defineAsset } from "../../core/build/assets.ts";
+import { defineAsset } from "../../core/image/assets.ts";
 
 /** etcd at the minor Kubernetes 1.37 is built against (its go.mod requires the 3.7 client). */
 export default defineAsset({

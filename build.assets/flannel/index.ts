@@ -1,4 +1,4 @@
-import { defineAsset } from "../../core/build/assets.ts";
+import { defineAsset } from "../../core/image/assets.ts";
 
 /**
  * flanneld, the pod overlay (vxlan backend, subnets leased from etcd). cgo on amd64 (udp backend).

@@ -1,4 +1,4 @@
-import { defineAsset } from "../../core/build/assets.ts";
+import { defineAsset } from "../../core/image/assets.ts";
 
 /** Both packages upstream's hack/lib/version.sh stamps, with every variable it sets. */
 const stamp = ["k8s.io/component-base/version", "k8s.io/client-go/pkg/version"].flatMap((p) => [

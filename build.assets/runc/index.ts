@@ -1,4 +1,4 @@
-import { defineAsset } from "../../core/build/assets.ts";
+import { defineAsset } from "../../core/image/assets.ts";
 
 /**
  * runc for containerd's shim: cgo with libseccomp (Debian's libseccomp-dev), without upstream's

@@ -1,4 +1,4 @@
-import { defineAsset } from "../../core/build/assets.ts";
+import { defineAsset } from "../../core/image/assets.ts";
 
 /** HashiCorp serf (gossip membership), stamped as upstream's GNUmakefile does. */
 export default defineAsset({

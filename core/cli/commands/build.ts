@@ -1,5 +1,8 @@
+import { join, resolve } from "node:path";
 import { defineCommand } from "citty";
-import { buildImage } from "../../build/image.ts";
+import { findByRootfs, pidAlive } from "../../box/state.ts";
+import { PlanetError } from "../../errors.ts";
+import { buildImage } from "../../image/image.ts";
 import { logger } from "../../log.ts";
 import { debugArg, multi } from "../_args.ts";
 import { recipes, repoRoot, resolveTarget } from "../_project.ts";
@@ -18,6 +21,15 @@ export default defineCommand({
   async run({ args, rawArgs }) {
     const repo = repoRoot();
     const resolution = await resolveTarget(args.target, multi(rawArgs, "plugin"), multi(rawArgs, "without"));
+    // The builder replaces the rootfs: not under a bubble that runs from it.
+    const rootfs = join(resolve(args.out ?? join(repo, "build", resolution.target)), "rootfs");
+    const running = findByRootfs(rootfs);
+    if (running && pidAlive(running.pid))
+      throw new PlanetError(
+        "BUBBLE_RUNNING",
+        `bubble ${running.id} runs from ${rootfs}; stop it first (planet stop --rootfs ${rootfs})`,
+        { phase: "preflight" },
+      );
     log.info(`target ${resolution.target}: ${resolution.plugins.map((p) => p.def.name).join(", ")}`);
     const res = await buildImage({ resolution, recipes, repo, out: args.out });
     log.success(`${res.tarball} in ${res.seconds.toFixed(1)}s`);

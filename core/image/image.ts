@@ -16,7 +16,6 @@ import {
   writeFileSync,
 } from "node:fs";
 import { dirname, join, resolve } from "node:path";
-import { findByRootfs, pidAlive } from "../box/state.ts";
 import { PlanetError } from "../errors.ts";
 import { logger } from "../log.ts";
 import { MANIFEST_PATH, type Manifest, type ManifestAsset } from "../manifest.ts";
@@ -110,15 +109,6 @@ export async function buildImage(opts: BuildOptions): Promise<BuildResult> {
   const { resolution, repo } = opts;
   const out = resolve(opts.out ?? join(repo, "build", resolution.target));
   mkdirSync(out, { recursive: true });
-  const running = findByRootfs(join(out, "rootfs"));
-  if (running && pidAlive(running.pid))
-    throw new PlanetError(
-      "BUBBLE_RUNNING",
-      `bubble ${running.id} runs from ${join(out, "rootfs")}; stop it first (planet stop --rootfs ${join(out, "rootfs")})`,
-      {
-        phase: "preflight",
-      },
-    );
   checkDiskSpace(out);
 
   await checkPackages(resolution.plugins);
