@@ -3,8 +3,8 @@ import { describe, expect, test } from "bun:test";
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { recipeNames, targets } from "../build.assets/index.ts";
+import { validateCheck } from "../core/agent/checks.ts";
 import { BASE_OVERLAY_UNITS } from "../core/cli/_project.ts";
-import { checkKind } from "../core/plugin.ts";
 import { loadPluginDir, resolvePlugins, validateShape } from "../core/resolve.ts";
 import { parseUnit } from "../core/units.ts";
 import { plugins, pluginsDir } from "./index.ts";
@@ -34,7 +34,9 @@ describe.each(plugins.map((p) => [p.name, p] as const))("plugin %s", (name, def)
   });
 
   test("checks and certs are well formed", () => {
-    for (const c of def.checks ?? []) expect(["http", "tcp", "unit", "command"]).toContain(checkKind(c));
+    // The agent's own validation: a check it would skip at run time fails here.
+    for (const c of def.checks ?? [])
+      expect({ check: c.name, problem: validateCheck(c) }).toEqual({ check: c.name, problem: null });
     for (const c of def.certs ?? []) {
       expect(c.name).toMatch(/^[a-z][a-z0-9-]*$/);
       // A trust bundle is made of CAs; everything else says what it is for.

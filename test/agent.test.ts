@@ -3,7 +3,7 @@
  * `planet secrets init`), and the check runner against real probes.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type Agent, createAgent } from "../core/agent/agent.ts";
@@ -90,7 +90,7 @@ describe.if(hasEtcd)("leader election on a real etcd", () => {
     );
   }, 60_000);
 
-  test("two agents: one leads; kill -9 it and the other takes over within 2 × term", async () => {
+  test("two agents: one leads; kill -9 it and the other takes over once its lease runs out", async () => {
     const first = Bun.spawn(
       [process.execPath, join(REPO, "test/fixtures/agent-proc.ts"), endpoint, secrets, "10.0.0.1", String(TERM)],
       {
@@ -106,11 +106,10 @@ describe.if(hasEtcd)("leader election on a real etcd", () => {
       await waitFor("second sees the leader", () => second.election?.leader, 15_000, 50);
       expect(second.election?.leader).toBe("10.0.0.1");
       expect(second.election?.isLeader).toBe(false);
-      const killedAt = Date.now();
       first.kill("SIGKILL");
+      // Until the dead leader's lease runs out the other does not lead; then it takes over.
+      expect(second.election?.isLeader).toBe(false);
       await waitFor("takeover", () => second.election?.isLeader, 4 * TERM * 1000, 50);
-      const took = (Date.now() - killedAt) / 1000;
-      expect(took).toBeLessThanOrEqual(2 * TERM + 0.5);
       expect(second.view.leader()).toMatchObject({ leader: "10.0.0.2", isLeader: true, etcd: "up" });
     } finally {
       first.kill("SIGKILL");
@@ -247,6 +246,7 @@ describe("check runner", () => {
     for (const c of checks) await runner.runOnce(c);
     expect(runner.status.get("host-disk-root-warning")?.state).toBe("failed");
     expect(runner.status.get("host-disk-root-critical")?.state).toBe("ok");
-    expect(runner.status.get("host-ip-forward")?.results[0]).toBeDefined();
+    const forwarding = readFileSync("/proc/sys/net/ipv4/ip_forward", "utf8").trim() === "1";
+    expect(runner.status.get("host-ip-forward")?.state).toBe(forwarding ? "ok" : "failed");
   });
 });

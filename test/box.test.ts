@@ -127,9 +127,7 @@ describe.if(canBoot)("box: planet start | exec | stop", () => {
     expect(human.stdout).toMatch(/ok +hello-http/);
 
     expect(inBubble("systemctl", "stop", "hello.service").exitCode).toBe(0);
-    const stoppedAt = Date.now();
     await waitFor("hello red", () => checksOf().checks["hello-running"]?.state === "failed", 15_000, 250);
-    expect(Date.now() - stoppedAt).toBeLessThan(15_000);
     expect(status().exitCode).toBe(1);
     expect(status().stdout).toMatch(/failed +hello-running {2}hello.service is (inactive|failed)/);
 

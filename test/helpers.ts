@@ -11,7 +11,7 @@ export const CLI = [process.execPath, join(REPO, "core/cli/main.ts")];
 /** Booting needs root, runc, socat and mmdebstrap; without them the tests show as skipped. */
 export const canBoot =
   process.getuid?.() === 0 &&
-  ["runc", "socat", "mmdebstrap", "ip"].every((t) => Bun.which(t) !== null) &&
+  ["runc", "socat", "setpriv", "mmdebstrap", "ip"].every((t) => Bun.which(t) !== null) &&
   existsSync("/proc/self/ns/cgroup");
 
 export interface Ran {

