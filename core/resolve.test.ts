@@ -120,6 +120,17 @@ describe("resolvePlugins", () => {
     expect(err.message).toContain("/etc/x.conf");
   });
 
+  test("ENV_CONFLICT: two plugins default one variable", async () => {
+    const { input } = setup([
+      { name: "a", env: { PORT_X: "1" } },
+      { name: "b", env: { PORT_X: "2" } },
+    ]);
+    const err = (await resolvePlugins(input).catch((e) => e)) as PlanetError;
+    expect(err.code).toBe("ENV_CONFLICT");
+    expect(err.plugin).toBe("b");
+    expect(err.message).toBe('env default PORT_X is also shipped by plugin "a"');
+  });
+
   test("DUPLICATE_UNIT / DUPLICATE_CHECK / DUPLICATE_CERT", async () => {
     const units = setup(
       [

@@ -185,6 +185,7 @@ export async function resolvePlugins(input: ResolveInput): Promise<Resolution> {
     check: new Map<string, string>(),
     cert: new Map<string, string>(),
     path: new Map<string, string>(),
+    env: new Map<string, string>(),
   };
   const claim = (kind: keyof typeof owner, key: string, plugin: string, code: string, what: string) => {
     const prev = owner[kind].get(key);
@@ -211,6 +212,8 @@ export async function resolvePlugins(input: ResolveInput): Promise<Resolution> {
     for (const dest of overlayPaths(p).keys()) claim("path", dest, name, "FILE_CONFLICT", "path");
     for (const c of p.def.checks ?? []) claim("check", c.name, name, "DUPLICATE_CHECK", "check");
     for (const c of p.def.certs ?? []) claim("cert", c.name, name, "DUPLICATE_CERT", "cert");
+    // Two defaults for one variable: which wins would depend on plugin order. Users override at start (--env).
+    for (const k of Object.keys(p.def.env ?? {})) claim("env", k, name, "ENV_CONFLICT", "env default");
     if (p.def.manifests) p.manifests = loadPluginManifests(name, join(p.dir, p.def.manifests));
   }
   // Cross references, once every name is known.

@@ -460,7 +460,7 @@ function makeManifest(
   packages: Manifest["packages"],
 ): Manifest {
   const env: Record<string, string> = {};
-  for (const p of res.plugins) Object.assign(env, p.def.env ?? {});
+  for (const p of res.plugins) Object.assign(env, p.def.env ?? {}); // one owner per variable (ENV_CONFLICT)
   return {
     schema: 1,
     version: VERSION,
