@@ -14,11 +14,11 @@ export const ROLES: readonly Role[] = ["master", "node"];
 export type CertUsage = "server" | "client" | "peer" | "ca";
 
 /**
- * A certificate the plugin needs. `planet secrets init` issues the union of all plugins' requests
- * from one CA; no plugin makes its own keys. Files land as `<name>.cert` / `<name>.key` in the
- * secrets dir, mounted read-only at `/var/state` inside the bubble.
+ * A certificate the plugin needs. `planet secrets init` issues the union of all plugins' requests;
+ * no plugin makes its own keys. Files land as `<name>.cert` / `<name>.key` in the secrets dir,
+ * mounted read-only at `/var/state` inside the bubble.
  */
-export interface CertRequest {
+export interface CertificateRequest {
   /** File base name, unique in the image, e.g. `apiserver` → `apiserver.cert`, `apiserver.key`. */
   name: string;
   /** Subject common name, e.g. `kube-apiserver` or `system:node:$NODE_NAME`. */
@@ -37,19 +37,39 @@ export interface CertRequest {
   issuer?: string;
   /** Also write `<name>.kubeconfig` using this cert, pointing at this server URL. */
   kubeconfig?: string;
-  /** Not a certificate: write `<name>.key` / `<name>.pub`, an RSA key pair (service accounts). */
-  keyPairOnly?: boolean;
-  /** Not a certificate: `<name>.key` holding this many random bytes, base64 (e.g. serf gossip). */
-  randomBytes?: number;
   /**
    * For a CA: hosts with one of these roles get its key in their secrets (`planet secrets host`),
    * e.g. the signer of the controller-manager's CSRs on masters. Other CA keys never leave the
    * directory `planet secrets init` wrote.
    */
   keyRoles?: Role[];
-  /** Not a certificate: `<name>.pem`, these CAs' certificates in one file (a trust bundle). */
-  bundle?: string[];
 }
+
+/** An RSA key pair, `<name>.key` / `<name>.pub`, shared by the hosts that need it (service accounts). */
+export interface KeyPairRequest {
+  name: string;
+  keyPair: true;
+}
+
+/** `<name>.key` holding this many random bytes, base64, shared by every host (serf's gossip key). */
+export interface RandomSecretRequest {
+  name: string;
+  randomBytes: number;
+}
+
+/** `<name>.pem`: these CAs' certificates in one file (a trust bundle). */
+export interface BundleRequest {
+  name: string;
+  bundle: string[];
+}
+
+/** What a plugin asks `planet secrets` for: a certificate, a key pair, a random secret or a CA bundle. */
+export type CertRequest = CertificateRequest | KeyPairRequest | RandomSecretRequest | BundleRequest;
+
+/** A certificate request (not a key pair, random secret or bundle). */
+export const isCertificate = (r: CertRequest): r is CertificateRequest => "usage" in r;
+/** A certificate request for a CA. */
+export const isCA = (r: CertRequest): r is CertificateRequest => isCertificate(r) && r.usage.includes("ca");
 
 /** How bad it is when a check fails. */
 export type Severity = "critical" | "warning";

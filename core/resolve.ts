@@ -2,7 +2,7 @@ import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { basename, join, resolve as resolvePath } from "node:path";
 import { PlanetError } from "./errors.ts";
 import { loadPluginManifests } from "./manifests.ts";
-import { type PluginDef, type ResolvedPlugin, ROLES, type Role, type UnitDef } from "./plugin.ts";
+import { isCertificate, type PluginDef, type ResolvedPlugin, ROLES, type Role, type UnitDef } from "./plugin.ts";
 import { BASE_UNITS, parseUnit, referencedUnits, UnitParseError } from "./units.ts";
 
 /** A build target: which plugins an image carries and which roles it can start as. */
@@ -226,7 +226,7 @@ export async function resolvePlugins(input: ResolveInput): Promise<Resolution> {
     for (const c of p.def.checks ?? [])
       if ("http" in c && c.tls && !owner.cert.has(c.tls))
         throw err("UNKNOWN_CERT", `check ${c.name} uses cert "${c.tls}", which no plugin requests`, p.def.name);
-    for (const c of p.def.certs ?? [])
+    for (const c of (p.def.certs ?? []).filter(isCertificate))
       if (c.issuer && c.issuer !== "root" && !owner.cert.has(c.issuer))
         throw err("UNKNOWN_CERT", `cert ${c.name} is issued by "${c.issuer}", which no plugin requests`, p.def.name);
   }

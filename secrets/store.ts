@@ -20,7 +20,7 @@ import { join } from "node:path";
 import forge from "node-forge";
 import { PlanetError } from "../core/errors.ts";
 import { firstIp, parseCidr, requireIp } from "../core/net.ts";
-import type { CertRequest, Role } from "../core/plugin.ts";
+import { type BundleRequest, type CertificateRequest, type CertRequest, isCA, type Role } from "../core/plugin.ts";
 import {
   certPem,
   createCA,
@@ -125,12 +125,11 @@ function hashOf(value: unknown): string {
 
 /** Files a request owns in the directory. */
 export function filesOf(r: CertRequest, hostRoles?: Role[]): string[] {
-  if (r.randomBytes) return [`${r.name}.key`];
-  if (r.bundle) return [`${r.name}.pem`];
+  if ("randomBytes" in r) return [`${r.name}.key`];
+  if ("bundle" in r) return [`${r.name}.pem`];
+  if ("keyPair" in r) return [`${r.name}.key`, `${r.name}.pub`];
   // In a host's directory a CA is its certificate, and its key only where keyRoles say.
-  if (hostRoles && r.usage.includes("ca"))
-    return [`${r.name}.cert`, ...(r.keyRoles?.some((x) => hostRoles.includes(x)) ? [`${r.name}.key`] : [])];
-  if (r.keyPairOnly) return [`${r.name}.key`, `${r.name}.pub`];
+  if (hostRoles && isCA(r)) return [`${r.name}.cert`, ...(keyGoesTo(r, hostRoles) ? [`${r.name}.key`] : [])];
   return [`${r.name}.cert`, `${r.name}.key`, ...(r.kubeconfig ? [`${r.name}.kubeconfig`] : [])];
 }
 
@@ -226,7 +225,7 @@ export async function initSecrets(dir: string, requests: CertRequest[], opts: Se
   checkDir(dir, requests, previous);
   prepareDir(dir);
 
-  const cas = withRoot(requests.filter((r) => r.usage.includes("ca")));
+  const cas = withRoot(requests.filter(isCA));
   // Every existing CA is checked before anything is written.
   const loaded = new Map(cas.map((r) => [r.name, loadCA(dir, r.name)] as const));
   const record = newRecord(opts, serviceIp);
@@ -245,16 +244,16 @@ export async function initSecrets(dir: string, requests: CertRequest[], opts: Se
       caPairs.set(r.name, pair);
       record.files[r.name] = { kind: "ca", hash: "ca" };
     }
-    const leaves = requests.filter((r) => !r.usage.includes("ca"));
+    const leaves = requests.filter((r) => !isCA(r));
     await Promise.all(
       leaves.map(async (r) => {
-        if (r.randomBytes) {
+        if ("randomBytes" in r) {
           record.files[r.name] = { kind: "random", hash: hashOf(r.randomBytes) };
           if (read(dir, `${r.name}.key`) && !opts.force) return void out.kept.push(r.name);
           batch.put(`${r.name}.key`, `${randomBytes(r.randomBytes).toString("base64")}\n`, 0o600);
           return void out.issued.push(r.name);
         }
-        if (r.keyPairOnly) {
+        if ("keyPair" in r) {
           record.files[r.name] = { kind: "keypair", hash: "keypair" };
           const existing = read(dir, `${r.name}.key`);
           if (existing && read(dir, `${r.name}.pub`)) return void out.kept.push(r.name);
@@ -263,7 +262,7 @@ export async function initSecrets(dir: string, requests: CertRequest[], opts: Se
           batch.put(`${r.name}.pub`, publicKeyPem(key), 0o644);
           return void out.issued.push(r.name);
         }
-        if (r.bundle) return putBundle(batch, record, r, caPairs, out);
+        if ("bundle" in r) return putBundle(batch, record, r, caPairs, out);
         await putLeaf(batch, dir, record, r, caPairs, opts, serviceIp, previous, out);
       }),
     );
@@ -322,7 +321,7 @@ export async function issueHost(
     );
   checkDir(hostDir, requests, previous);
 
-  const cas = withRoot(requests.filter((r) => r.usage.includes("ca")));
+  const cas = withRoot(requests.filter(isCA));
   const caPairs = new Map<string, KeyPair>();
   for (const r of cas) {
     const pair = loadCA(clusterDir, r.name);
@@ -353,29 +352,26 @@ export async function issueHost(
     for (const r of cas) {
       const pair = caPairs.get(r.name) as KeyPair;
       batch.put(`${r.name}.cert`, certPem(pair.cert), 0o644);
-      if (r.keyRoles?.some((role) => opts.roles.includes(role))) batch.put(`${r.name}.key`, keyPem(pair.key), 0o600);
+      if (keyGoesTo(r, opts.roles)) batch.put(`${r.name}.key`, keyPem(pair.key), 0o600);
       record.files[r.name] = { kind: "ca", hash: "ca" };
     }
     await Promise.all(
       requests
-        .filter((r) => !r.usage.includes("ca"))
+        .filter((r) => !isCA(r))
         .map(async (r) => {
-          if (r.randomBytes || r.keyPairOnly) {
-            record.files[r.name] = r.randomBytes
-              ? { kind: "random", hash: hashOf(r.randomBytes) }
-              : { kind: "keypair", hash: "keypair" };
+          if ("randomBytes" in r || "keyPair" in r) {
+            record.files[r.name] =
+              "randomBytes" in r ? { kind: "random", hash: hashOf(r.randomBytes) } : { kind: "keypair", hash: "keypair" };
             batch.put(`${r.name}.key`, shared(r, `${r.name}.key`), 0o600);
-            if (r.keyPairOnly) batch.put(`${r.name}.pub`, shared(r, `${r.name}.pub`), 0o644);
+            if ("keyPair" in r) batch.put(`${r.name}.pub`, shared(r, `${r.name}.pub`), 0o644);
             return;
           }
-          if (r.bundle) return putBundle(batch, record, r, caPairs, out);
+          if ("bundle" in r) return putBundle(batch, record, r, caPairs, out);
           await putLeaf(batch, hostDir, record, r, caPairs, sopts, serviceIp, previous, out);
         }),
     );
     // A CA key this host may no longer hold goes (its role changed).
-    for (const r of cas)
-      if (!r.keyRoles?.some((role) => opts.roles.includes(role)) && read(hostDir, `${r.name}.key`))
-        rmSync(join(hostDir, `${r.name}.key`));
+    for (const r of cas) if (!keyGoesTo(r, opts.roles) && read(hostDir, `${r.name}.key`)) rmSync(join(hostDir, `${r.name}.key`));
     batch.put(RECORD, `${JSON.stringify(record, null, 2)}\n`, 0o600);
     batch.commit();
   } catch (e) {
@@ -401,7 +397,12 @@ function prepareDir(dir: string): void {
   for (const f of readdirSync(dir)) if (/^\..+\.tmp-\d+$/.test(f)) rmSync(join(dir, f), { force: true });
 }
 
-function withRoot(cas: CertRequest[]): CertRequest[] {
+/** Whether a host with these roles holds the CA's key (its request's `keyRoles`). */
+function keyGoesTo(ca: CertificateRequest, roles: Role[]): boolean {
+  return ca.keyRoles?.some((r) => roles.includes(r)) ?? false;
+}
+
+function withRoot(cas: CertificateRequest[]): CertificateRequest[] {
   return cas.some((r) => r.name === "root") ? cas : [{ name: "root", cn: "planet-ca", usage: ["ca"] }, ...cas];
 }
 
@@ -418,8 +419,8 @@ function newRecord(opts: SecretsOptions, serviceIp: string): Record_ {
   };
 }
 
-function putBundle(batch: Batch, record: Record_, r: CertRequest, cas: Map<string, KeyPair>, out: InitResult): void {
-  const pems = (r.bundle ?? []).map((name) => {
+function putBundle(batch: Batch, record: Record_, r: BundleRequest, cas: Map<string, KeyPair>, out: InitResult): void {
+  const pems = r.bundle.map((name) => {
     const ca = cas.get(name);
     if (!ca) throw new PlanetError("UNKNOWN_CERT", `bundle ${r.name}: CA ${name} is not requested`, { phase });
     return certPem(ca.cert);
@@ -435,7 +436,7 @@ async function putLeaf(
   batch: Batch,
   dir: string,
   record: Record_,
-  r: CertRequest,
+  r: CertificateRequest,
   caPairs: Map<string, KeyPair>,
   opts: SecretsOptions,
   serviceIp: string,

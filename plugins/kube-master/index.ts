@@ -43,7 +43,7 @@ export default definePlugin({
     // The controller-manager signs approved CSRs with this CA: its key goes to masters only
     // (the cluster CA's key never leaves where planet secrets init ran); client-ca trusts both.
     { name: "csr-signer", cn: "planet-csr-signer", usage: ["ca"], keyRoles: ["master"] },
-    { name: "client-ca", cn: "client-ca", usage: [], bundle: ["root", "csr-signer"] },
+    { name: "client-ca", bundle: ["root", "csr-signer"] },
     { name: "front-proxy-ca", cn: "front-proxy-ca", usage: ["ca"] },
     { name: "front-proxy-client", cn: "front-proxy-client", usage: ["client"], issuer: "front-proxy-ca" },
     // Also their serving certificates on 10259/10257, so health checks verify them against the CA.
@@ -62,7 +62,7 @@ export default definePlugin({
       kubeconfig: API,
     },
     { name: "admin", cn: "admin", org: ["system:masters"], usage: ["client"], kubeconfig: "https://$PUBLIC_IP:6443" },
-    { name: "sa", cn: "service-accounts", usage: ["client"], keyPairOnly: true },
+    { name: "sa", keyPair: true },
   ],
   checks: [
     { name: "apiserver-healthz", http: `${API}/healthz`, tls: "admin", expect: "ok" },

@@ -12,7 +12,7 @@ export default definePlugin({
   files: { "files/": "/" },
   // How the agent lists the cluster's members: serf's JSON ({members: [{name, addr, status, tags}]}).
   env: { PLANET_MEMBERS_COMMAND: "/usr/bin/serf members -format=json -rpc-addr=127.0.0.1:7373" },
-  // Not a certificate: 32 random bytes, base64, serf's -encrypt key.
-  certs: [{ name: "serf", cn: "serf", usage: ["client"], randomBytes: 32 }],
+  // Not a certificate: 32 random bytes, base64, serf's gossip key.
+  certs: [{ name: "serf", randomBytes: 32 }],
   checks: [{ name: "serf-members", command: ["/usr/bin/serf", "members", "-rpc-addr=127.0.0.1:7373", "-status=alive"] }],
 });
