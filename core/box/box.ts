@@ -9,7 +9,6 @@ import {
   readlinkSync,
   realpathSync,
   renameSync,
-  rmdirSync,
   rmSync,
   statfsSync,
   symlinkSync,
