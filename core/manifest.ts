@@ -44,6 +44,8 @@ export interface Manifest {
   images: { ref: string; path: string; sha256: string }[];
   /** TCP ports the units of each plugin listen on. */
   ports: { port: number; plugin: string; roles: Role[] }[];
+  /** Data volumes plugins declare: `<data-dir>/<name>` on the host at `path` in the bubble. */
+  volumes?: { name: string; path: string; plugin: string; roles: Role[] }[];
   /** Kubernetes objects plugins ship, applied at boot: file in the image, sha256, the objects. */
   manifests?: { plugin: string; path: string; sha256: string; objects: ObjectRef[] }[];
   /** Debian packages in the rootfs (an SBOM). */

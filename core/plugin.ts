@@ -163,6 +163,12 @@ export interface PluginDef {
   /** TCP ports its units listen on; `planet start` refuses to boot when one is taken, naming the process. */
   ports?: number[];
   /**
+   * Host folders the bubble mounts for its data, name → path inside, e.g. `{ etcd: "/ext/etcd" }`:
+   * `<data-dir>/<name>` on the host, kept across restarts, on the roles the plugin runs on. The
+   * agent watches their disks.
+   */
+  volumes?: Record<string, string>;
+  /**
    * Folder beside `index.ts` with Kubernetes YAML (`manifests/`), validated at build time and
    * applied at boot (server-side apply) once the apiserver answers; objects a newer image no longer
    * ships are pruned. `${VAR}` is replaced from the container environment, e.g. `${KUBE_DNS_IP}`.

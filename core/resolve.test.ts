@@ -120,6 +120,25 @@ describe("resolvePlugins", () => {
     expect(err.message).toContain("/etc/x.conf");
   });
 
+  test("volumes: a name and an absolute path each, owned by one plugin", async () => {
+    const dup = setup([
+      { name: "a", volumes: { data: "/ext/data" } },
+      { name: "b", volumes: { data: "/ext/other" } },
+    ]);
+    expect(((await resolvePlugins(dup.input).catch((e) => e)) as PlanetError).code).toBe("DUPLICATE_VOLUME");
+    const samePath = setup([
+      { name: "a", volumes: { one: "/ext/data" } },
+      { name: "b", volumes: { two: "/ext/data" } },
+    ]);
+    expect(((await resolvePlugins(samePath.input).catch((e) => e)) as PlanetError).message).toBe(
+      'volume path /ext/data is also shipped by plugin "a"',
+    );
+    for (const volumes of [{ data: "relative" }, { State_: "/x" }, { state: "/ext/mine" }] as Record<string, string>[]) {
+      const bad = setup([{ name: "a", volumes }]);
+      expect(((await resolvePlugins(bad.input).catch((e) => e)) as PlanetError).code).toBe("PLUGIN_INVALID");
+    }
+  });
+
   test("ENV_CONFLICT: two plugins default one variable", async () => {
     const { input } = setup([
       { name: "a", env: { PORT_X: "1" } },

@@ -72,12 +72,15 @@ export function validateShape(def: PluginDef, folder: string): void {
     throw err("PLUGIN_INVALID", `roles must be a non-empty list of ${ROLES.join("|")}`, name);
   for (const key of ["requires", "assets", "packages", "units", "certs", "checks", "images", "ports"] as const)
     if (def[key] !== undefined && !Array.isArray(def[key])) throw err("PLUGIN_INVALID", `${key} must be a list`, name);
-  for (const key of ["files", "env"] as const)
+  for (const key of ["files", "env", "volumes"] as const)
     if (def[key] !== undefined && (typeof def[key] !== "object" || Array.isArray(def[key])))
       throw err("PLUGIN_INVALID", `${key} must be an object`, name);
   for (const [k, v] of Object.entries(def.env ?? {}))
     if (!/^[A-Z_][A-Z0-9_]*$/.test(k) || typeof v !== "string")
       throw err("PLUGIN_INVALID", `env ${k} must be UPPER_SNAKE with a string value`, name);
+  for (const [v, path] of Object.entries(def.volumes ?? {}))
+    if (!NAME.test(v) || v === "state" || typeof path !== "string" || !path.startsWith("/") || path.includes(".."))
+      throw err("PLUGIN_INVALID", `volume ${v}: a kebab-case name (not "state", the core's) and an absolute path`, name);
   for (const c of def.checks ?? [])
     if (!c.name || !NAME.test(c.name))
       throw err("PLUGIN_INVALID", `check name ${JSON.stringify(c.name)} is not kebab-case`, name);
@@ -186,6 +189,7 @@ export async function resolvePlugins(input: ResolveInput): Promise<Resolution> {
     cert: new Map<string, string>(),
     path: new Map<string, string>(),
     env: new Map<string, string>(),
+    volume: new Map<string, string>(),
   };
   const claim = (kind: keyof typeof owner, key: string, plugin: string, code: string, what: string) => {
     const prev = owner[kind].get(key);
@@ -214,6 +218,10 @@ export async function resolvePlugins(input: ResolveInput): Promise<Resolution> {
     for (const c of p.def.certs ?? []) claim("cert", c.name, name, "DUPLICATE_CERT", "cert");
     // Two defaults for one variable: which wins would depend on plugin order. Users override at start (--env).
     for (const k of Object.keys(p.def.env ?? {})) claim("env", k, name, "ENV_CONFLICT", "env default");
+    for (const [v, path] of Object.entries(p.def.volumes ?? {})) {
+      claim("volume", v, name, "DUPLICATE_VOLUME", "volume");
+      claim("path", path, name, "DUPLICATE_VOLUME", "volume path");
+    }
     if (p.def.manifests) p.manifests = loadPluginManifests(name, join(p.dir, p.def.manifests));
   }
   // Cross references, once every name is known.

@@ -44,6 +44,7 @@ const agentOpts = (ip: string, ep = endpoint) => ({
     ca: join(secrets, "etcd-ca.cert"),
     cert: join(secrets, "agent-etcd-client.cert"),
     key: join(secrets, "agent-etcd-client.key"),
+    serverName: "etcd",
   },
   rpcAddrs: [],
   rpcPort: 0,

@@ -88,8 +88,12 @@ describe.if(canBoot)("box: planet start | exec | stop", () => {
       'GREETING="hello world"',
       'HELLO_PORT="8088"',
       `PLANET_LEADER_KEY="/planet/cluster/${CLUSTER}/master"`,
+      // This image's plugins declare no data volume: the core mounts only its own state volume.
+      'PLANET_VOLUMES="/ext/state"',
     ])
       expect(env).toContain(line);
+    expect(inBubble("findmnt", "-n", "/ext/state").exitCode).toBe(0);
+    expect(inBubble("findmnt", "-n", "/ext/etcd").exitCode).not.toBe(0);
     // systemd's CONTAINER_INTERFACE: it knows it is in a container named planet, with a stable machine id.
     expect(inBubble("systemd-detect-virt", "--container").stdout.trim()).toBe("container-other");
     expect(inBubble("cat", "/etc/machine-id").stdout.trim()).toMatch(/^[0-9a-f]{32}$/);

@@ -284,6 +284,8 @@ describe.if(canBoot)("a master and a node in two test hosts on one bridge (maste
         "get",
         "--endpoints",
         "https://127.0.0.1:2379",
+        "--server-name",
+        "etcd",
         "--cert",
         `/var/state/${cert}.cert`,
         "--key",

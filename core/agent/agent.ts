@@ -20,7 +20,11 @@ export interface AgentOptions {
   secretsDir: string;
   leaderKey: string;
   termSeconds: number;
-  etcd?: { endpoints: string[]; ca?: string; cert?: string; key?: string };
+  /**
+   * etcd client: endpoints, CA, client certificate, and the DNS name its server certificate carries
+   * (gRPC under Bun cannot check an IP address as the TLS name, so one name stands for every endpoint).
+   */
+  etcd?: { endpoints: string[]; ca?: string; cert?: string; key?: string; serverName?: string };
   socketPath?: string;
   /** ip:port listeners for the mTLS API. */
   rpcAddrs: string[];
@@ -58,8 +62,7 @@ export function etcdClient(etcd: NonNullable<AgentOptions["etcd"]>): Etcd3 {
     ...(secure
       ? {
           credentials: { rootCertificate: read(etcd.ca) as Buffer, certChain: read(etcd.cert), privateKey: read(etcd.key) },
-          // gRPC under Bun refuses an IP as TLS server name; the etcd cert carries the DNS name "etcd".
-          grpcOptions: { "grpc.ssl_target_name_override": "etcd" },
+          ...(etcd.serverName ? { grpcOptions: { "grpc.ssl_target_name_override": etcd.serverName } } : {}),
         }
       : {}),
     dialTimeout: 3000,

@@ -313,11 +313,13 @@ export function prepare(opts: StartOptions): Prepared {
   if (opts.apiserverOptions) env.KUBE_APISERVER_FLAGS = `${env.KUBE_APISERVER_FLAGS ?? ""} ${opts.apiserverOptions}`.trim();
 
   const dataDir = resolve(opts.dataDir ?? `/var/lib/planet/${id.replace(/^planet-/, "")}`);
-  const volumes: Volume[] = ["etcd", "containerd", "registry", "state"].map((d) => ({
-    source: join(dataDir, d),
-    destination: `/ext/${d}`,
-    readonly: false,
-  }));
+  // The plugins' data volumes on this bubble's roles, and the core's own state volume.
+  const declared = [
+    ...(manifest.volumes ?? []).filter((v) => v.roles.some((r) => roles.includes(r)) && !disabled.includes(v.plugin)),
+    { name: "state", path: "/ext/state" },
+  ];
+  const volumes: Volume[] = declared.map((v) => ({ source: join(dataDir, v.name), destination: v.path, readonly: false }));
+  env.PLANET_VOLUMES = declared.map((v) => v.path).join(",");
   if (opts.secretsDir) {
     if (!existsSync(opts.secretsDir))
       throw new PlanetError(

@@ -485,6 +485,9 @@ function makeManifest(
     env,
     images,
     ports: res.plugins.flatMap((p) => (p.def.ports ?? []).map((port) => ({ port, plugin: p.def.name, roles: p.def.roles }))),
+    volumes: res.plugins.flatMap((p) =>
+      Object.entries(p.def.volumes ?? {}).map(([name, path]) => ({ name, path, plugin: p.def.name, roles: p.def.roles })),
+    ),
     packages,
   };
 }

@@ -9,6 +9,7 @@ export default definePlugin({
   assets: ["etcd"],
   files: { "files/": "/" },
   units: ["etcd.service", "etcd-auth.service"],
+  volumes: { etcd: "/ext/etcd" },
   env: {
     PLANET_ETCD_MEMBER_NAME: "${KUBE_NODE_NAME}",
     // Every master of --initial-cluster (name=https://ip:2380,…), computed by planet start.

@@ -14,6 +14,7 @@ export default definePlugin({
   packages: ["conntrack", "ebtables", "ethtool", "socat"],
   units: ["kube-node-cleanup.service", "containerd.service", "planet-images.service", "kubelet.service", "kube-proxy.service"],
   files: { "files/": "/" },
+  volumes: { containerd: "/ext/containerd" },
   env: { KUBE_KUBELET_FLAGS: "", KUBE_PROXY_FLAGS: "" },
   certs: [
     { name: "kubelet", cn: "system:node:$NODE_NAME", org: ["system:nodes"], usage: ["client"], kubeconfig: MASTER },

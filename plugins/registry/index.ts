@@ -9,6 +9,7 @@ export default definePlugin({
   ports: [5000],
   assets: ["registry"],
   units: ["registry.service"],
+  volumes: { registry: "/ext/registry" },
   files: { "files/": "/" },
   certs: [
     {

@@ -46,6 +46,7 @@ export const agentCmd = defineCommand({
     "etcd-cafile": { type: "string", description: "CA of etcd's certificates", default: "/var/state/etcd-ca.cert" },
     "etcd-certfile": { type: "string", description: "client certificate (etcd user = its CN)" },
     "etcd-keyfile": { type: "string", description: "its key" },
+    "etcd-server-name": { type: "string", description: "a DNS name in etcd's server certificate (checked for every endpoint)" },
     "hosts-file": {
       type: "string",
       description: "hosts file whose planet-master line follows the leader ('' = leave it)",
@@ -66,7 +67,8 @@ export const agentCmd = defineCommand({
     const { checks, skipped } = manifestChecks(wanted, roles);
     for (const sk of skipped) log.warn(`check ${sk.name} skipped: ${sk.reason}`);
     checks.push(
-      ...hostChecks({ volumes: ["/ext/etcd", "/ext/containerd", "/ext/registry", "/ext/state"].filter((v) => existsSync(v)) }),
+      // The data volumes `planet start` mounted (the plugins declare them).
+      ...hostChecks({ volumes: (env.PLANET_VOLUMES ?? "").split(",").filter((v) => v && existsSync(v)) }),
     );
     const master = env.KUBE_MASTER_IP ?? "127.0.0.1";
     const endpoints = (args["etcd-endpoints"] || env.PLANET_ETCD_ENDPOINTS || `https://${master}:2379`).split(",");
@@ -79,7 +81,13 @@ export const agentCmd = defineCommand({
       secretsDir: args["secrets-dir"],
       leaderKey: args["leader-key"],
       termSeconds: seconds(args.term, "--term"),
-      etcd: { endpoints, ca: args["etcd-cafile"], cert: args["etcd-certfile"], key: args["etcd-keyfile"] },
+      etcd: {
+        endpoints,
+        ca: args["etcd-cafile"],
+        cert: args["etcd-certfile"],
+        key: args["etcd-keyfile"],
+        serverName: args["etcd-server-name"],
+      },
       socketPath: args.socket,
       rpcAddrs: multi(rawArgs, "rpc-addr"),
       rpcPort: Number(args["rpc-port"]),

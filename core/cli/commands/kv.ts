@@ -14,10 +14,17 @@ const conn = {
   cert: { type: "string", description: "client certificate (its CN is the etcd user)", required: true },
   key: { type: "string", description: "client key", required: true },
   timeout: { type: "string", description: "seconds", default: "5" },
+  "server-name": { type: "string", description: "a DNS name in etcd's server certificate (checked for every endpoint)" },
 } as const;
 
-function client(args: { endpoints: string; cacert: string; cert: string; key: string }) {
-  return etcdClient({ endpoints: args.endpoints.split(","), ca: args.cacert, cert: args.cert, key: args.key });
+function client(args: { endpoints: string; cacert: string; cert: string; key: string; "server-name"?: string }) {
+  return etcdClient({
+    endpoints: args.endpoints.split(","),
+    ca: args.cacert,
+    cert: args.cert,
+    key: args.key,
+    serverName: args["server-name"],
+  });
 }
 
 async function within<T>(seconds: string, p: Promise<T>): Promise<T> {
