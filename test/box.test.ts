@@ -107,7 +107,7 @@ describe.if(canBoot)("box: planet start | exec | stop", () => {
     const env = inBubble("sh", "-c", 'echo "$GREETING|$KUBE_NODE_NAME|$PATH"');
     expect(env.exitCode).toBe(0);
     expect(env.stdout.trim()).toBe("hello world|box-node|/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
-    expect(inBubble("ls", "-d", "/ext/etcd", "/ext/containerd", "/var/state/root.cert").exitCode).toBe(0);
+    expect(inBubble("ls", "-d", "/ext/state", "/var/state/root.cert").exitCode).toBe(0);
     expect(inBubble("touch", "/var/state/x").exitCode).not.toBe(0); // secrets are read-only inside
   });
 
