@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { PlanetError } from "./errors.ts";
 import type { PluginDef } from "./plugin.ts";
-import { type ResolveInput, resolvePlugins } from "./resolve.ts";
+import { loadPluginDir, type ResolveInput, resolvePlugins } from "./resolve.ts";
 
 const root = mkdtempSync(join(tmpdir(), "planet-resolve-"));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
@@ -206,6 +206,21 @@ describe("resolvePlugins", () => {
     expect(await code({ ...input, external: [ext] })).toBe("PLUGIN_INVALID");
     const bad = plugin(join(root, "ext"), { name: "Bad_Name" });
     expect(await code({ ...input, external: [bad] })).toBe("PLUGIN_INVALID");
+  });
+
+  test("a plugin outside the checkout imports the contract from its published entry, planet/plugin", async () => {
+    const dir = join(tmpdir(), `planet-outside-${process.pid}`, "outside");
+    mkdirSync(dir, { recursive: true });
+    try {
+      writeFileSync(
+        join(dir, "index.ts"),
+        'import { definePlugin } from "planet/plugin";\nexport default definePlugin({ name: "outside", description: "d", roles: ["node"] });\n',
+      );
+      const loaded = await loadPluginDir(dir);
+      expect(loaded.def).toMatchObject({ name: "outside", roles: ["node"] });
+    } finally {
+      rmSync(join(dir, ".."), { recursive: true, force: true });
+    }
   });
 
   test("external plugins: PLUGIN_NO_INDEX, PLUGIN_NOT_FOUND, DUPLICATE_PLUGIN, and success", async () => {

@@ -44,6 +44,30 @@ function err(code: string, message: string, plugin?: string): PlanetError {
   return new PlanetError(code, message, { plugin, phase: PHASE });
 }
 
+const contractFor = new Set<string>();
+
+/**
+ * Makes `planet/plugin` resolve to this checkout's contract in a plugin folder anywhere on disk
+ * (it has no node_modules of its own; inside the checkout package.json's `exports` does it). Bun's
+ * runtime plugins do not resolve bare specifiers, so the folder's TypeScript is loaded with the
+ * specifier pointed at the contract's file.
+ */
+function shareContract(dir: string): void {
+  if (contractFor.has(dir)) return;
+  contractFor.add(dir);
+  const contract = join(import.meta.dir, "plugin.ts");
+  const filter = new RegExp(`^${dir.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}/.*\\.ts$`);
+  Bun.plugin({
+    name: `planet-plugin-contract:${dir}`,
+    setup(build) {
+      build.onLoad({ filter }, async ({ path }) => ({
+        contents: (await Bun.file(path).text()).replace(/(["'])planet\/plugin\1/g, JSON.stringify(contract)),
+        loader: "ts",
+      }));
+    },
+  });
+}
+
 /** Loads an out-of-tree plugin folder: `index.ts` default-exporting `definePlugin({...})`. */
 export async function loadPluginDir(dir: string): Promise<{ def: PluginDef; dir: string }> {
   const abs = resolvePath(dir);
@@ -51,6 +75,7 @@ export async function loadPluginDir(dir: string): Promise<{ def: PluginDef; dir:
   const index = join(abs, "index.ts");
   if (!existsSync(index)) throw err("PLUGIN_NO_INDEX", `plugin folder ${abs} has no index.ts`);
   let mod: { default?: unknown };
+  shareContract(abs);
   try {
     mod = await import(index);
   } catch (e) {

@@ -1,4 +1,4 @@
-import { definePlugin } from "../../core/plugin.ts";
+import { definePlugin } from "planet/plugin";
 
 /**
  * An out-of-tree plugin, shaped exactly like the in-tree ones: a tiny web server from a Debian

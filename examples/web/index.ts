@@ -1,4 +1,4 @@
-import { definePlugin } from "../../core/plugin.ts";
+import { definePlugin } from "planet/plugin";
 
 /**
  * An out-of-tree plugin that ships Kubernetes objects instead of units: a Deployment and its Service,
