@@ -5,6 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { PlanetError } from "../errors.ts";
 import { type AssetDef, assetKey, ensureAsset } from "./assets.ts";
+import { imageArch } from "./docker-archive.ts";
 
 const root = mkdtempSync(join(tmpdir(), "planet-assets-"));
 const saved = process.env.PLANET_CACHE_DIR;
@@ -112,4 +113,12 @@ describe("assets", () => {
       ).toBe(false);
     },
   );
+});
+
+describe("bundled image archives", () => {
+  test("carry the architecture of the host that built their binaries", () => {
+    expect(imageArch("x64")).toBe("amd64");
+    expect(imageArch("arm64")).toBe("arm64");
+    expect(() => imageArch("mips")).toThrow("no container image architecture for mips");
+  });
 });

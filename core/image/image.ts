@@ -25,7 +25,7 @@ import { have, isSymlink, run, runOk } from "../proc.ts";
 import { overlayPaths, type Resolution, UNIT_DIR } from "../resolve.ts";
 import { commit, VERSION } from "../version.ts";
 import { type AssetDef, cacheRoot, ensureAsset, type ResolvedAsset, sha256File } from "./assets.ts";
-import { writeImageArchive } from "./oci.ts";
+import { writeDockerArchive } from "./docker-archive.ts";
 
 const log = logger("build");
 
@@ -387,7 +387,7 @@ async function buildImages(
         files[join(asset.out, path)] = dest;
       }
       const out = join(rootfs, img.path);
-      await writeImageArchive({ ref: img.ref, files, links: img.links, entrypoint: img.entrypoint, cmd: img.cmd }, out);
+      await writeDockerArchive({ ref: img.ref, files, links: img.links, entrypoint: img.entrypoint, cmd: img.cmd }, out);
       images.push({ ref: img.ref, path: img.path, sha256: sha256File(out) });
     }
   return images;

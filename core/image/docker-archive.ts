@@ -24,11 +24,20 @@ export interface ImageSpec {
   cmd?: string[];
 }
 
+/** The image's architecture in Go's and OCI's words: that of the binaries the build put in it (this host's). */
+export function imageArch(nodeArch: string = process.arch): string {
+  const arch = (
+    { x64: "amd64", arm64: "arm64", arm: "arm", ppc64: "ppc64le", s390x: "s390x", riscv64: "riscv64" } as Record<string, string>
+  )[nodeArch];
+  if (!arch) throw new Error(`no container image architecture for ${nodeArch}`);
+  return arch;
+}
+
 /**
  * Writes a single-layer image archive in the `docker save` layout (manifest.json, config, layer.tar),
  * which `ctr images import` reads — so the cluster needs no registry to run its own pods.
  */
-export async function writeImageArchive(spec: ImageSpec, out: string): Promise<void> {
+export async function writeDockerArchive(spec: ImageSpec, out: string): Promise<void> {
   const work = mkdtempSync(join(tmpdir(), "planet-image-"));
   try {
     const tree = join(work, "tree");
@@ -47,7 +56,7 @@ export async function writeImageArchive(spec: ImageSpec, out: string): Promise<v
     const layer = readFileSync(layerPath);
     const diffId = createHash("sha256").update(layer).digest("hex");
     const config = {
-      architecture: "amd64",
+      architecture: imageArch(),
       os: "linux",
       created: "1970-01-01T00:00:00Z",
       config: {
