@@ -4,6 +4,7 @@ import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { RUNC_ROOT } from "../core/box/state.ts";
 import type { Kube } from "../core/e2e/kube.ts";
+import { poll } from "../core/util.ts";
 
 export const REPO = resolve(import.meta.dir, "..");
 export const CLI = [process.execPath, join(REPO, "core/cli/main.ts")];
@@ -53,24 +54,16 @@ export function buildTest(name: string, args: string[]): string {
   return out;
 }
 
+/** Polls `probe` until it returns something truthy (the core's poll); throws naming `what` and the last error. */
 export async function waitFor<T>(
   what: string,
   probe: () => T | Promise<T>,
   timeoutMs: number,
   stepMs = 200,
 ): Promise<NonNullable<T>> {
-  const end = Date.now() + timeoutMs;
-  let last: unknown;
-  while (Date.now() < end) {
-    try {
-      const v = await probe();
-      if (v) return v as NonNullable<T>;
-    } catch (e) {
-      last = e;
-    }
-    await Bun.sleep(stepMs);
-  }
-  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${last}` : ""}`);
+  const { value, error } = await poll(probe, timeoutMs, stepMs);
+  if (value !== undefined) return value;
+  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${error ? `: ${error}` : ""}`);
 }
 
 /** `planet start … --detach` of a bubble in a test host; secrets and data live in the test's `work` folder. */

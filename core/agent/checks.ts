@@ -10,6 +10,7 @@ import { join } from "node:path";
 import type { CheckDef, Role, Severity } from "../plugin.ts";
 import { checkKind } from "../plugin.ts";
 import { run } from "../proc.ts";
+import { readSysctl } from "../util.ts";
 
 export type CheckState = "pending" | "ok" | "failed";
 
@@ -130,11 +131,6 @@ export async function probe(check: RunnableCheck, ctx: ProbeContext): Promise<vo
       return;
     }
   }
-}
-
-function readSysctl(name: string): string | null {
-  const p = `/proc/sys/${name.replace(/\./g, "/")}`;
-  return existsSync(p) ? readFileSync(p, "utf8").trim() : null;
 }
 
 /** Host checks the original planet ran (satellite): forwarding, bridge netfilter, inotify, disk. */

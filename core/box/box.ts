@@ -25,6 +25,7 @@ import { type Manifest, readManifest } from "../manifest.ts";
 import { type Cidr, firstIp, nthIp, overlaps, parseCidr, requireIp } from "../net.ts";
 import { ROLES, type Role } from "../plugin.ts";
 import { isSymlink, run } from "../proc.ts";
+import { poll, readSysctl, sysctlPath } from "../util.ts";
 import { cgroupMode, removeCgroupTree } from "./cgroups.ts";
 import { expandEnv, formatEnvFile } from "./environment.ts";
 import { canProbe, probeJoinIn } from "./join.ts";
@@ -98,10 +99,6 @@ const HOST_SYSCTLS = [
 /** Per-netns settings, shared with the host only when the bubble uses the host network. */
 const NET_SYSCTLS = ["net.ipv4.ip_forward", "net.ipv4.conf.all.route_localnet", "net.bridge.bridge-nf-call-iptables"];
 
-function sysctlPath(name: string): string {
-  return `/proc/sys/${name.replace(/\./g, "/")}`;
-}
-
 /**
  * Records the host's sysctls before the first bubble changes them (the host network's own, also
  * when this bubble lives in a network namespace: another may not). Later bubbles keep that record.
@@ -109,8 +106,10 @@ function sysctlPath(name: string): string {
 function snapshotSysctls(): void {
   if (existsSync(HOST_SYSCTLS_FILE)) return;
   const out: Record<string, string> = {};
-  for (const name of [...HOST_SYSCTLS, ...NET_SYSCTLS])
-    if (existsSync(sysctlPath(name))) out[name] = readFileSync(sysctlPath(name), "utf8").trim();
+  for (const name of [...HOST_SYSCTLS, ...NET_SYSCTLS]) {
+    const value = readSysctl(name);
+    if (value !== null) out[name] = value;
+  }
   mkdirSync(dirname(HOST_SYSCTLS_FILE), { recursive: true });
   writeFileSync(`${HOST_SYSCTLS_FILE}.tmp`, `${JSON.stringify(out, null, 2)}\n`);
   renameSync(`${HOST_SYSCTLS_FILE}.tmp`, HOST_SYSCTLS_FILE);
@@ -137,7 +136,7 @@ function restoreSysctlsIfLast(id: string): void {
 function restoreSysctls(saved: Record<string, string>): void {
   for (const [name, value] of Object.entries(saved)) {
     try {
-      if (readFileSync(sysctlPath(name), "utf8").trim() !== value) {
+      if (readSysctl(name) !== value) {
         writeFileSync(sysctlPath(name), value);
         log.debug(`restored ${name}=${value}`);
       }
@@ -591,13 +590,9 @@ async function claim(id: string, rootfs: string): Promise<void> {
   }
 }
 
+/** True once `cond` holds, false after `timeoutMs`. */
 async function waitFor(cond: () => boolean, timeoutMs: number, stepMs = 20): Promise<boolean> {
-  const end = Date.now() + timeoutMs;
-  while (Date.now() < end) {
-    if (cond()) return true;
-    await Bun.sleep(stepMs);
-  }
-  return cond();
+  return (await poll(cond, timeoutMs, stepMs)).value === true;
 }
 
 /** `systemctl is-active` of the role's units, printed like the original's `[OK] unit`. */

@@ -6,6 +6,7 @@
  */
 import { existsSync, readdirSync, readFileSync, rmdirSync, statfsSync } from "node:fs";
 import { join } from "node:path";
+import { walkTree } from "../util.ts";
 
 export type CgroupMode = "v1" | "v2";
 const CGROUP2_SUPER_MAGIC = 0x63677270;
@@ -33,13 +34,7 @@ export function removeCgroupTree(name: string, mode: CgroupMode, base = "/sys/fs
   for (const root of cgroupRoots(mode, base)) {
     const top = join(root, name);
     if (!existsSync(top)) continue;
-    const dirs: string[] = [];
-    const walk = (d: string) => {
-      for (const e of readdirSync(d, { withFileTypes: true })) if (e.isDirectory()) walk(join(d, e.name));
-      dirs.push(d);
-    };
-    walk(top);
-    for (const d of dirs)
+    for (const d of walkTree(top).dirs)
       try {
         rmdirSync(d);
       } catch {

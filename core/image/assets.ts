@@ -5,6 +5,7 @@ import { basename, dirname, join, relative, resolve } from "node:path";
 import { PlanetError } from "../errors.ts";
 import { logger } from "../log.ts";
 import { runOk } from "../proc.ts";
+import { walkTree } from "../util.ts";
 import { buildGoModule, checkWrapper, type GoModInfo, type GoModSource, type GoToolchain, pickGo, requiredGo } from "./gomod.ts";
 
 const log = logger("assets");
@@ -119,16 +120,8 @@ export function sha256File(path: string): string {
 }
 
 function hashTree(root: string): Record<string, string> {
-  const files: Record<string, string> = {};
-  const walk = (dir: string) => {
-    for (const ent of readdirSync(dir, { withFileTypes: true })) {
-      const p = join(dir, ent.name);
-      if (ent.isDirectory()) walk(p);
-      else if (ent.isFile()) files[relative(root, p)] = sha256File(p);
-    }
-  };
-  if (existsSync(root)) walk(root);
-  return Object.fromEntries(Object.entries(files).sort(([a], [b]) => a.localeCompare(b)));
+  const files = walkTree(root).files.map((p) => [relative(root, p), sha256File(p)] as const);
+  return Object.fromEntries(files.sort(([a], [b]) => a.localeCompare(b)));
 }
 
 /** Shows which asset is being produced and for how long, every 20 s, while `work` runs. */

@@ -23,6 +23,7 @@ import { MANIFESTS_DIR } from "../manifests.ts";
 import { type ResolvedPlugin, ROLES, type Role } from "../plugin.ts";
 import { have, isSymlink, run, runOk } from "../proc.ts";
 import { overlayPaths, type Resolution, UNIT_DIR } from "../resolve.ts";
+import { walkTree } from "../util.ts";
 import { commit, VERSION } from "../version.ts";
 import { type AssetDef, cacheRoot, ensureAsset, type ResolvedAsset, sha256File } from "./assets.ts";
 import { writeDockerArchive } from "./docker-archive.ts";
@@ -523,14 +524,5 @@ async function writeTarball(staging: string, dest: string): Promise<void> {
 
 /** Size of a folder in bytes (for the bench). */
 export function duBytes(dir: string): number {
-  let total = 0;
-  const walk = (d: string) => {
-    for (const ent of readdirSync(d, { withFileTypes: true })) {
-      const p = join(d, ent.name);
-      if (ent.isDirectory()) walk(p);
-      else if (ent.isFile()) total += statSync(p).size;
-    }
-  };
-  walk(dir);
-  return total;
+  return walkTree(dir).files.reduce((total, p) => total + statSync(p).size, 0);
 }

@@ -1,0 +1,40 @@
+import { afterAll, describe, expect, test } from "bun:test";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { poll, readSysctl, walkTree } from "./util.ts";
+
+const root = mkdtempSync(join(tmpdir(), "planet-util-"));
+afterAll(() => rmSync(root, { recursive: true, force: true }));
+
+describe("poll, walkTree, readSysctl", () => {
+  test("poll returns the first truthy value, counts a throw as not yet, and gives up with the last error", async () => {
+    let n = 0;
+    expect(await poll(() => (++n === 3 ? "ready" : ""), 1000, 5)).toEqual({ value: "ready" });
+    let m = 0;
+    const r = await poll(
+      () => {
+        if (++m < 3) throw new Error(`try ${m}`);
+        return 0;
+      },
+      100,
+      5,
+    );
+    expect(r).toEqual({ error: new Error("try 2") });
+  });
+
+  test("walkTree: files, and directories deepest first", () => {
+    mkdirSync(join(root, "a", "b"), { recursive: true });
+    writeFileSync(join(root, "a", "b", "f"), "x");
+    writeFileSync(join(root, "g"), "y");
+    const t = walkTree(root);
+    expect(t.files.sort()).toEqual([join(root, "a", "b", "f"), join(root, "g")]);
+    expect(t.dirs).toEqual([join(root, "a", "b"), join(root, "a"), root]);
+    expect(walkTree(join(root, "none"))).toEqual({ files: [], dirs: [] });
+  });
+
+  test("readSysctl reads /proc/sys by dotted name; a missing one is null", () => {
+    expect(readSysctl("kernel.ostype")).toBe("Linux");
+    expect(readSysctl("no.such.setting")).toBeNull();
+  });
+});

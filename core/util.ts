@@ -1,0 +1,53 @@
+/** Small pieces several rooms of the core share: one poll, one directory walk, one sysctl reader. */
+import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+
+/**
+ * Calls `probe` every `stepMs` until it returns something truthy or `timeoutMs` passes; a probe
+ * that throws counts as "not yet". Returns that value, or `undefined` with the last error.
+ */
+export async function poll<T>(
+  probe: () => T | Promise<T>,
+  timeoutMs: number,
+  stepMs = 50,
+): Promise<{ value?: NonNullable<T>; error?: unknown }> {
+  const end = Date.now() + timeoutMs;
+  let error: unknown;
+  for (;;) {
+    try {
+      const v = await probe();
+      if (v) return { value: v as NonNullable<T> };
+    } catch (e) {
+      error = e;
+    }
+    if (Date.now() >= end) return { error };
+    await Bun.sleep(Math.min(stepMs, Math.max(0, end - Date.now())));
+  }
+}
+
+/** Every file and directory under `root`: files in walk order, directories deepest first. */
+export function walkTree(root: string): { files: string[]; dirs: string[] } {
+  const files: string[] = [];
+  const dirs: string[] = [];
+  const walk = (dir: string) => {
+    for (const ent of readdirSync(dir, { withFileTypes: true })) {
+      const p = join(dir, ent.name);
+      if (ent.isDirectory()) walk(p);
+      else if (ent.isFile()) files.push(p);
+    }
+    dirs.push(dir);
+  };
+  if (existsSync(root)) walk(root);
+  return { files, dirs };
+}
+
+/** `/proc/sys` path of a dotted sysctl name (`net.ipv4.ip_forward`). */
+export function sysctlPath(name: string): string {
+  return `/proc/sys/${name.replace(/\./g, "/")}`;
+}
+
+/** A sysctl's value, or null where this kernel has no such setting. */
+export function readSysctl(name: string): string | null {
+  const p = sysctlPath(name);
+  return existsSync(p) ? readFileSync(p, "utf8").trim() : null;
+}
