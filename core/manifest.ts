@@ -1,7 +1,9 @@
 import { createHash } from "node:crypto";
 import { existsSync, readFileSync } from "node:fs";
+import { PlanetError } from "./errors.ts";
 import type { ObjectRef } from "./manifests.ts";
 import type { CertRequest, CheckDef, Role } from "./plugin.ts";
+import { shapeProblem } from "./util.ts";
 
 /** Where the manifest lives inside an image. */
 export const MANIFEST_PATH = "/etc/planet/manifest.json";
@@ -61,7 +63,34 @@ export function readManifest(rootfs = "/"): { manifest: Manifest; digest: string
   const path = `${rootfs.replace(/\/$/, "")}${MANIFEST_PATH}`;
   if (!existsSync(path)) return null;
   const text = readFileSync(path, "utf8");
-  return { manifest: JSON.parse(text) as Manifest, digest: manifestDigest(text) };
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (e) {
+    value = (e as Error).message;
+  }
+  const problem = shapeProblem(value, {
+    schema: "number",
+    target: "string",
+    roles: "array",
+    plugins: "array",
+    assets: "array",
+    units: "object",
+    unitOwners: "object",
+    checks: "array",
+    certs: "array",
+    env: "object",
+    images: "array",
+    ports: "array",
+    volumes: "array?",
+    manifests: "array?",
+  });
+  if (problem)
+    throw new PlanetError(
+      "CORRUPT_MANIFEST",
+      `${path} is not an image manifest planet wrote (${typeof value === "string" ? value : problem}); rebuild the image (planet build)`,
+    );
+  return { manifest: value as Manifest, digest: manifestDigest(text) };
 }
 
 /** The image rootfs this binary lives in (`…/rootfs/usr/bin/planet`), if it does. */

@@ -2,7 +2,9 @@ import { afterAll, describe, expect, test } from "bun:test";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { poll, readSysctl, walkTree } from "./util.ts";
+import { PlanetError } from "./errors.ts";
+import { MANIFEST_PATH, readManifest } from "./manifest.ts";
+import { poll, readSysctl, shapeProblem, walkTree } from "./util.ts";
 
 const root = mkdtempSync(join(tmpdir(), "planet-util-"));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
@@ -36,5 +38,25 @@ describe("poll, walkTree, readSysctl", () => {
   test("readSysctl reads /proc/sys by dotted name; a missing one is null", () => {
     expect(readSysctl("kernel.ostype")).toBe("Linux");
     expect(readSysctl("no.such.setting")).toBeNull();
+  });
+});
+
+describe("JSON read back from disk", () => {
+  test("shapeProblem names the first field that is missing or of another kind", () => {
+    const shape = { schema: "number", files: "object", host: "object?" } as const;
+    expect(shapeProblem({ schema: 1, files: {} }, shape)).toBeNull();
+    expect(shapeProblem({ schema: 1, files: [] }, shape)).toBe("files is array, not object");
+    expect(shapeProblem({ files: {} }, shape)).toBe("schema is missing");
+    expect(shapeProblem({ schema: 1, files: {}, host: null }, shape)).toBe("host is null, not object");
+    expect(shapeProblem([1], shape)).toBe("not a JSON object");
+  });
+
+  test("an image manifest that is not ours is CORRUPT_MANIFEST, with the fix", () => {
+    const rootfs = join(root, "rootfs");
+    mkdirSync(join(rootfs, "etc/planet"), { recursive: true });
+    writeFileSync(join(rootfs, MANIFEST_PATH), '{"schema": 1, "target": "dev"}');
+    expect(() => readManifest(rootfs)).toThrow(/is not an image manifest planet wrote \(roles is missing\); rebuild the image/);
+    writeFileSync(join(rootfs, MANIFEST_PATH), "{ torn");
+    expect(() => readManifest(rootfs)).toThrow(PlanetError);
   });
 });

@@ -51,3 +51,26 @@ export function readSysctl(name: string): string | null {
   const p = sysctlPath(name);
   return existsSync(p) ? readFileSync(p, "utf8").trim() : null;
 }
+
+type Kind = "string" | "number" | "boolean" | "object" | "array";
+
+/**
+ * The first way `value` differs from `shape` (field → kind; a trailing `?` makes it optional), or
+ * null when it fits. For JSON read back from disk: a file that parses is not yet the file we wrote.
+ */
+export function shapeProblem(value: unknown, shape: Record<string, `${Kind}` | `${Kind}?`>): string | null {
+  if (!value || typeof value !== "object" || Array.isArray(value)) return "not a JSON object";
+  const o = value as Record<string, unknown>;
+  for (const [key, want] of Object.entries(shape)) {
+    const optional = want.endsWith("?");
+    const kind = want.replace("?", "") as Kind;
+    const v = o[key];
+    if (v === undefined) {
+      if (optional) continue;
+      return `${key} is missing`;
+    }
+    const is = Array.isArray(v) ? "array" : v === null ? "null" : typeof v;
+    if (is !== kind) return `${key} is ${is}, not ${kind}`;
+  }
+  return null;
+}

@@ -244,6 +244,17 @@ describe("secrets bad input: one clear error, nothing written", () => {
     await expect(initSecrets(d, requests, OPTS)).rejects.toMatchObject({ code: "CA_INCOMPLETE" });
   });
 
+  test("a record that is not JSON, or not ours, is CORRUPT_RECORD and nothing is written", async () => {
+    for (const text of ["{ torn", '{"schema": 1, "files": []}']) {
+      const d = join(root, `corrupt-${text.length}`);
+      mkdirSync(d, { recursive: true });
+      writeFileSync(join(d, "planet-secrets.json"), text);
+      const err = (await initSecrets(d, requests, OPTS).catch((e) => e)) as PlanetError;
+      expect(err.code).toBe("CORRUPT_RECORD");
+      expect(readdirSync(d)).toEqual(["planet-secrets.json"]);
+    }
+  });
+
   test("an unwritable dir", async () => {
     await expect(initSecrets("/proc/planet-secrets", requests, OPTS)).rejects.toMatchObject({ code: "UNWRITABLE" });
   });

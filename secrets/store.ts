@@ -21,6 +21,7 @@ import forge from "node-forge";
 import { PlanetError } from "../core/errors.ts";
 import { firstIp, parseCidr, requireIp } from "../core/net.ts";
 import { type BundleRequest, type CertificateRequest, type CertRequest, isCA, type Role } from "../core/plugin.ts";
+import { shapeProblem } from "../core/util.ts";
 import {
   certPem,
   createCA,
@@ -141,11 +142,30 @@ function read(dir: string, file: string): string | null {
 export function loadRecord(dir: string): Record_ | null {
   const text = read(dir, RECORD);
   if (!text) return null;
+  let value: unknown;
   try {
-    return JSON.parse(text) as Record_;
+    value = JSON.parse(text);
   } catch {
     throw new PlanetError("CORRUPT_RECORD", `${join(dir, RECORD)} is not valid JSON; move it away to start over`, { phase });
   }
+  const problem = shapeProblem(value, {
+    schema: "number",
+    domain: "string",
+    serviceSubnet: "string",
+    ips: "array",
+    nodeName: "string",
+    files: "object",
+    host: "object?",
+  });
+  if (problem)
+    throw new PlanetError(
+      "CORRUPT_RECORD",
+      `${join(dir, RECORD)} is not a record planet wrote (${problem}); move it away to start over`,
+      {
+        phase,
+      },
+    );
+  return value as Record_;
 }
 
 /** Loads a CA pair; one file without the other, or a key that does not match, is an error. */

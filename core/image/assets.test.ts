@@ -51,6 +51,12 @@ describe("assets", () => {
     const second = await ensureAsset(urlAsset(sha), root);
     expect(second.cached).toBe(true);
     expect(hits).toBe(before);
+    // A record that is not ours is never trusted: the entry is built again.
+    writeFileSync(join(second.out, "..", "asset.json"), '{"name": 1}');
+    const third = await ensureAsset(urlAsset(sha), root);
+    expect(third.cached).toBe(false);
+    expect(hits).toBe(before + 1);
+    expect(third.record.sha256).toBe(sha);
   });
 
   test("a checksum mismatch is an error and leaves no cache entry", async () => {

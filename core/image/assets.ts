@@ -5,7 +5,7 @@ import { basename, dirname, join, relative, resolve } from "node:path";
 import { PlanetError } from "../errors.ts";
 import { logger } from "../log.ts";
 import { runOk } from "../proc.ts";
-import { walkTree } from "../util.ts";
+import { shapeProblem, walkTree } from "../util.ts";
 import { buildGoModule, checkWrapper, type GoModInfo, type GoModSource, type GoToolchain, pickGo, requiredGo } from "./gomod.ts";
 
 const log = logger("assets");
@@ -163,8 +163,17 @@ export async function ensureAsset(def: AssetDef, recipeDir: string): Promise<Res
   const dir = join(root, `${def.name}-${key}`);
   const recordPath = join(dir, "asset.json");
   if (existsSync(recordPath)) {
-    const record = JSON.parse(readFileSync(recordPath, "utf8")) as AssetRecord;
-    return { def, record, out: join(dir, "out"), deb: debPath(dir), cached: true };
+    let record: unknown;
+    try {
+      record = JSON.parse(readFileSync(recordPath, "utf8"));
+    } catch {
+      record = null;
+    }
+    const problem = shapeProblem(record, { name: "string", key: "string", files: "object", gomod: "object?" });
+    if (!problem) return { def, record: record as AssetRecord, out: join(dir, "out"), deb: debPath(dir), cached: true };
+    // A cache heals: a record that is not ours means the entry is rebuilt, never trusted.
+    log.warn(`${recordPath}: ${problem ?? "not JSON"}; building ${def.name} again`);
+    rmSync(dir, { recursive: true, force: true });
   }
   mkdirSync(root, { recursive: true });
   const tmp = `${dir}.tmp-${process.pid}`;
