@@ -3,15 +3,120 @@
  * and — when a plugin or a build phase is involved — name both, like rollup's `[plugin x]`.
  * They are handled at three edges only: the CLI, the agent's `app.onError`, the build summary.
  */
+/**
+ * Every error code the project raises, in one place (a test checks each is used). A caller that
+ * matches on a code gets a compile error when it is renamed.
+ */
+export type ErrorCode =
+  | "AGENT_ERROR"
+  | "AGENT_UNREACHABLE"
+  | "ALREADY_RUNNING"
+  | "APISERVER_UNREACHABLE"
+  | "ASSET_BUILD"
+  | "ASSET_CHECKSUM"
+  | "ASSET_FETCH"
+  | "ASSET_MISSING_FILE"
+  | "BAD_CIDR"
+  | "BAD_DOMAIN"
+  | "BAD_FLAG"
+  | "BAD_HOST"
+  | "BAD_IP"
+  | "BAD_KUBECONFIG"
+  | "BAD_ROLE"
+  | "BAD_VOLUME"
+  | "BOOT_FAILED"
+  | "BUBBLE_RUNNING"
+  | "CA_CORRUPT"
+  | "CA_INCOMPLETE"
+  | "CA_MISMATCH"
+  | "COMMAND_FAILED"
+  | "COMMAND_MISSING"
+  | "COMPILE_FAILED"
+  | "CORRUPT_MANIFEST"
+  | "CORRUPT_RECORD"
+  | "CORRUPT_STATE"
+  | "DUPLICATE_CERT"
+  | "DUPLICATE_CHECK"
+  | "DUPLICATE_NODE"
+  | "DUPLICATE_PLUGIN"
+  | "DUPLICATE_UNIT"
+  | "DUPLICATE_VOLUME"
+  | "ENV_CONFLICT"
+  | "ENV_CYCLE"
+  | "ETCD_ERROR"
+  | "ETCD_UNREACHABLE"
+  | "FILE_CONFLICT"
+  | "GO_CGO"
+  | "GO_CHECKSUM"
+  | "GO_MISSING"
+  | "GO_MODULE_UNKNOWN"
+  | "GO_PROXY_UNREACHABLE"
+  | "GO_SUM_MISSING"
+  | "GO_TOO_OLD"
+  | "HOST_DIR"
+  | "IMAGE_FILE"
+  | "INTERNAL"
+  | "JOIN_FAILED"
+  | "JOIN_REFUSED"
+  | "KERNEL_FEATURE"
+  | "MANIFEST_APPLY"
+  | "MANIFEST_INVALID"
+  | "MASTER_CA_MISMATCH"
+  | "MASTER_UNREACHABLE"
+  | "MISSING_REQUIREMENT"
+  | "MISSING_SECRET"
+  | "MISSING_TOOL"
+  | "MMDEBSTRAP_FAILED"
+  | "NOTIFY_SOCKET"
+  | "NOT_AN_IMAGE"
+  | "NOT_A_CHECKOUT"
+  | "NOT_A_DIR"
+  | "NOT_FOUND"
+  | "NOT_OUR_DIR"
+  | "NOT_ROOT"
+  | "NOT_RUNNING"
+  | "NO_CA"
+  | "NO_KEY"
+  | "NO_KUBECONFIG"
+  | "NO_NETNS"
+  | "NO_RECORD"
+  | "NO_ROOTFS"
+  | "NO_SECRETS"
+  | "NO_SPACE"
+  | "PERMISSION"
+  | "PLUGIN_INVALID"
+  | "PLUGIN_NOT_FOUND"
+  | "PLUGIN_NO_INDEX"
+  | "PORT_IN_USE"
+  | "RECIPE_INVALID"
+  | "REQUIREMENT_CYCLE"
+  | "SECRETS_OTHER_HOST"
+  | "SMOKE_FAILED"
+  | "SUBNET_MISMATCH"
+  | "UNIT_MISSING"
+  | "UNIT_PARSE"
+  | "UNIT_UNKNOWN_REFERENCE"
+  | "UNKNOWN_ASSET"
+  | "UNKNOWN_CERT"
+  | "UNKNOWN_PACKAGE"
+  | "UNKNOWN_PLUGIN"
+  | "UNKNOWN_TARGET"
+  | "UNWRITABLE"
+  | "USAGE";
+
 export class PlanetError extends Error {
   override readonly name = "PlanetError";
-  readonly code: string;
+  readonly code: ErrorCode;
   readonly plugin?: string;
   readonly phase?: string;
   /** Exit code of the CLI for this error (default 1). */
   readonly exitCode: number;
 
-  constructor(code: string, message: string, opts: { plugin?: string; phase?: string; cause?: unknown; exitCode?: number } = {}) {
+  constructor(
+    code: ErrorCode,
+    message: string,
+    opts: { plugin?: string; phase?: string; cause?: unknown; exitCode?: number } = {},
+  ) {
     super(message, opts.cause === undefined ? undefined : { cause: opts.cause });
     this.code = code;
     this.plugin = opts.plugin;
@@ -40,6 +145,6 @@ export function toPlanetError(err: unknown): PlanetError {
 }
 
 /** Shorthand for `throw new PlanetError(...)` in expression position. */
-export function fail(code: string, message: string, opts?: ConstructorParameters<typeof PlanetError>[2]): never {
+export function fail(code: ErrorCode, message: string, opts?: ConstructorParameters<typeof PlanetError>[2]): never {
   throw new PlanetError(code, message, opts);
 }

@@ -1,5 +1,5 @@
 import { closeSync, lstatSync, openSync } from "node:fs";
-import { PlanetError } from "./errors.ts";
+import { type ErrorCode, PlanetError } from "./errors.ts";
 
 export interface RunOptions {
   cwd?: string;
@@ -9,7 +9,7 @@ export interface RunOptions {
   /** Append the child's stdout+stderr to this file instead of capturing them. */
   logFile?: string;
   /** Error code used when the command exits non-zero (default COMMAND_FAILED). */
-  code?: string;
+  code?: ErrorCode;
   phase?: string;
   plugin?: string;
   /**

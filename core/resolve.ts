@@ -1,6 +1,6 @@
 import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { basename, join, resolve as resolvePath } from "node:path";
-import { PlanetError } from "./errors.ts";
+import { type ErrorCode, PlanetError } from "./errors.ts";
 import { loadPluginManifests } from "./manifests.ts";
 import { isCertificate, type PluginDef, type ResolvedPlugin, ROLES, type Role, type UnitDef } from "./plugin.ts";
 import { BASE_UNITS, parseUnit, referencedUnits, UnitParseError } from "./units.ts";
@@ -40,7 +40,7 @@ export interface Resolution {
 const NAME = /^[a-z][a-z0-9]*(-[a-z0-9]+)*$/;
 const PHASE = "resolve";
 
-function err(code: string, message: string, plugin?: string): PlanetError {
+function err(code: ErrorCode, message: string, plugin?: string): PlanetError {
   return new PlanetError(code, message, { plugin, phase: PHASE });
 }
 
@@ -216,7 +216,7 @@ export async function resolvePlugins(input: ResolveInput): Promise<Resolution> {
     env: new Map<string, string>(),
     volume: new Map<string, string>(),
   };
-  const claim = (kind: keyof typeof owner, key: string, plugin: string, code: string, what: string) => {
+  const claim = (kind: keyof typeof owner, key: string, plugin: string, code: ErrorCode, what: string) => {
     const prev = owner[kind].get(key);
     if (prev !== undefined) throw err(code, `${what} ${key} is also shipped by plugin "${prev}"`, plugin);
     owner[kind].set(key, plugin);

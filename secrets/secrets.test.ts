@@ -3,7 +3,7 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, 
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { certRequests } from "../core/cli/commands/secrets.ts";
-import { PlanetError } from "../core/errors.ts";
+import { type ErrorCode, PlanetError } from "../core/errors.ts";
 import { checkSecrets, initSecrets, issueHost, loadRecord, renewSecrets, type SecretsOptions } from "./store.ts";
 
 const root = mkdtempSync(join(tmpdir(), "planet-secrets-"));
@@ -201,7 +201,7 @@ describe("secrets check and renew", () => {
 });
 
 describe("secrets bad input: one clear error, nothing written", () => {
-  const cases: [string, Partial<SecretsOptions>, string][] = [
+  const cases: [string, Partial<SecretsOptions>, ErrorCode][] = [
     ["missing domain", { domain: "" }, "BAD_DOMAIN"],
     ["invalid domain", { domain: "not a domain!" }, "BAD_DOMAIN"],
     ["bad CIDR", { serviceSubnet: "10.100.0.0/99" }, "BAD_CIDR"],

@@ -99,13 +99,13 @@ describe("agent API", () => {
     const etcdDown = createApi(
       fake({
         members: async () => {
-          throw new PlanetError("ETCD_DOWN", "etcd is unreachable");
+          throw new PlanetError("ETCD_UNREACHABLE", "etcd is unreachable");
         },
       }),
     );
     const r1 = await etcdDown.request("/status");
     expect(r1.status).toBe(503);
-    expect(await r1.json()).toEqual({ error: { code: "ETCD_DOWN", message: "etcd is unreachable" } });
+    expect(await r1.json()).toEqual({ error: { code: "ETCD_UNREACHABLE", message: "etcd is unreachable" } });
     const boom = createApi(
       fake({
         checks: () => {

@@ -1,5 +1,5 @@
 import { Hono } from "hono";
-import { PlanetError, toPlanetError } from "../errors.ts";
+import { type ErrorCode, PlanetError, toPlanetError } from "../errors.ts";
 import type { Role } from "../plugin.ts";
 import type { CheckStatus } from "./checks.ts";
 
@@ -48,7 +48,7 @@ export interface AgentView {
   now?(): number;
 }
 
-const STATUS: Record<string, 400 | 404 | 409 | 500 | 503> = { NOT_FOUND: 404, BAD_REQUEST: 400, ETCD_DOWN: 503 };
+const STATUS: Partial<Record<ErrorCode, 400 | 404 | 409 | 500 | 503>> = { NOT_FOUND: 404, USAGE: 400, ETCD_UNREACHABLE: 503 };
 
 /** The agent's HTTP API, served on the unix socket and on the mTLS port. */
 export function createApi(view: AgentView): Hono {

@@ -1,6 +1,6 @@
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { PlanetError } from "../errors.ts";
+import { type ErrorCode, PlanetError } from "../errors.ts";
 import { run, selfCommand } from "../proc.ts";
 
 const phase = "join";
@@ -110,7 +110,12 @@ export async function probeJoinIn(netns: string | undefined, p: JoinProbe): Prom
   if (res.exitCode === 0) return res.stdout.trim();
   const line = res.stderr.trim().split("\n").pop() ?? "";
   const m = /^([A-Z_]+): (?:\([\w-]+\) )?(.*)$/.exec(line);
-  throw new PlanetError(m?.[1] ?? "JOIN_FAILED", m?.[2] ?? (line || `join-check exited ${res.exitCode}`), { phase });
+  // The child's code is one of ours: it is this same program.
+  throw new PlanetError(
+    (m?.[1] as ErrorCode | undefined) ?? "JOIN_FAILED",
+    m?.[2] ?? (line || `join-check exited ${res.exitCode}`),
+    { phase },
+  );
 }
 
 /** Whether the secrets dir carries what the probe presents (a node's kubelet certificate). */

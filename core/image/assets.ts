@@ -221,7 +221,7 @@ function debPath(dir: string): string | undefined {
 async function produce(def: AssetDef, recipeDir: string, tmp: string, tc?: GoToolchain): Promise<string | null | GoModInfo> {
   const src = def.source;
   const out = join(tmp, "out");
-  const opts = { phase: "assets", code: "ASSET_FETCH" };
+  const opts = { phase: "assets", code: "ASSET_FETCH" as const };
   switch (src.kind) {
     case "deb": {
       await withProgress(def.name, `apt-get download ${src.package}=${src.version}`, () =>

@@ -13,7 +13,7 @@ import {
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import serf from "../../build.assets/serf/index.ts";
-import { PlanetError } from "../errors.ts";
+import { type ErrorCode, PlanetError } from "../errors.ts";
 import { type AssetDef, cacheRoot, ensureAsset } from "./assets.ts";
 import {
   checkWrapper,
@@ -52,7 +52,7 @@ describe("gomod: pure parts", () => {
     expect(goSumHash(sum, "a.io/x", "v1.0.1")).toBeUndefined();
   });
 
-  const cases: [string, string, RegExp][] = [
+  const cases: [ErrorCode, string, RegExp][] = [
     [
       "GO_CHECKSUM",
       "verifying github.com/hashicorp/serf@v0.10.4: checksum mismatch\n\tdownloaded: h1:TCQ=\n\tgo.sum:     h1:ACQ=\n\nSECURITY ERROR\n",

@@ -3,7 +3,7 @@ import { join } from "node:path";
 import { defineCommand } from "citty";
 import type { LeaderView, MemberHealth } from "../../agent/api.ts";
 import type { CheckStatus } from "../../agent/checks.ts";
-import { PlanetError } from "../../errors.ts";
+import { type ErrorCode, PlanetError } from "../../errors.ts";
 import { ownImageRootfs } from "../../manifest.ts";
 import { debugArg } from "../_args.ts";
 
@@ -30,7 +30,12 @@ export async function ask<T>(socket: string, path: string, method = "GET"): Prom
     );
   }
   const body = (await res.json()) as T & { error?: { code: string; message: string } };
-  if (!res.ok) throw new PlanetError(body.error?.code ?? "AGENT_ERROR", body.error?.message ?? `HTTP ${res.status}`);
+  // The agent is this same program: its codes are ours.
+  if (!res.ok)
+    throw new PlanetError(
+      (body.error?.code as ErrorCode | undefined) ?? "AGENT_ERROR",
+      body.error?.message ?? `HTTP ${res.status}`,
+    );
   return body;
 }
 
