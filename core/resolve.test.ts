@@ -160,10 +160,20 @@ describe("resolvePlugins", () => {
     );
     expect(await code(units.input)).toBe("DUPLICATE_UNIT");
     const checks = setup([
-      { name: "a", checks: [{ name: "c1", tcp: "127.0.0.1:1" }] },
-      { name: "b", checks: [{ name: "c1", unit: "x.service" }] },
+      {
+        name: "a",
+        checks: [
+          { name: "a-c1", tcp: "127.0.0.1:1" },
+          { name: "a-c1", unit: "x.service" },
+        ],
+      },
     ]);
     expect(await code(checks.input)).toBe("DUPLICATE_CHECK");
+    // Another plugin cannot even name it: a check's name starts with its plugin's.
+    const foreign = setup([{ name: "a" }, { name: "b", checks: [{ name: "a-c1", unit: "x.service" }] }]);
+    expect(((await resolvePlugins(foreign.input).catch((e) => e)) as PlanetError).message).toBe(
+      'check a-c1: its name must start with "b-"',
+    );
     const certs = setup([
       { name: "a", certs: [{ name: "k", cn: "k", usage: ["client"] }] },
       { name: "b", certs: [{ name: "k", cn: "k2", usage: ["server"] }] },
@@ -196,7 +206,7 @@ describe("resolvePlugins", () => {
   test("UNKNOWN_ASSET and UNKNOWN_CERT", async () => {
     const asset = setup([{ name: "a", assets: ["nope"] }]);
     expect(await code(asset.input)).toBe("UNKNOWN_ASSET");
-    const cert = setup([{ name: "a", checks: [{ name: "h", http: "https://127.0.0.1/", tls: "ghost" }] }]);
+    const cert = setup([{ name: "a", checks: [{ name: "a-h", http: "https://127.0.0.1/", tls: "ghost" }] }]);
     expect(await code(cert.input)).toBe("UNKNOWN_CERT");
   });
 

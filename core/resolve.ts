@@ -106,9 +106,12 @@ export function validateShape(def: PluginDef, folder: string): void {
   for (const [v, path] of Object.entries(def.volumes ?? {}))
     if (!NAME.test(v) || v === "state" || typeof path !== "string" || !path.startsWith("/") || path.includes(".."))
       throw err("PLUGIN_INVALID", `volume ${v}: a kebab-case name (not "state", the core's) and an absolute path`, name);
-  for (const c of def.checks ?? [])
+  for (const c of def.checks ?? []) {
     if (!c.name || !NAME.test(c.name))
       throw err("PLUGIN_INVALID", `check name ${JSON.stringify(c.name)} is not kebab-case`, name);
+    // `planet status` groups checks by plugin; `host-*` belongs to the agent's own host checks.
+    if (!c.name.startsWith(`${name}-`)) throw err("PLUGIN_INVALID", `check ${c.name}: its name must start with "${name}-"`, name);
+  }
 }
 
 function normaliseUnits(def: PluginDef): Required<UnitDef>[] {

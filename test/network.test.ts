@@ -226,10 +226,10 @@ describe.if(canBoot && Bun.which("dnsmasq") !== null)("pod network and cluster D
     await waitFor("all checks ok", () => planet("status", "--rootfs", rootfs, "--local").exitCode === 0, 90_000, 1000);
     const out = planet("status", "--rootfs", rootfs, "--local").stdout;
     for (const check of [
-      "flanneld-running",
+      "flannel-flanneld-running",
       "flannel-lease",
       "flannel-vxlan-up",
-      "coredns-running",
+      "dns-coredns-running",
       "dns-cluster-lookup",
       "dns-upstream",
     ])

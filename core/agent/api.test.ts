@@ -15,7 +15,10 @@ const check = (name: string, plugin: string, state: CheckStatus["state"], error?
 });
 
 function fake(overrides: Partial<AgentView> = {}): AgentView & { paused: boolean } {
-  const checks = [check("etcd-healthz", "etcd", "ok"), check("apiserver-healthz", "kube-master", "failed", "HTTP 500")];
+  const checks = [
+    check("etcd-healthz", "etcd", "ok"),
+    check("kube-master-apiserver-healthz", "kube-master", "failed", "HTTP 500"),
+  ];
   const state = { paused: false };
   const leader = (): LeaderView => ({
     leader: "10.0.0.1",
@@ -30,7 +33,7 @@ function fake(overrides: Partial<AgentView> = {}): AgentView & { paused: boolean
       ip: "10.0.0.1",
       roles: ["master" as const],
       status: "degraded" as const,
-      failed: ["apiserver-healthz"],
+      failed: ["kube-master-apiserver-healthz"],
       pending: [],
       checks: 2,
       leader: true,
@@ -55,11 +58,11 @@ describe("agent API", () => {
   test("/health and /checks", async () => {
     const app = createApi(fake());
     const h = await (await app.request("/health")).json();
-    expect(h).toMatchObject({ node: "n1", status: "degraded", failed: ["apiserver-healthz"] });
+    expect(h).toMatchObject({ node: "n1", status: "degraded", failed: ["kube-master-apiserver-healthz"] });
     const checks = (await (await app.request("/checks")).json()) as CheckStatus[];
     expect(checks.map((c) => [c.name, c.state])).toEqual([
       ["etcd-healthz", "ok"],
-      ["apiserver-healthz", "failed"],
+      ["kube-master-apiserver-healthz", "failed"],
     ]);
   });
 
@@ -68,7 +71,7 @@ describe("agent API", () => {
     expect(await (await app.request("/plugins/kube-master")).json()).toMatchObject({
       plugin: "kube-master",
       status: "degraded",
-      failed: ["apiserver-healthz"],
+      failed: ["kube-master-apiserver-healthz"],
     });
     expect(await (await app.request("/plugins/etcd")).json()).toMatchObject({ status: "healthy" });
     const missing = await app.request("/plugins/nope");

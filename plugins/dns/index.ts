@@ -22,7 +22,7 @@ export default definePlugin({
   manifests: "manifests",
   certs: [{ name: "coredns", cn: "system:coredns", usage: ["client"], kubeconfig: MASTER }],
   checks: [
-    { name: "coredns-running", unit: "coredns.service" },
+    { name: "dns-coredns-running", unit: "coredns.service" },
     { name: "dns-cluster-lookup", command: ["/usr/lib/planet/dns-check", "cluster"] },
     { name: "dns-upstream", command: ["/usr/lib/planet/dns-check", "upstream"], severity: "warning" },
   ],

@@ -20,7 +20,7 @@ export default definePlugin({
   // etcd's auth limits this certificate (user flannel) to flannel's prefix: etc/planet/etcd-users.d.
   certs: [{ name: "flannel", cn: "flannel", usage: ["client"], issuer: "etcd-ca" }],
   checks: [
-    { name: "flanneld-running", unit: "flanneld.service" },
+    { name: "flannel-flanneld-running", unit: "flanneld.service" },
     { name: "flannel-lease", command: ["/usr/lib/planet/flannel-check", "lease"] },
     { name: "flannel-vxlan-up", command: ["/usr/lib/planet/flannel-check", "vxlan"] },
   ],

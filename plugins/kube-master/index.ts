@@ -65,8 +65,8 @@ export default definePlugin({
     { name: "sa", keyPair: true },
   ],
   checks: [
-    { name: "apiserver-healthz", http: `${API}/healthz`, tls: "admin", expect: "ok" },
-    { name: "controller-manager-healthz", http: "https://127.0.0.1:10257/healthz", tls: "admin", expect: "ok" },
-    { name: "scheduler-healthz", http: "https://127.0.0.1:10259/healthz", tls: "admin", expect: "ok" },
+    { name: "kube-master-apiserver-healthz", http: `${API}/healthz`, tls: "admin", expect: "ok" },
+    { name: "kube-master-controller-manager-healthz", http: "https://127.0.0.1:10257/healthz", tls: "admin", expect: "ok" },
+    { name: "kube-master-scheduler-healthz", http: "https://127.0.0.1:10259/healthz", tls: "admin", expect: "ok" },
   ],
 });

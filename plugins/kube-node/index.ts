@@ -27,9 +27,9 @@ export default definePlugin({
     { name: "kube-proxy", cn: "system:kube-proxy", usage: ["client"], kubeconfig: MASTER },
   ],
   checks: [
-    { name: "containerd-running", unit: "containerd.service" },
-    { name: "kubelet-healthz", http: "http://127.0.0.1:10248/healthz", expect: "ok" },
-    { name: "kube-proxy-healthz", http: "http://127.0.0.1:10256/healthz" },
+    { name: "kube-node-containerd-running", unit: "containerd.service" },
+    { name: "kube-node-kubelet-healthz", http: "http://127.0.0.1:10248/healthz", expect: "ok" },
+    { name: "kube-node-kube-proxy-healthz", http: "http://127.0.0.1:10256/healthz" },
   ],
   images: [
     {
