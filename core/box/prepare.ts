@@ -1,0 +1,366 @@
+/**
+ * Everything `planet start` decides before it writes anything — flags checked, environment, volumes,
+ * the OCI spec — and the files it then writes into the rootfs.
+ */
+import { createHash } from "node:crypto";
+import {
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  realpathSync,
+  renameSync,
+  symlinkSync,
+  unlinkSync,
+  writeFileSync,
+} from "node:fs";
+import { isIP } from "node:net";
+import { hostname as osHostname } from "node:os";
+import { dirname, join, resolve } from "node:path";
+import { PlanetError } from "../errors.ts";
+import { type Manifest, readManifest } from "../manifest.ts";
+import { type Cidr, firstIp, nthIp, overlaps, parseCidr, requireIp } from "../net.ts";
+import { ROLES, type Role } from "../plugin.ts";
+import { isSymlink } from "../proc.ts";
+import { expandEnv, formatEnvFile } from "./environment.ts";
+import { preflightNetns } from "./preflight.ts";
+import { bubbleSpec, type Volume } from "./spec.ts";
+
+export interface StartOptions {
+  rootfs: string;
+  roles?: Role[];
+  publicIp?: string;
+  masterIp?: string;
+  clusterId: string;
+  secretsDir?: string;
+  volumes: string[];
+  env: Record<string, string>;
+  serviceSubnet: string;
+  podSubnet: string;
+  /** Prefix length of each host's share of the pod subnet (flannel's SubnetLen), default 24. */
+  podSubnetSize?: number;
+  /** UDP port of the vxlan overlay, default 8472. */
+  vxlanPort?: number;
+  /** Plugins of the image left out of this start: their units masked, their checks not run. */
+  disable?: string[];
+  /** `domain/ip,…` answered by cluster DNS (`--dns-hosts`). */
+  dnsHosts?: string;
+  /** `zone/nameserver,…` forwarded by cluster DNS to their own servers (`--dns-zones`). */
+  dnsZones?: string;
+  nodeName?: string;
+  hostname?: string;
+  initialCluster?: string;
+  kubeletOptions?: string;
+  apiserverOptions?: string;
+  netns?: string;
+  /** Host folder for the data volumes (default /var/lib/planet/<cluster-id>). */
+  dataDir?: string;
+  /** Seconds to wait for READY=1. */
+  readyTimeout: number;
+  /** Seconds a node waits for a master to answer before it refuses to start (default 20). */
+  joinWaitSeconds?: number;
+}
+
+/** The bubble's name (runc id, cgroup, state dir): one per cluster on a host, one per test host. */
+export function boxId(clusterId: string, netns?: string): string {
+  return netns ? `planet-${clusterId}-${netns}` : `planet-${clusterId}`;
+}
+
+export interface Member {
+  name: string;
+  ip: string;
+}
+
+/**
+ * The masters from `--initial-cluster name:ip,…`. A master must be in it under its node name and
+ * public IP (etcd refuses a member missing from its initial cluster); without the flag a master is
+ * alone and a node follows `--master-ip` (default: its own address, as in the original).
+ */
+export function initialCluster(
+  text: string | undefined,
+  roles: Role[],
+  nodeName: string,
+  publicIp: string,
+  masterIp?: string,
+): Member[] {
+  const members: Member[] = [];
+  for (const entry of (text ?? "")
+    .split(",")
+    .map((e) => e.trim())
+    .filter(Boolean)) {
+    const [name, ip, extra] = entry.split(":");
+    if (!name || !ip || extra !== undefined || !/^[a-z0-9]([-a-z0-9.]{0,61}[a-z0-9])?$/.test(name) || isIP(ip) !== 4)
+      throw new PlanetError("BAD_FLAG", `--initial-cluster ${entry}: expected name:ip (e.g. master-1:10.0.0.1)`);
+    if (members.some((m) => m.name === name || m.ip === ip))
+      throw new PlanetError("BAD_FLAG", `--initial-cluster names ${name} or ${ip} twice`);
+    members.push({ name, ip });
+  }
+  const master = roles.includes("master");
+  if (!members.length) {
+    if (master) return [{ name: nodeName, ip: publicIp }];
+    // The original's default: --master-ip is the public IP (a node's join check then says no master answers).
+    return [{ name: "master", ip: masterIp ?? publicIp }];
+  }
+  if (master) {
+    const self = members.find((m) => m.name === nodeName);
+    if (!self || self.ip !== publicIp)
+      throw new PlanetError(
+        "BAD_FLAG",
+        `--initial-cluster ${text} does not include this master as ${nodeName}:${publicIp}; add it (every master lists all masters)`,
+      );
+  }
+  return members;
+}
+
+/** Writes a file inside the rootfs atomically (temp + rename). */
+function writeRootfsFile(rootfs: string, path: string, text: string): void {
+  const dest = join(rootfs, path);
+  mkdirSync(dirname(dest), { recursive: true });
+  const tmp = `${dest}.planet-tmp`;
+  writeFileSync(tmp, text);
+  renameSync(tmp, dest);
+}
+
+function parseVolume(spec: string): Volume {
+  const [source, destination, opt, ...rest] = spec.split(":");
+  if (!source || !destination?.startsWith("/") || rest.length > 0 || (opt && !["ro", "rw"].includes(opt)))
+    throw new PlanetError("BAD_FLAG", `--volume ${spec}: expected /host/path:/path/in/bubble[:ro]`);
+  if (!existsSync(source)) throw new PlanetError("BAD_VOLUME", `--volume ${spec}: ${source} does not exist on the host`);
+  return { source: realpathSync(source), destination, readonly: opt === "ro" };
+}
+
+/** Stable UUID for systemd's machine-id (`container_uuid=`), from cluster and node. */
+function stableUuid(seed: string): string {
+  const h = createHash("sha256").update(seed).digest("hex");
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-4${h.slice(13, 16)}-a${h.slice(17, 20)}-${h.slice(20, 32)}`;
+}
+
+export interface Prepared {
+  id: string;
+  env: Record<string, string>;
+  roles: Role[];
+  manifest: Manifest;
+  spec: ReturnType<typeof bubbleSpec>;
+  netnsPath?: string;
+  /** Host folders of the data volumes, created at start. */
+  dataDirs: string[];
+  /** The host's resolv.conf as the bubble sees it (loopback resolvers dropped in a network namespace). */
+  resolvConf: string;
+}
+
+/** Validates flags and computes everything `start` writes, without writing anything. */
+export function prepare(opts: StartOptions): Prepared {
+  const image = readManifest(opts.rootfs);
+  if (!image) throw new PlanetError("NOT_AN_IMAGE", `${opts.rootfs} has no manifest`, { phase: "preflight" });
+  const manifest = image.manifest;
+  const roles = opts.roles?.length ? opts.roles : manifest.roles;
+  for (const r of roles) {
+    if (!ROLES.includes(r)) throw new PlanetError("BAD_FLAG", `--role ${r}: expected master or node`);
+    if (!manifest.roles.includes(r))
+      throw new PlanetError("BAD_ROLE", `--role ${r}: image target ${manifest.target} is built for ${manifest.roles.join(",")}`);
+  }
+  if (!/^[a-z0-9]([a-z0-9-]{0,40}[a-z0-9])?$/.test(opts.clusterId))
+    throw new PlanetError("BAD_FLAG", `--cluster-id ${opts.clusterId}: use lowercase letters, digits and dashes`);
+  const netnsPath = opts.netns ? preflightNetns(opts.netns) : undefined;
+  const publicIp = opts.publicIp ?? (opts.netns ? netnsAddress(opts.netns) : undefined);
+  if (!publicIp) throw new PlanetError("BAD_FLAG", "--public-ip is not set (the node's address for cluster traffic)");
+  requireIp(publicIp, "--public-ip");
+  const hostname = opts.hostname ?? osHostname();
+  const nodeName = opts.nodeName ?? hostname;
+  const masters = initialCluster(opts.initialCluster, roles, nodeName, publicIp, opts.masterIp);
+  // Where planet-master points until the agents' leader says otherwise: a master's own apiserver.
+  const masterIp = requireIp(
+    opts.masterIp ?? (roles.includes("master") ? publicIp : (masters[0]?.ip ?? publicIp)),
+    "--master-ip",
+  );
+  const service = parseCidr(opts.serviceSubnet, "--service-subnet");
+  const pod = parseCidr(opts.podSubnet, "--pod-subnet");
+  if (overlaps(service, pod))
+    throw new PlanetError("BAD_CIDR", `--service-subnet ${service.text} overlaps --pod-subnet ${pod.text}`);
+  const subnetSize = opts.podSubnetSize ?? 24;
+  if (!Number.isInteger(subnetSize) || subnetSize < pod.prefix + 1 || subnetSize > 28)
+    throw new PlanetError(
+      "BAD_FLAG",
+      `--pod-subnet-size ${opts.podSubnetSize}: expected ${pod.prefix + 1}..28 (each host's share of --pod-subnet ${pod.text})`,
+    );
+  const vxlanPort = opts.vxlanPort ?? 8472;
+  if (!Number.isInteger(vxlanPort) || vxlanPort < 1 || vxlanPort > 65535)
+    throw new PlanetError("BAD_FLAG", `--vxlan-port ${opts.vxlanPort}: expected a UDP port 1..65535`);
+  const disabled = (opts.disable ?? []).filter((d) => manifest.plugins.some((pl) => pl.name === d));
+  const dnsHosts = parseDnsList(opts.dnsHosts, "--dns-hosts", "domain/ip");
+  const dnsZones = parseDnsList(opts.dnsZones, "--dns-zones", "zone/nameserver");
+  const resolvConf = hostResolvConf(opts.netns);
+  for (const net of hostNetworks(opts.netns))
+    if (overlaps(net, pod))
+      throw new PlanetError(
+        "BAD_CIDR",
+        `--pod-subnet ${pod.text} overlaps the host's network ${net.text}; choose a pod subnet the host does not use`,
+      );
+  const id = boxId(opts.clusterId, opts.netns);
+
+  const flags: Record<string, string> = {
+    PLANET_ROLE: roles.join(","),
+    PLANET_PUBLIC_IP: publicIp,
+    KUBE_MASTER_IP: masterIp,
+    KUBE_CLUSTER_ID: opts.clusterId,
+    KUBE_SERVICE_SUBNET: service.text,
+    KUBE_SERVICE_IP: firstIp(service),
+    // Cluster DNS sits at the 10th address of the service subnet (the kubeadm and k3s convention).
+    KUBE_DNS_IP: nthIp(service, 10),
+    PLANET_DNS_HOSTS: dnsHosts,
+    PLANET_DNS_ZONES: dnsZones,
+    KUBE_POD_SUBNET: pod.text,
+    KUBE_POD_SUBNET_SIZE: String(subnetSize),
+    PLANET_VXLAN_PORT: String(vxlanPort),
+    PLANET_DISABLE_FLANNEL: String(disabled.includes("flannel")),
+    PLANET_DISABLED_PLUGINS: disabled.join(","),
+    KUBE_NODE_NAME: nodeName,
+    PLANET_HOSTNAME: hostname,
+    // The masters: etcd's members, serf's seeds, the etcd endpoints of every client.
+    PLANET_INITIAL_CLUSTER: masters.map((m) => `${m.name}:${m.ip}`).join(","),
+    PLANET_ETCD_INITIAL_CLUSTER: masters.map((m) => `${m.name}=https://${m.ip}:2380`).join(","),
+    PLANET_ETCD_ENDPOINTS: masters.map((m) => `https://${m.ip}:2379`).join(","),
+  };
+  const env = expandEnv({ ...manifest.env, ...flags, ...opts.env });
+  // Options append to what plugins default to, like the original's KUBE_*_FLAGS.
+  if (opts.kubeletOptions) env.KUBE_KUBELET_FLAGS = `${env.KUBE_KUBELET_FLAGS ?? ""} ${opts.kubeletOptions}`.trim();
+  if (opts.apiserverOptions) env.KUBE_APISERVER_FLAGS = `${env.KUBE_APISERVER_FLAGS ?? ""} ${opts.apiserverOptions}`.trim();
+
+  const dataDir = resolve(opts.dataDir ?? `/var/lib/planet/${id.replace(/^planet-/, "")}`);
+  // The plugins' data volumes on this bubble's roles, and the core's own state volume.
+  const declared = [
+    ...(manifest.volumes ?? []).filter((v) => v.roles.some((r) => roles.includes(r)) && !disabled.includes(v.plugin)),
+    { name: "state", path: "/ext/state" },
+  ];
+  const volumes: Volume[] = declared.map((v) => ({ source: join(dataDir, v.name), destination: v.path, readonly: false }));
+  env.PLANET_VOLUMES = declared.map((v) => v.path).join(",");
+  if (opts.secretsDir) {
+    if (!existsSync(opts.secretsDir))
+      throw new PlanetError(
+        "NO_SECRETS",
+        `--secrets-dir ${opts.secretsDir} does not exist (create it: planet secrets init --domain D ${opts.secretsDir})`,
+      );
+    volumes.push({ source: realpathSync(opts.secretsDir), destination: "/var/state", readonly: true });
+  }
+  for (const v of opts.volumes) {
+    const vol = parseVolume(v);
+    const i = volumes.findIndex((x) => x.destination === vol.destination);
+    if (i >= 0) volumes[i] = vol;
+    else volumes.push(vol);
+  }
+  const spec = bubbleSpec({
+    rootfs: realpathSync(opts.rootfs),
+    hostname,
+    env: { container: "planet", container_uuid: stableUuid(`${opts.clusterId}/${nodeName}`) },
+    cgroupsPath: `/${id}`,
+    netns: netnsPath,
+    volumes,
+  });
+  const dataDirs = volumes.filter((v) => v.source.startsWith(`${dataDir}/`)).map((v) => v.source);
+  return { id, env, roles, manifest, spec, netnsPath, dataDirs, resolvConf };
+}
+
+/** The first IPv4 address of a network namespace (the test host's own address). */
+function netnsAddress(name: string): string | undefined {
+  const res = Bun.spawnSync(["ip", "-n", name, "-4", "-o", "addr", "show", "scope", "global"]);
+  return /inet (\d+\.\d+\.\d+\.\d+)/.exec(res.stdout.toString())?.[1];
+}
+
+/** `a/b,c/d` of `--dns-hosts`/`--dns-zones`: names and addresses checked, normalised. */
+export function parseDnsList(text: string | undefined, flag: string, shape: string): string {
+  if (!text) return "";
+  const name = /^(?=.{1,253}$)([a-z0-9_]([-a-z0-9_]{0,61}[a-z0-9])?\.)*[a-z0-9_]([-a-z0-9_]{0,61}[a-z0-9])?\.?$/i;
+  return text
+    .split(",")
+    .map((e) => e.trim())
+    .filter(Boolean)
+    .map((entry) => {
+      const [left, right, extra] = entry.split("/");
+      const [host, port] = (right ?? "").split(":");
+      if (
+        extra !== undefined ||
+        !left ||
+        !right ||
+        !name.test(left) ||
+        isIP(host ?? "") !== 4 ||
+        (port !== undefined && !/^\d{1,5}$/.test(port))
+      )
+        throw new PlanetError(
+          "BAD_FLAG",
+          `${flag} ${entry}: expected ${shape} (e.g. ${flag === "--dns-hosts" ? "registry.example/10.0.0.5" : "corp.example/10.0.0.53"})`,
+        );
+      return `${left.toLowerCase().replace(/\.$/, "")}/${right}`;
+    })
+    .join(",");
+}
+
+/**
+ * The resolv.conf the bubble's resolvers come from: `ip netns exec`'s convention for a network
+ * namespace (/etc/netns/<name>/resolv.conf), else the host's. In a namespace, loopback nameservers
+ * are the namespace's own and answer nothing: they are dropped.
+ */
+function hostResolvConf(netns?: string): string {
+  const own = netns ? `/etc/netns/${netns}/resolv.conf` : "";
+  const path = own && existsSync(own) ? own : "/etc/resolv.conf";
+  const text = existsSync(path) ? readFileSync(path, "utf8") : "";
+  return text
+    .split("\n")
+    .filter((l) => !(netns && /^\s*nameserver\s+(127\.|::1)/.test(l)))
+    .join("\n");
+}
+
+/** IPv4 networks on the host's (or the namespace's) interfaces, loopback aside. */
+function hostNetworks(netns?: string): Cidr[] {
+  const res = Bun.spawnSync(["ip", ...(netns ? ["-n", netns] : []), "-4", "-o", "addr", "show"]);
+  if (res.exitCode !== 0) return [];
+  return res.stdout
+    .toString()
+    .split("\n")
+    .map((l) => /\sinet\s+(\d+\.\d+\.\d+\.\d+\/\d+)/.exec(l)?.[1])
+    .filter((c): c is string => !!c && !c.startsWith("127."))
+    .flatMap((c) => {
+      try {
+        return [parseCidr(c.replace(/\/(31|32)$/, "/30"), "address")];
+      } catch {
+        return [];
+      }
+    });
+}
+
+/** Writes the files `start` owns inside the rootfs: environment, hostname, hosts, role target. */
+export function writeRootfs(rootfs: string, p: Prepared): void {
+  // The host's resolvers: the bubble's own until a DNS plugin takes over, and its upstreams.
+  writeRootfsFile(rootfs, "etc/planet/host-resolv.conf", p.resolvConf);
+  writeRootfsFile(rootfs, "etc/resolv.conf", p.resolvConf);
+  writeRootfsFile(rootfs, "etc/container-environment", formatEnvFile(p.env));
+  writeRootfsFile(rootfs, "etc/hostname", `${p.spec.hostname}\n`);
+  const hosts = [
+    "127.0.0.1\tlocalhost",
+    "::1\tlocalhost ip6-localhost ip6-loopback",
+    `${p.env.PLANET_PUBLIC_IP}\t${p.spec.hostname}${p.env.KUBE_NODE_NAME !== p.spec.hostname ? ` ${p.env.KUBE_NODE_NAME}` : ""}`,
+    `${p.env.KUBE_MASTER_IP}\tplanet-master`,
+  ];
+  writeRootfsFile(rootfs, "etc/hosts", `${hosts.join("\n")}\n`);
+  // Units of plugins left out of this start are masked where systemd looks first; last start's go.
+  const control = join(rootfs, "etc/systemd/system.control");
+  mkdirSync(control, { recursive: true });
+  for (const f of readdirSync(control))
+    if (isSymlink(join(control, f)) && readlinkSync(join(control, f)) === "/dev/null") unlinkSync(join(control, f));
+  for (const u of disabledUnits(p)) symlinkSync("/dev/null", join(control, u));
+  const wants = join(rootfs, "etc/systemd/system/multi-user.target.wants");
+  mkdirSync(wants, { recursive: true });
+  for (const role of ROLES) {
+    const link = join(wants, `planet-${role}.target`);
+    if (existsSync(link) || isSymlink(link)) unlinkSync(link);
+    if (p.roles.includes(role)) symlinkSync(`../planet-${role}.target`, link);
+  }
+}
+
+/** Units owned by the plugins `--disable-*` left out. */
+export function disabledUnits(p: Prepared): string[] {
+  const off = (p.env.PLANET_DISABLED_PLUGINS ?? "").split(",").filter(Boolean);
+  return Object.entries(p.manifest.unitOwners)
+    .filter(([, owner]) => off.includes(owner))
+    .map(([u]) => u);
+}
