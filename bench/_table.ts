@@ -1,3 +1,5 @@
+import { readdirSync, readFileSync } from "node:fs";
+
 /** Prints rows as an aligned table — what every bench ends with. */
 export function table(title: string, rows: (string | number)[][]): void {
   const cells = rows.map((r) => r.map(String));
@@ -30,4 +32,20 @@ export function check(r: ReturnType<typeof run>): ReturnType<typeof run> {
 
 export function mib(bytes: number): string {
   return `${(bytes / 1024 / 1024).toFixed(0)} MiB`;
+}
+
+/** The pid of a pod's pause process (the pod's network namespace), found by the pod UID in its cgroup. */
+export function pausePid(podUid: string): string | undefined {
+  return readdirSync("/proc")
+    .filter((p) => /^\d+$/.test(p))
+    .find((p) => {
+      try {
+        return (
+          readFileSync(`/proc/${p}/comm`, "utf8").trim() === "pause" &&
+          readFileSync(`/proc/${p}/cgroup`, "utf8").includes(podUid.replaceAll("-", "_"))
+        );
+      } catch {
+        return false;
+      }
+    });
 }

@@ -1,19 +1,10 @@
 #!/usr/bin/env bun
-/**
- * Many hosts on this machine (three masters and a node, each a test host on one bridge, built
- * from the master and node images): a node's start → Ready when it joins the running cluster;
- * the leader's bubble stopped under a writer → new agent leader, → the node's kubelet heard by a
- * live apiserver (target ≤ 15 s), writes lost (target 0); memory of each bubble's cgroup; pod to
- * pod across hosts over the vxlan overlay against host to host on the same bridge (round trip
- * and one-connection throughput). `bun bench/cluster.ts` (root; ~6 min).
- */
-import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { memoryInUse } from "../core/box/cgroups.ts";
 import type { Kube, KubeError } from "../core/e2e/kube.ts";
 import { Fleet } from "../test/fleet.ts";
 import { waitFor } from "../test/helpers.ts";
-import { CLI, check, mib, REPO, run, table } from "./_table.ts";
+import { CLI, check, mib, pausePid, REPO, run, table } from "./_table.ts";
 
 const image = (target: string) => {
   const out = join(REPO, "build", `bench-${target}`);
@@ -46,18 +37,7 @@ async function nodeReady(kube: Kube, name: string): Promise<boolean> {
 /** The pid of a pod's pause process (its network namespace), found by the pod UID in its cgroup. */
 async function podPid(kube: Kube, name: string): Promise<string> {
   const uid = (await kube.get<{ metadata: { uid: string } }>(`/api/v1/namespaces/default/pods/${name}`)).metadata.uid;
-  const pid = readdirSync("/proc")
-    .filter((p) => /^\d+$/.test(p))
-    .find((p) => {
-      try {
-        return (
-          readFileSync(`/proc/${p}/comm`, "utf8").trim() === "pause" &&
-          readFileSync(`/proc/${p}/cgroup`, "utf8").includes(uid.replaceAll("-", "_"))
-        );
-      } catch {
-        return false;
-      }
-    });
+  const pid = pausePid(uid);
   if (!pid) throw new Error(`no pause process for pod ${name}`);
   return pid;
 }

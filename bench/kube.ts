@@ -9,7 +9,7 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Kube, loadKubeconfig } from "../core/e2e/kube.ts";
-import { CLI, check, median, mib, REPO, run, table } from "./_table.ts";
+import { CLI, check, median, mib, pausePid, REPO, run, table } from "./_table.ts";
 
 const settle = Number(process.argv.find((a) => a.startsWith("--settle="))?.slice(9) ?? 300);
 const IP = "10.215.0.1";
@@ -106,18 +106,7 @@ try {
   // DNS from the pod: queries sent inside its network namespace (the pause process's, found by the
   // pod's UID in its cgroup), through the kube-dns Service.
   const uid = (await kube.get<{ metadata: { uid: string } }>("/api/v1/namespaces/default/pods/bb")).metadata.uid;
-  const podPid = readdirSync("/proc")
-    .filter((p) => /^\d+$/.test(p))
-    .find((p) => {
-      try {
-        return (
-          readFileSync(`/proc/${p}/comm`, "utf8").trim() === "pause" &&
-          readFileSync(`/proc/${p}/cgroup`, "utf8").includes(uid.replaceAll("-", "_"))
-        );
-      } catch {
-        return false;
-      }
-    });
+  const podPid = pausePid(uid);
   if (podPid) {
     const probe = run(["nsenter", "-t", podPid, "-n", process.execPath, join(REPO, "bench/dns-probe.ts"), "10.100.0.10", "1000"]);
     const dns = JSON.parse(probe.out || "{}") as Record<string, { p50: number; p99: number; errors: number }>;
