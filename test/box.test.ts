@@ -210,7 +210,7 @@ describe.if(canBoot)("box: planet start | exec | stop", () => {
     expect(again.exitCode).toBe(0);
     expect(again.stderr).toContain("cleaning up after a planet start that died");
     // Nothing of the dead start lingers: one READY=1 listener, the new start's.
-    const listeners = sh(["pgrep", "-f", `UNIX-RECV:/run/planet/planet-${CLUSTER}-${HOST}/notify.sock`])
+    const listeners = sh(["pgrep", "-f", `UNIX-RECV:/run/planet/planet-${CLUSTER}-${HOST}/notify/notify.sock`])
       .stdout.trim()
       .split("\n")
       .filter((p) => p && !readFileSync(`/proc/${p}/stat`, "utf8").includes(") Z "));

@@ -257,7 +257,9 @@ export async function start(opts: StartOptions): Promise<number> {
 
     let ready = false;
     let status = "";
-    const sock = join(dir, "notify.sock");
+    // systemd writes to it directly (bound into the bubble, see bubbleSpec), for the bubble's whole life.
+    mkdirSync(join(dir, "notify"), { recursive: true });
+    const sock = join(dir, "notify", "notify.sock");
     notify = listenNotify(sock, (f) => {
       if (f.STATUS && f.STATUS !== status) {
         status = f.STATUS;
@@ -277,7 +279,7 @@ export async function start(opts: StartOptions): Promise<number> {
     runc = spawn("runc", ["--root", RUNC_ROOT, "run", "--bundle", dir, p.id], {
       detached: true, // its own session: a terminal's Ctrl-C reaches planet, which halts systemd cleanly
       stdio: ["ignore", console, console],
-      env: { ...process.env, NOTIFY_SOCKET: sock },
+      env: Object.fromEntries(Object.entries(process.env).filter(([k]) => k !== "NOTIFY_SOCKET")),
     });
     let exited: number | null = null;
     const exitedP = new Promise<number>((resolve) =>

@@ -26,6 +26,7 @@ import { isSymlink } from "../proc.ts";
 import { expandEnv, formatEnvFile } from "./environment.ts";
 import { preflightNetns } from "./preflight.ts";
 import { bubbleSpec, type Volume } from "./spec.ts";
+import { boxDir } from "./state.ts";
 
 export interface StartOptions {
   rootfs: string;
@@ -256,6 +257,7 @@ export function prepare(opts: StartOptions): Prepared {
     cgroupsPath: `/${id}`,
     netns: netnsPath,
     volumes,
+    notifyDir: join(boxDir(id), "notify"),
   });
   const dataDirs = volumes.filter((v) => v.source.startsWith(`${dataDir}/`)).map((v) => v.source);
   return { id, env, roles, manifest, spec, netnsPath, dataDirs, resolvConf };

@@ -81,7 +81,16 @@ export interface SpecInput {
   nofile?: number;
   /** Extra arguments for systemd (e.g. `--log-level=debug`). */
   initArgs?: string[];
+  /**
+   * Host folder where `planet start` listens for systemd's notifications (`notify.sock`), bound at
+   * /run/host/notify. Not runc's NOTIFY_SOCKET proxy: runc stops reading after READY=1, and with
+   * the kernel's queue of 10 datagrams the 11th later message from systemd would block PID 1.
+   */
+  notifyDir?: string;
 }
+
+/** Where systemd inside finds the notify socket of `planet start`. */
+export const NOTIFY_DIR_INSIDE = "/run/host/notify";
 
 const tmpfs = (destination: string, options: string[]): OciMount => ({ destination, type: "tmpfs", source: "tmpfs", options });
 
@@ -113,6 +122,8 @@ export function bubbleSpec(input: SpecInput): OciSpec {
     mounts.push({ destination: "/lib/modules", type: "bind", source: "/lib/modules", options: ["rbind", "ro"] });
   for (const v of input.volumes)
     mounts.push({ destination: v.destination, type: "bind", source: v.source, options: ["rbind", v.readonly ? "ro" : "rw"] });
+  if (input.notifyDir)
+    mounts.push({ destination: NOTIFY_DIR_INSIDE, type: "bind", source: input.notifyDir, options: ["bind", "rw"] });
 
   const namespaces: OciSpec["linux"]["namespaces"] = ["pid", "mount", "uts", "ipc", "cgroup"].map((type) => ({ type }));
   if (input.netns) namespaces.push({ type: "network", path: input.netns });
@@ -126,6 +137,7 @@ export function bubbleSpec(input: SpecInput): OciSpec {
       env: [
         "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
         ...Object.entries(input.env).map(([k, v]) => `${k}=${v}`),
+        ...(input.notifyDir ? [`NOTIFY_SOCKET=${NOTIFY_DIR_INSIDE}/notify.sock`] : []),
       ],
       cwd: "/",
       capabilities: { bounding: caps, effective: caps, permitted: caps, inheritable: caps, ambient: caps },
