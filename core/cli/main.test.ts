@@ -32,3 +32,14 @@ describe("the CLI's boundaries: a typo is an error, never a silent success", () 
     expect(planet("exec", "-t", "--rootfs", "/nonexistent", "ls", "--whatever").err).toStartWith("NOT_RUNNING");
   });
 });
+
+describe("exec's command line", () => {
+  test("the command starts at the first positional; a -- before it ends planet's flags, one after it is the command's", async () => {
+    const { commandAfterFlags } = await import("./commands/box.ts");
+    expect(
+      commandAfterFlags(["--rootfs", "/r", "kubectl", "create", "deployment", "x", "--image=y", "--", "sleep", "1"]),
+    ).toEqual(["kubectl", "create", "deployment", "x", "--image=y", "--", "sleep", "1"]);
+    expect(commandAfterFlags(["-t", "--", "--odd-binary", "a"])).toEqual(["--odd-binary", "a"]);
+    expect(commandAfterFlags(["--rootfs", "/r"])).toEqual([]);
+  });
+});

@@ -206,13 +206,16 @@ export const enterCmd = defineCommand({
   },
 });
 
-/** Everything from the first positional on (or after `--`) is the command, flags included. */
-function commandAfterFlags(rawArgs: string[]): string[] {
-  const dd = rawArgs.indexOf("--");
-  if (dd >= 0) return rawArgs.slice(dd + 1);
+/**
+ * Everything from the first positional on is the command, flags included; a `--` before it ends
+ * planet's own flags. A `--` after the first positional belongs to the command
+ * (`planet exec kubectl create deployment x --image=y -- sleep 1`).
+ */
+export function commandAfterFlags(rawArgs: string[]): string[] {
   const withValue = new Set(["--rootfs"]);
   for (let i = 0; i < rawArgs.length; i++) {
     const a = rawArgs[i] ?? "";
+    if (a === "--") return rawArgs.slice(i + 1);
     if (withValue.has(a)) i++;
     else if (!a.startsWith("-")) return rawArgs.slice(i);
   }
