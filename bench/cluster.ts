@@ -97,7 +97,12 @@ try {
         tolerations: [{ operator: "Exists" }],
         terminationGracePeriodSeconds: 1,
         containers: [
-          { name: "main", image: "docker.io/library/busybox:local", imagePullPolicy: "Never", command: ["sleep", "3600"] },
+          {
+            name: "main",
+            image: "docker.io/library/busybox:latest",
+            imagePullPolicy: "IfNotPresent",
+            command: ["sleep", "3600"],
+          },
         ],
       },
     });

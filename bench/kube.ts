@@ -65,7 +65,9 @@ const pod = {
   metadata: { name: "bb" },
   spec: {
     terminationGracePeriodSeconds: 1,
-    containers: [{ name: "bb", image: "docker.io/library/busybox:local", imagePullPolicy: "Never", command: ["sleep", "36000"] }],
+    containers: [
+      { name: "bb", image: "docker.io/library/busybox:latest", imagePullPolicy: "IfNotPresent", command: ["sleep", "36000"] },
+    ],
   },
 };
 

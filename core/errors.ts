@@ -55,6 +55,10 @@ export type ErrorCode =
   | "GO_TOO_OLD"
   | "HOST_DIR"
   | "IMAGE_FILE"
+  | "IMPORT_FAILED"
+  | "IMAGE_LAYOUT"
+  | "IMAGE_REF"
+  | "IMAGE_RUN"
   | "INTERNAL"
   | "JOIN_FAILED"
   | "JOIN_REFUSED"
@@ -72,6 +76,9 @@ export type ErrorCode =
   | "NOT_A_CHECKOUT"
   | "NOT_A_DIR"
   | "NOT_FOUND"
+  | "NO_BUNDLE"
+  | "NOT_READY"
+  | "NO_IMPORT"
   | "NOT_OUR_DIR"
   | "NOT_ROOT"
   | "NOT_RUNNING"
@@ -102,6 +109,7 @@ export type ErrorCode =
   | "UNKNOWN_PLUGIN"
   | "UNKNOWN_TARGET"
   | "UNWRITABLE"
+  | "REGISTRY_PUSH"
   | "USAGE";
 
 export class PlanetError extends Error {

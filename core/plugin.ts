@@ -119,17 +119,35 @@ export interface UnitDef {
   enabled?: boolean;
 }
 
-/** An OCI image the build assembles from assets and bundles into the rootfs. */
+/**
+ * An OCI image the build assembles from asset files (and, when it names `debian` packages, their
+ * Debian userland) and bundles into the rootfs as an OCI layout folder. Bundled images are pushed into
+ * the cluster's registry at boot and run under their upstream names.
+ */
 export interface ImageDef {
-  /** Reference it is tagged with, e.g. `k8s.gcr.io/pause:3.2`. */
+  /** Full reference it is tagged with, e.g. `registry.k8s.io/pause:3.10.2`. */
   ref: string;
+  /** More references for the same image, e.g. `docker.io/library/busybox:1.35`. */
+  aliases?: string[];
+  /** Debian packages (with their dependencies) unpacked as the image's userland, e.g. `["busybox"]`. */
+  debian?: string[];
   /** Files from assets: `{ "asset-name:path/in/asset": "/path/in/image" }`. */
-  files: Record<string, string>;
+  files?: Record<string, string>;
+  /** Files written with this text: `{ "/etc/nginx/nginx.conf": "…" }` (a `#!` text is made executable). */
+  write?: Record<string, string>;
   /** Symlinks in the image: `{ "/bin/sh": "busybox" }`. */
   links?: Record<string, string>;
+  /** Permission bits to set, e.g. `{ "/usr/local/bin/nnp": 0o4755, "/tmp": 0o1777 }`. */
+  modes?: Record<string, number>;
+  /** Commands run in the finished image tree by chroot, without network, like a Dockerfile's RUN. */
+  run?: string[][];
   entrypoint?: string[];
   cmd?: string[];
-  /** Where the archive lands in the rootfs, e.g. `/usr/share/planet/images/pause.tar`. */
+  env?: Record<string, string>;
+  workdir?: string;
+  user?: string;
+  ports?: number[];
+  /** Where the layout folder lands in the rootfs, e.g. `/usr/share/planet/images/pause`. */
   path: string;
 }
 

@@ -139,6 +139,17 @@ describe("resolvePlugins", () => {
     }
   });
 
+  test("images: every reference names its registry, the folder is absolute — refused before anything is built", async () => {
+    const bad = setup([{ name: "a", images: [{ ref: "busybox:latest", path: "/usr/share/planet/images/bb" }] }]);
+    const e = (await resolvePlugins(bad.input).catch((x) => x)) as PlanetError;
+    expect([e.code, e.plugin]).toEqual(["PLUGIN_INVALID", "a"]);
+    expect(e.message).toContain("image reference busybox:latest: expected registry/name:tag");
+    const alias = setup([{ name: "a", images: [{ ref: "docker.io/library/bb:1", aliases: ["bb"], path: "/x" }] }]);
+    expect(((await resolvePlugins(alias.input).catch((x) => x)) as PlanetError).message).toContain("image reference bb:");
+    const rel = setup([{ name: "a", images: [{ ref: "docker.io/library/bb:1", path: "images/bb" }] }]);
+    expect(((await resolvePlugins(rel.input).catch((x) => x)) as PlanetError).message).toContain("path must be an absolute");
+  });
+
   test("ENV_CONFLICT: two plugins default one variable", async () => {
     const { input } = setup([
       { name: "a", env: { PORT_X: "1" } },

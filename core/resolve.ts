@@ -1,6 +1,7 @@
 import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { basename, join, resolve as resolvePath } from "node:path";
 import { type ErrorCode, PlanetError } from "./errors.ts";
+import { parseRef } from "./image/oci-layout.ts";
 import { loadPluginManifests } from "./manifests.ts";
 import { isCertificate, type PluginDef, type ResolvedPlugin, ROLES, type Role, type UnitDef } from "./plugin.ts";
 import { BASE_UNITS, parseUnit, referencedUnits, UnitParseError } from "./units.ts";
@@ -11,6 +12,12 @@ export interface TargetDef {
   /** Roles the image starts as by default (`dev` is both on one host). */
   roles: Role[];
   plugins: string[];
+  /**
+   * A bundle for the host instead of a bubble image (`build/<target>/`: `bundle.json`, the plugins'
+   * images as OCI layouts under `images/`, and the files of these assets): e.g. the conformance
+   * bundle, whose images `planet test --conformance` imports into a running cluster.
+   */
+  bundle?: { assets: string[] };
 }
 
 export interface ResolveInput {
@@ -35,6 +42,8 @@ export interface Resolution {
   roles: Role[];
   /** In dependency order (requirements first). */
   plugins: ResolvedPlugin[];
+  /** Set for a bundle target (see TargetDef.bundle). */
+  bundle?: { assets: string[] };
 }
 
 const NAME = /^[a-z][a-z0-9]*(-[a-z0-9]+)*$/;
@@ -106,6 +115,16 @@ export function validateShape(def: PluginDef, folder: string): void {
   for (const [v, path] of Object.entries(def.volumes ?? {}))
     if (!NAME.test(v) || v === "state" || typeof path !== "string" || !path.startsWith("/") || path.includes(".."))
       throw err("PLUGIN_INVALID", `volume ${v}: a kebab-case name (not "state", the core's) and an absolute path`, name);
+  for (const img of def.images ?? []) {
+    for (const ref of [img.ref, ...(img.aliases ?? [])])
+      try {
+        parseRef(ref);
+      } catch (e) {
+        throw err("PLUGIN_INVALID", (e as Error).message, name);
+      }
+    if (typeof img.path !== "string" || !img.path.startsWith("/"))
+      throw err("PLUGIN_INVALID", `image ${img.ref}: path must be an absolute folder in the image`, name);
+  }
   for (const c of def.checks ?? []) {
     if (!c.name || !NAME.test(c.name))
       throw err("PLUGIN_INVALID", `check name ${JSON.stringify(c.name)} is not kebab-case`, name);
@@ -266,5 +285,5 @@ export async function resolvePlugins(input: ResolveInput): Promise<Resolution> {
       if (c.issuer && c.issuer !== "root" && !owner.cert.has(c.issuer))
         throw err("UNKNOWN_CERT", `cert ${c.name} is issued by "${c.issuer}", which no plugin requests`, p.def.name);
   }
-  return { target: input.target, roles: target.roles, plugins };
+  return { target: input.target, roles: target.roles, plugins, ...(target.bundle ? { bundle: target.bundle } : {}) };
 }

@@ -193,8 +193,8 @@ describe.if(canBoot)("a master and a node in two test hosts on one bridge (maste
           containers: [
             {
               name: "main",
-              image: "docker.io/library/busybox:local",
-              imagePullPolicy: "Never",
+              image: "docker.io/library/busybox:latest",
+              imagePullPolicy: "IfNotPresent",
               command: ["sh", "-c", `mkdir -p /www && echo ${node} > /www/who && exec httpd -f -p 8080 -h /www`],
             },
           ],

@@ -100,7 +100,7 @@ export async function sleeperPod(kube: Kube, name: string, ns = "default"): Prom
     spec: {
       terminationGracePeriodSeconds: 1,
       containers: [
-        { name: "main", image: "docker.io/library/busybox:local", imagePullPolicy: "Never", command: ["sleep", "3600"] },
+        { name: "main", image: "docker.io/library/busybox:latest", imagePullPolicy: "IfNotPresent", command: ["sleep", "3600"] },
       ],
     },
   });

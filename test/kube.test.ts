@@ -131,6 +131,85 @@ describe.if(canBoot)("Kubernetes in the bubble (dev target)", () => {
     expect(json.leader.leader).toBe(IP);
   }, 90_000);
 
+  test("the registry lets no one in without a cluster certificate and only the import writes", async () => {
+    const ca = Bun.file(join(secrets, "root.cert"));
+    const url = `https://${IP}:5000/v2/_catalog`;
+    // No client certificate: the TLS handshake itself is refused.
+    await expect(fetch(url, { tls: { ca } })).rejects.toThrow();
+    const admin = { ca, cert: Bun.file(join(secrets, "admin.cert")), key: Bun.file(join(secrets, "admin.key")) };
+    const catalog = (await (await fetch(url, { tls: admin })).json()) as { repositories: string[] };
+    expect(catalog.repositories).toEqual(expect.arrayContaining(["docker.io/library/busybox", "registry.k8s.io/pause"]));
+    // A certificate from the cluster CA still cannot write: the served registry is read-only.
+    const upload = await fetch(`https://${IP}:5000/v2/docker.io/library/busybox/blobs/uploads/`, { method: "POST", tls: admin });
+    expect(upload.status).toBe(405);
+    const del = await fetch(`https://${IP}:5000/v2/docker.io/library/busybox/manifests/latest`, { method: "DELETE", tls: admin });
+    expect(del.status).toBe(405);
+  }, 60_000);
+
+  test("bundled images run offline under their upstream names; an unbundled one fails fast naming the offline registry", async () => {
+    const create = planet(
+      "exec",
+      "--rootfs",
+      rootfs,
+      "kubectl",
+      "create",
+      "deployment",
+      "bb",
+      "--image=busybox",
+      "--",
+      "sleep",
+      "3600",
+    );
+    expect(create.exitCode).toBe(0);
+    await waitFor(
+      "deployment bb available",
+      async () =>
+        (await kube.get<{ status: { availableReplicas?: number } }>("/apis/apps/v1/namespaces/default/deployments/bb")).status
+          .availableReplicas === 1,
+      120_000,
+      500,
+    );
+    // busybox's networking applets resolve names (Debian's dynamic busybox, not a static glibc one).
+    const pod = (
+      await kube.get<{ items: { metadata: { name: string } }[] }>("/api/v1/namespaces/default/pods?labelSelector=app%3Dbb")
+    ).items[0]?.metadata.name as string;
+    const lookup = planet(
+      "exec",
+      "--rootfs",
+      rootfs,
+      "kubectl",
+      "exec",
+      pod,
+      "--",
+      "nslookup",
+      "kubernetes.default.svc.cluster.local",
+    );
+    expect(lookup.stdout).toContain("10.100.0.1");
+    await kube.create("/api/v1/namespaces/default/pods", {
+      apiVersion: "v1",
+      kind: "Pod",
+      metadata: { name: "unbundled" },
+      spec: { containers: [{ name: "main", image: "docker.io/library/not-bundled:1.0" }] },
+    });
+    const t0 = Date.now();
+    const message = await waitFor(
+      "pull failure of the unbundled image",
+      async () => {
+        const p = await kube.get<{
+          status: { containerStatuses?: { state: { waiting?: { reason: string; message?: string } } }[] };
+        }>("/api/v1/namespaces/default/pods/unbundled");
+        const w = p.status.containerStatuses?.[0]?.state.waiting;
+        return w && /ErrImagePull|ImagePullBackOff/.test(w.reason) && w.message ? w.message : undefined;
+      },
+      60_000,
+      250,
+    );
+    expect(message).toContain("docker.io/library/not-bundled:1.0 is not in the cluster's offline registry");
+    process.stderr.write(`unbundled image refused after ${Date.now() - t0} ms\n`);
+    await kube.delete("/api/v1/namespaces/default/pods/unbundled");
+    await kube.delete("/apis/apps/v1/namespaces/default/deployments/bb");
+  }, 300_000);
+
   test("a restart with the same volumes and secrets keeps every object", async () => {
     await kube.create("/api/v1/namespaces/default/configmaps", {
       apiVersion: "v1",
@@ -146,7 +225,12 @@ describe.if(canBoot)("Kubernetes in the bubble (dev target)", () => {
         // PID 1 ignores SIGTERM: halting must not wait the default 90 s for it.
         terminationGracePeriodSeconds: 30,
         containers: [
-          { name: "main", image: "docker.io/library/busybox:local", imagePullPolicy: "Never", command: ["sleep", "3600"] },
+          {
+            name: "main",
+            image: "docker.io/library/busybox:latest",
+            imagePullPolicy: "IfNotPresent",
+            command: ["sleep", "3600"],
+          },
         ],
       },
     });

@@ -63,7 +63,7 @@ function pod(ctx: Ctx, name: string, script: string, extra: Record<string, unkno
     spec: {
       terminationGracePeriodSeconds: 1,
       restartPolicy: "Never",
-      containers: [{ name: "main", image: ctx.image, imagePullPolicy: "Never", command: ["sh", "-c", script] }],
+      containers: [{ name: "main", image: ctx.image, imagePullPolicy: "IfNotPresent", command: ["sh", "-c", script] }],
       ...extra,
     },
   };

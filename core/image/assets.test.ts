@@ -5,7 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { PlanetError } from "../errors.ts";
 import { type AssetDef, assetKey, ensureAsset } from "./assets.ts";
-import { imageArch } from "./docker-archive.ts";
+import { imageArch } from "./oci-layout.ts";
 
 const root = mkdtempSync(join(tmpdir(), "planet-assets-"));
 const saved = process.env.PLANET_CACHE_DIR;

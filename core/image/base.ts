@@ -118,6 +118,51 @@ export async function ensureBase(plugins: ResolvedPlugin[], assets: ResolvedAsse
   }
 }
 
+/**
+ * A Debian userland for a container image: the packages and their dependencies unpacked, without
+ * maintainer scripts (mmdebstrap --variant=extract), cached as a tar by the package list.
+ */
+export async function ensureDebianTree(packages: string[]): Promise<string> {
+  const sorted = [...new Set(packages)].sort();
+  const sources = debianSources();
+  const key = createHash("sha256").update(JSON.stringify({ sorted, sources })).digest("hex").slice(0, 16);
+  const dir = join(cacheRoot(), "image-bases");
+  const file = join(dir, `extract-${key}.tar`);
+  if (existsSync(file)) return file;
+  mkdirSync(dir, { recursive: true });
+  const tmp = `${file}.tmp-${process.pid}`;
+  scratch.add(tmp);
+  log.start(`image userland: ${sorted.join(", ")}`);
+  try {
+    const res = await run([
+      "mmdebstrap",
+      "--variant=extract",
+      "--mode=root",
+      "--format=tar",
+      "--quiet",
+      `--include=${sorted.join(",")}`,
+      "--dpkgopt=path-exclude=/usr/share/man/*",
+      "--dpkgopt=path-exclude=/usr/share/doc/*",
+      "--dpkgopt=path-exclude=/usr/share/locale/*",
+      "--aptopt=Acquire::Retries=3",
+      "bookworm",
+      tmp,
+      ...sources,
+    ]);
+    if (res.exitCode !== 0)
+      throw new PlanetError(
+        "MMDEBSTRAP_FAILED",
+        `image userland (${sorted.join(", ")}): mmdebstrap exited ${res.exitCode}: ${res.stderr.trim().split("\n").at(-1)}`,
+        { phase: "images" },
+      );
+    renameSync(tmp, file);
+    return file;
+  } finally {
+    rmSync(tmp, { force: true });
+    scratch.delete(tmp);
+  }
+}
+
 export async function packageList(rootfs: string): Promise<Manifest["packages"]> {
   const outText = await runOk(
     ["dpkg-query", `--admindir=${join(rootfs, "var/lib/dpkg")}`, "-W", "-f", "${Package}\t${Version}\t${Architecture}\n"],

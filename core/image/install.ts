@@ -24,7 +24,8 @@ import { isSymlink } from "../proc.ts";
 import { overlayPaths, type Resolution, UNIT_DIR } from "../resolve.ts";
 import { commit, VERSION } from "../version.ts";
 import { type AssetDef, type ResolvedAsset, sha256File } from "./assets.ts";
-import { writeDockerArchive } from "./docker-archive.ts";
+import { ensureDebianTree } from "./base.ts";
+import { writeOciLayout } from "./oci-layout.ts";
 
 export function copyPreserving(src: string, dest: string): void {
   mkdirSync(dirname(dest), { recursive: true });
@@ -129,7 +130,7 @@ export async function buildImages(
   for (const p of plugins)
     for (const img of p.def.images ?? []) {
       const files: Record<string, string> = {};
-      for (const [ref, dest] of Object.entries(img.files)) {
+      for (const [ref, dest] of Object.entries(img.files ?? {})) {
         const [assetName, path] = ref.split(":", 2) as [string, string];
         const asset = assets.get(assetName);
         if (!asset || !path || !existsSync(join(asset.out, path)))
@@ -140,8 +141,13 @@ export async function buildImages(
         files[join(asset.out, path)] = dest;
       }
       const out = join(rootfs, img.path);
-      await writeDockerArchive({ ref: img.ref, files, links: img.links, entrypoint: img.entrypoint, cmd: img.cmd }, out);
-      images.push({ ref: img.ref, path: img.path, sha256: sha256File(out) });
+      mkdirSync(dirname(out), { recursive: true });
+      const { ref, aliases, debian, path: _path, files: _files, ...rest } = img;
+      await writeOciLayout(
+        { refs: [ref, ...(aliases ?? [])], files, ...(debian?.length ? { base: await ensureDebianTree(debian) } : {}), ...rest },
+        out,
+      );
+      images.push({ ref: img.ref, path: img.path, sha256: sha256File(join(out, "index.json")) });
     }
   return images;
 }

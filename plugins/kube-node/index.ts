@@ -5,12 +5,13 @@ const IMAGES = "/usr/share/planet/images";
 
 export default definePlugin({
   name: "kube-node",
-  description: "Kubernetes node: containerd 2 (CRI), runc, kubelet, kube-proxy, CNI bridge, crictl, bundled images",
+  description:
+    "Kubernetes node: containerd 2 (CRI, pulls through the masters' registry), runc, kubelet, kube-proxy, CNI bridge, crictl",
   requires: ["secrets"],
   ports: [10248, 10250, 10256],
   // Masters run it too and register as tainted control-plane Nodes (kubeadm's way).
   roles: ["master", "node"],
-  assets: ["kubernetes", "containerd", "runc", "cni-plugins", "crictl", "busybox-static"],
+  assets: ["kubernetes", "containerd", "runc", "cni-plugins", "crictl"],
   packages: ["conntrack", "ebtables", "ethtool", "socat"],
   units: ["kube-node-cleanup.service", "containerd.service", "planet-images.service", "kubelet.service", "kube-proxy.service"],
   files: { "files/": "/" },
@@ -25,6 +26,8 @@ export default definePlugin({
       usage: ["server"],
     },
     { name: "kube-proxy", cn: "system:kube-proxy", usage: ["client"], kubeconfig: MASTER },
+    // containerd pulls from the cluster's registry (planet-master:5000), which wants a client certificate.
+    { name: "registry-client", cn: "planet-registry-client:$NODE_NAME", usage: ["client"] },
   ],
   checks: [
     { name: "kube-node-containerd-running", unit: "containerd.service" },
@@ -33,40 +36,26 @@ export default definePlugin({
   ],
   images: [
     {
+      // The sandbox image: imported into containerd on every host at boot (planet-images.service).
       ref: "registry.k8s.io/pause:3.10.2",
       files: { "kubernetes:pause": "/pause" },
       entrypoint: ["/pause"],
-      path: `${IMAGES}/pause.tar`,
+      path: `${IMAGES}/pause`,
     },
     {
-      ref: "docker.io/library/busybox:local",
-      files: { "busybox-static:bin/busybox": "/bin/busybox" },
-      links: Object.fromEntries(
-        [
-          "sh",
-          "sleep",
-          "ls",
-          "cat",
-          "echo",
-          "env",
-          "hostname",
-          "id",
-          "ip",
-          "nc",
-          "ping",
-          "ps",
-          "wget",
-          "true",
-          "false",
-          "mkdir",
-          "httpd",
-          "nslookup",
-          "grep",
-          "head",
-        ].map((a) => [`/bin/${a}`, "busybox"]),
-      ),
+      // Debian's busybox, dynamically linked: its wget and nslookup resolve names (a static glibc
+      // busybox cannot load NSS and crashes). Served by the masters' registry.
+      ref: "docker.io/library/busybox:latest",
+      aliases: ["docker.io/library/busybox:1.35"],
+      debian: ["busybox"],
+      write: {
+        "/etc/passwd": "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n",
+        "/etc/group": "root:x:0:\nnogroup:x:65534:\n",
+        "/etc/nsswitch.conf": "passwd: files\ngroup: files\nhosts: files dns\n",
+      },
+      run: [["/bin/busybox", "--install", "-s", "/bin"]],
       cmd: ["sh"],
-      path: `${IMAGES}/busybox.tar`,
+      path: `${IMAGES}/busybox`,
     },
   ],
 });
