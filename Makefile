@@ -7,7 +7,7 @@ DEV_HOST := planet-dev
 DEV_IP := 10.211.0.1
 START_FLAGS := --rootfs $(DEV_ROOTFS) --netns $(DEV_HOST) --public-ip $(DEV_IP) --secrets-dir $(DEV_SECRETS) --cluster-id dev
 
-.PHONY: deps dev production master node dev-start enter stop test ha-test lint clean
+.PHONY: deps dev production master node conformance conformance-run dev-start enter stop test ha-test lint clean
 
 deps: ## install Debian packages, bun and node_modules
 	@build.assets/host-deps.sh
@@ -23,6 +23,12 @@ master: deps
 
 node: deps
 	$(PLANET) build --target node
+
+conformance: deps ## build the conformance bundle (e2e.test, ginkgo, the images its specs run) into build/conformance
+	$(PLANET) build --target conformance
+
+conformance-run: production conformance ## the full [Conformance] suite on one master + two nodes (hours): docs/conformance/README.md
+	bun bench/conformance.ts --parallel $${PARALLEL:-4}
 
 dev-start: dev ## build, issue dev secrets, create the test host and boot the dev bubble (returns when ready)
 	$(PLANET) secrets init --domain planet.local --ip $(DEV_IP) --host planet-dev $(DEV_SECRETS)

@@ -69,10 +69,13 @@ async function main(): Promise<void> {
       }
     }
     for (const [m, v] of Object.entries(src.replaces ?? {})) lines.push(`replace ${m} => ${m} ${v}`);
-    for (const b of Object.values(src.binaries)) lines.push(`tool ${typeof b === "string" ? b : b.package}`);
+    const bins = Object.values(src.binaries).map((b) => (typeof b === "string" ? { package: b } : b));
+    // A test binary (go test -c) is no tool: its test-only imports get their go.sum lines below.
+    for (const b of bins.filter((b) => !b.test)) lines.push(`tool ${b.package}`);
     writeFileSync(join(work, "go.mod"), `${lines.join("\n")}\n`);
     if (existsSync(join(dir, "go.sum"))) writeFileSync(join(work, "go.sum"), readFileSync(join(dir, "go.sum")));
     await go(["mod", "tidy"]);
+    for (const b of bins.filter((b) => b.test)) await go(["list", "-mod=mod", "-test", "-deps", "-e", "-f", "", b.package]);
     const newMod = readFileSync(join(work, "go.mod"), "utf8");
     if (requiredGo(newMod) !== requiredGo(oldMod || newMod)) say(`go directive: ${requiredGo(oldMod)} → ${requiredGo(newMod)}`);
     const index = join(dir, "index.ts");

@@ -5,6 +5,7 @@ import containerd from "./containerd/index.ts";
 import coredns from "./coredns/index.ts";
 import crictl from "./crictl/index.ts";
 import * as debian from "./debian.ts";
+import e2e from "./e2e/index.ts";
 import etcd from "./etcd/index.ts";
 import flannel from "./flannel/index.ts";
 import kubernetes from "./kubernetes/index.ts";
@@ -25,6 +26,7 @@ const goModules = {
   flannel,
   "cni-flannel": cniFlannel,
   coredns,
+  e2e,
 };
 
 /** Every asset recipe the build knows, with the folder its go.mod and scripts are relative to. */

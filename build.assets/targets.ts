@@ -13,6 +13,12 @@ export const targets: Record<string, TargetDef> = {
     roles: ["node"],
     plugins: ["secrets", "kube-node", "flannel", "dns", "serf", "agent"],
   },
+  conformance: {
+    description: "a bundle, not an image: e2e.test, ginkgo and the conformance images (planet test --conformance)",
+    roles: ["master"],
+    plugins: ["conformance"],
+    bundle: { assets: ["e2e"] },
+  },
   dev: {
     description: "master and node on one host — what `make dev` builds and `make dev-start` boots",
     roles: ["master", "node"],

@@ -1,5 +1,6 @@
 import type { PluginDef } from "../core/plugin.ts";
 import agent from "./agent/index.ts";
+import conformance from "./conformance/index.ts";
 import dns from "./dns/index.ts";
 import etcd from "./etcd/index.ts";
 import flannel from "./flannel/index.ts";
@@ -10,7 +11,18 @@ import secrets from "./secrets/index.ts";
 import serf from "./serf/index.ts";
 
 /** The hand-kept registry of in-tree plugins. A new plugin is one folder and one line here. */
-export const plugins: readonly PluginDef[] = [secrets, etcd, kubeMaster, kubeNode, flannel, dns, serf, registry, agent];
+export const plugins: readonly PluginDef[] = [
+  secrets,
+  etcd,
+  kubeMaster,
+  kubeNode,
+  flannel,
+  dns,
+  serf,
+  registry,
+  agent,
+  conformance,
+];
 
 /** Folder holding the plugin folders (each named like its plugin). */
 export const pluginsDir: string = import.meta.dir;

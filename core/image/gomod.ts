@@ -16,6 +16,8 @@ export interface GoBinary {
   ldflags?: string[];
   /** Link statically (`-extldflags -static`); only matters with cgo. */
   static?: boolean;
+  /** The package's test binary (`go test -c`), as upstream builds e2e.test. */
+  test?: boolean;
 }
 
 /**
@@ -339,7 +341,9 @@ export async function buildGoModule(
     const tags = bin.tags ?? src.tags ?? [];
     const ld = ["-s", "-w", ...expandLdflags([...(src.ldflags ?? []), ...(bin.ldflags ?? [])], vars)];
     if (cgo && bin.static) ld.push("-extldflags", "-static");
-    const args = ["build", "-trimpath", "-buildvcs=false", "-o", join(out, name)];
+    const args = bin.test
+      ? ["test", "-c", "-trimpath", "-buildvcs=false", "-o", join(out, name)]
+      : ["build", "-trimpath", "-buildvcs=false", "-o", join(out, name)];
     if (tags.length) args.push("-tags", tags.join(","));
     args.push(`-ldflags=all=${ld.join(" ")}`, bin.package);
     await runGo(args, { CGO_ENABLED: cgo ? "1" : "0" });

@@ -143,7 +143,7 @@ function checkDiskSpace(dir: string): void {
     );
 }
 
-async function produceAssets(plugins: ResolvedPlugin[], recipes: BuildOptions["recipes"]): Promise<ResolvedAsset[]> {
+export async function produceAssets(plugins: ResolvedPlugin[], recipes: BuildOptions["recipes"]): Promise<ResolvedAsset[]> {
   const wanted = [...new Set(plugins.flatMap((p) => p.def.assets ?? []))].sort();
   const result: ResolvedAsset[] = [];
   for (const name of wanted) {

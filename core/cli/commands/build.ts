@@ -2,6 +2,7 @@ import { join, resolve } from "node:path";
 import { defineCommand } from "citty";
 import { findByRootfs, pidAlive } from "../../box/state.ts";
 import { PlanetError } from "../../errors.ts";
+import { buildBundle } from "../../image/bundle.ts";
 import { buildImage } from "../../image/image.ts";
 import { logger } from "../../log.ts";
 import { debugArg, multi } from "../_args.ts";
@@ -13,7 +14,7 @@ export default defineCommand({
   meta: { name: "build", description: "build build/<target>/planet.tar.gz from pinned assets and plugins" },
   args: {
     ...debugArg,
-    target: { type: "string", description: "dev | master | node", default: "dev" },
+    target: { type: "string", description: "dev | master | node | conformance (a bundle)", default: "dev" },
     plugin: { type: "string", description: "out-of-tree plugin folder (repeatable)" },
     without: { type: "string", description: "leave a plugin out (repeatable)" },
     out: { type: "string", description: "output folder (default build/<target>)" },
@@ -31,6 +32,11 @@ export default defineCommand({
         { phase: "preflight" },
       );
     log.info(`target ${resolution.target}: ${resolution.plugins.map((p) => p.def.name).join(", ")}`);
+    if (resolution.bundle) {
+      const b = await buildBundle({ resolution, recipes, repo, out: args.out });
+      log.success(`${b.dir}: ${b.bundle.images.length} images, ${b.bundle.assets.length} assets in ${b.seconds.toFixed(1)}s`);
+      return;
+    }
     const res = await buildImage({ resolution, recipes, repo, out: args.out });
     log.success(`${res.tarball} in ${res.seconds.toFixed(1)}s`);
     log.debug(
