@@ -1,14 +1,6 @@
 import { defineAsset } from "../../core/image/assets.ts";
-
-/** Both version packages upstream's hack/lib/version.sh stamps (e2e.test --version reports them). */
-const stamp = ["k8s.io/component-base/version", "k8s.io/client-go/pkg/version"].flatMap((p) => [
-  `-X ${p}.gitVersion=\${version}`,
-  `-X ${p}.gitMajor=\${major}`,
-  `-X ${p}.gitMinor=\${minor}`,
-  `-X ${p}.gitCommit=\${commit}`,
-  `-X ${p}.gitTreeState=clean`,
-  `-X ${p}.buildDate=\${date}`,
-]);
+// The same version stamp as the cluster's binaries (e2e.test --version reports it).
+import { stamp } from "../kubernetes/index.ts";
 
 /** The agnhost version v1.37's e2e.test asks for (test/utils/image/manifest.go). */
 export const AGNHOST_VERSION = "2.66.1";

@@ -1,7 +1,7 @@
 import { defineAsset } from "../../core/image/assets.ts";
 
 /** Both packages upstream's hack/lib/version.sh stamps, with every variable it sets. */
-const stamp = ["k8s.io/component-base/version", "k8s.io/client-go/pkg/version"].flatMap((p) => [
+export const stamp = ["k8s.io/component-base/version", "k8s.io/client-go/pkg/version"].flatMap((p) => [
   `-X ${p}.gitVersion=\${version}`,
   `-X ${p}.gitMajor=\${major}`,
   `-X ${p}.gitMinor=\${minor}`,

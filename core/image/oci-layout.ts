@@ -19,6 +19,7 @@ import {
 } from "node:fs";
 import { dirname, join } from "node:path";
 import { PlanetError } from "../errors.ts";
+import type { ImageDef } from "../plugin.ts";
 import { have, run, runOk } from "../proc.ts";
 
 /** Deterministic tar flags: same inputs, same bytes. */
@@ -39,28 +40,15 @@ export const MEDIA = {
   layer: "application/vnd.oci.image.layer.v1.tar+gzip",
 } as const;
 
-export interface ImageSpec {
+/** What the writer needs: an image definition's build fields, with asset files resolved to host paths. */
+export type ImageSpec = Omit<ImageDef, "ref" | "aliases" | "debian" | "files" | "path"> & {
   /** Full references the image is tagged with, e.g. `docker.io/library/busybox:latest`. */
   refs: string[];
   /** A tar of a root tree to start from (e.g. a Debian userland), unpacked first. */
   base?: string;
   /** Absolute host file → path inside the image. */
   files?: Record<string, string>;
-  /** Path inside the image → text content. */
-  write?: Record<string, string>;
-  /** Symlinks in the image: `{ "/bin/sh": "busybox" }`. */
-  links?: Record<string, string>;
-  /** Permission bits to set after the files are in place. */
-  modes?: Record<string, number>;
-  /** Commands run in the finished tree by chroot (no network), like a Dockerfile's RUN. */
-  run?: string[][];
-  entrypoint?: string[];
-  cmd?: string[];
-  env?: Record<string, string>;
-  workdir?: string;
-  user?: string;
-  ports?: number[];
-}
+};
 
 /** The image's architecture in Go's and OCI's words: that of the binaries the build put in it (this host's). */
 export function imageArch(nodeArch: string = process.arch): string {
