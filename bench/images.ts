@@ -13,7 +13,7 @@ import { importImages } from "../core/e2e/conformance.ts";
 import { Kube, loadKubeconfig } from "../core/e2e/kube.ts";
 import { CLI, check, median, mib, REPO, run, table } from "./_table.ts";
 
-const IP = "10.216.0.1";
+const IP = "10.210.0.1";
 const NS = "pt-ibench";
 const rootfs = join(REPO, "build/dev/rootfs");
 const bundle = join(REPO, "build/conformance");

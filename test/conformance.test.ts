@@ -14,7 +14,7 @@ import { initSecrets } from "../secrets/store.ts";
 import { buildTest, canBoot, planet, planetAsync, REPO, startBubble, testHost, waitFor } from "./helpers.ts";
 
 const HOST = "pt-conf";
-const IP = "10.218.0.1";
+const IP = "10.209.0.1";
 const CLUSTER = "conftest";
 const NODE = "conf-node-1";
 const work = join(REPO, "build", "test-conformance-work");
