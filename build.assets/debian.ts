@@ -7,7 +7,10 @@ import { defineAsset } from "../core/image/assets.ts";
  * sha256 values come from `apt-cache show <package>=<version>`.
  */
 
-/** Only its static binary is used: the bundled `busybox` pod image is made from it. */
+/**
+ * The in-tree example of the `deb` kind (no plugin installs it since the busybox pod image is built
+ * from Debian's dynamic busybox); kept so the kind stays exercised (bump.test, a plugin's `assets`).
+ */
 export const busyboxStatic = defineAsset({
   name: "busybox-static",
   version: "1.35.0",
