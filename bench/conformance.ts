@@ -101,7 +101,12 @@ const cases: Case[] = [];
 for (const f of readdirSync(report).filter((f) => /^junit.*\.xml$/.test(f))) {
   const xml = readFileSync(join(report, f), "utf8");
   for (const m of xml.matchAll(/<testcase name="([^"]*)"[^>]*time="([\d.]+)"[^>]*?(\/>|>([\s\S]*?)<\/testcase>)/g)) {
-    const name = (m[1] as string).replace(/&#34;/g, '"').replace(/&#39;/g, "'").replace(/&amp;/g, "&").replace(/&lt;/g, "<").replace(/&gt;/g, ">");
+    const name = (m[1] as string)
+      .replace(/&#34;/g, '"')
+      .replace(/&#39;/g, "'")
+      .replace(/&amp;/g, "&")
+      .replace(/&lt;/g, "<")
+      .replace(/&gt;/g, ">");
     const body = m[4] ?? "";
     // A spec in flight when the run's --timeout ran out is not a failure of the cluster.
     const result = /<skipped/.test(body)
