@@ -51,7 +51,6 @@ export function prepareReportDir(dir: string): string {
 interface NodeList {
   items: {
     metadata: { name: string };
-    spec?: { unschedulable?: boolean };
     status?: { conditions?: { type: string; status: string }[] };
   }[];
 }

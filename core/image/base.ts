@@ -4,7 +4,7 @@
  */
 import { createHash } from "node:crypto";
 import { existsSync, mkdirSync, readdirSync, renameSync, rmSync } from "node:fs";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { PlanetError } from "../errors.ts";
 import { logger } from "../log.ts";
 import type { Manifest } from "../manifest.ts";
@@ -73,30 +73,62 @@ export async function ensureBase(plugins: ResolvedPlugin[], assets: ResolvedAsse
     log.info(`base rootfs: cached ${file}`);
     return file;
   }
-  mkdirSync(dir, { recursive: true });
-  const tmp = `${file}.tmp-${process.pid}`;
-  scratch.add(tmp);
   log.start(`base rootfs: mmdebstrap bookworm minbase + ${packages.length} packages + ${debs.length} pinned .debs`);
   const t0 = Date.now();
-  const timer = setInterval(() => log.info(`base rootfs: mmdebstrap … ${Math.round((Date.now() - t0) / 1000)}s`), 20_000);
+  await mmdebstrapTar(file, {
+    variant: "minbase",
+    include: [packages.join(","), ...debs],
+    keepCopyright: true,
+    failure: "",
+    phase: "base",
+    progress: "base rootfs",
+  });
+  log.success(`base rootfs ready in ${Math.round((Date.now() - t0) / 1000)}s`);
+  return file;
+}
+
+/**
+ * Runs mmdebstrap into `file` (a tar of bookworm from debianSources()) through a temporary name, so
+ * the cache never holds half a tree; docs, man pages and locales are dead weight in an appliance
+ * image and left out. One line on failure.
+ */
+async function mmdebstrapTar(
+  file: string,
+  o: {
+    variant: "minbase" | "extract";
+    /** `--include` values: package lists and .deb paths. */
+    include: string[];
+    keepCopyright: boolean;
+    /** Prefix of the failure message. */
+    failure: string;
+    phase: string;
+    /** Label of a progress line every 20 s, if any. */
+    progress?: string;
+  },
+): Promise<void> {
+  mkdirSync(dirname(file), { recursive: true });
+  const tmp = `${file}.tmp-${process.pid}`;
+  scratch.add(tmp);
+  const t0 = Date.now();
+  const timer = o.progress
+    ? setInterval(() => log.info(`${o.progress}: mmdebstrap … ${Math.round((Date.now() - t0) / 1000)}s`), 20_000)
+    : undefined;
   try {
     const res = await run([
       "mmdebstrap",
-      "--variant=minbase",
+      `--variant=${o.variant}`,
       "--mode=root",
       "--format=tar",
       "--quiet",
-      `--include=${packages.join(",")}`,
-      ...debs.map((d) => `--include=${d}`),
-      // Docs and man pages are dead weight in an appliance image.
+      ...o.include.map((i) => `--include=${i}`),
       "--dpkgopt=path-exclude=/usr/share/man/*",
       "--dpkgopt=path-exclude=/usr/share/doc/*",
-      "--dpkgopt=path-include=/usr/share/doc/*/copyright",
+      ...(o.keepCopyright ? ["--dpkgopt=path-include=/usr/share/doc/*/copyright"] : []),
       "--dpkgopt=path-exclude=/usr/share/locale/*",
       "--aptopt=Acquire::Retries=3",
       "bookworm",
       tmp,
-      ...sources,
+      ...debianSources(),
     ]);
     if (res.exitCode !== 0) {
       const detail =
@@ -106,13 +138,11 @@ export async function ensureBase(plugins: ResolvedPlugin[], assets: ResolvedAsse
           .slice(-2)
           .join(" / ") || res.stderr.trim().split("\n").at(-1);
       const short = (detail ?? "").length > 300 ? `${(detail ?? "").slice(0, 300)}…` : detail;
-      throw new PlanetError("MMDEBSTRAP_FAILED", `mmdebstrap exited ${res.exitCode}: ${short}`, { phase: "base" });
+      throw new PlanetError("MMDEBSTRAP_FAILED", `${o.failure}mmdebstrap exited ${res.exitCode}: ${short}`, { phase: o.phase });
     }
     renameSync(tmp, file);
-    log.success(`base rootfs ready in ${Math.round((Date.now() - t0) / 1000)}s`);
-    return file;
   } finally {
-    clearInterval(timer);
+    if (timer) clearInterval(timer);
     rmSync(tmp, { force: true });
     scratch.delete(tmp);
   }
@@ -124,43 +154,21 @@ export async function ensureBase(plugins: ResolvedPlugin[], assets: ResolvedAsse
  */
 export async function ensureDebianTree(packages: string[]): Promise<string> {
   const sorted = [...new Set(packages)].sort();
-  const sources = debianSources();
-  const key = createHash("sha256").update(JSON.stringify({ sorted, sources })).digest("hex").slice(0, 16);
-  const dir = join(cacheRoot(), "image-bases");
-  const file = join(dir, `extract-${key}.tar`);
+  const key = createHash("sha256")
+    .update(JSON.stringify({ sorted, sources: debianSources() }))
+    .digest("hex")
+    .slice(0, 16);
+  const file = join(cacheRoot(), "image-bases", `extract-${key}.tar`);
   if (existsSync(file)) return file;
-  mkdirSync(dir, { recursive: true });
-  const tmp = `${file}.tmp-${process.pid}`;
-  scratch.add(tmp);
   log.start(`image userland: ${sorted.join(", ")}`);
-  try {
-    const res = await run([
-      "mmdebstrap",
-      "--variant=extract",
-      "--mode=root",
-      "--format=tar",
-      "--quiet",
-      `--include=${sorted.join(",")}`,
-      "--dpkgopt=path-exclude=/usr/share/man/*",
-      "--dpkgopt=path-exclude=/usr/share/doc/*",
-      "--dpkgopt=path-exclude=/usr/share/locale/*",
-      "--aptopt=Acquire::Retries=3",
-      "bookworm",
-      tmp,
-      ...sources,
-    ]);
-    if (res.exitCode !== 0)
-      throw new PlanetError(
-        "MMDEBSTRAP_FAILED",
-        `image userland (${sorted.join(", ")}): mmdebstrap exited ${res.exitCode}: ${res.stderr.trim().split("\n").at(-1)}`,
-        { phase: "images" },
-      );
-    renameSync(tmp, file);
-    return file;
-  } finally {
-    rmSync(tmp, { force: true });
-    scratch.delete(tmp);
-  }
+  await mmdebstrapTar(file, {
+    variant: "extract",
+    include: [sorted.join(",")],
+    keepCopyright: false,
+    failure: `image userland (${sorted.join(", ")}): `,
+    phase: "images",
+  });
+  return file;
 }
 
 export async function packageList(rootfs: string): Promise<Manifest["packages"]> {
