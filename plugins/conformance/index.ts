@@ -104,8 +104,11 @@ export default definePlugin({
     pet("nautilus"),
     {
       ref: `${E2E}/busybox:1.37.0-2`,
-      debian: ["busybox"],
+      // sh is bash: Debian patches busybox's ash to drop variables with invalid names (data-1) from its
+      // environment, which upstream's ash passes on and the env-from-ConfigMap/Secret specs read back.
+      debian: ["busybox", "bash"],
       write: ACCOUNTS,
+      links: { "/bin/sh": "bash" },
       run: [["/bin/busybox", "--install", "-s", "/bin"]],
       cmd: ["sh"],
       path: `${DIR}/busybox`,
