@@ -2,7 +2,7 @@ import { createHash } from "node:crypto";
 import { existsSync, readFileSync } from "node:fs";
 import { PlanetError } from "./errors.ts";
 import type { ObjectRef } from "./manifests.ts";
-import type { CertRequest, CheckDef, Role } from "./plugin.ts";
+import type { CertRequest, CheckDef, Role, UpgradeDef } from "./plugin.ts";
 import { shapeProblem } from "./util.ts";
 
 /** Where the manifest lives inside an image. */
@@ -34,7 +34,15 @@ export interface Manifest {
   target: string;
   /** Roles `planet start` uses when `--role` is not given. */
   roles: Role[];
-  plugins: { name: string; version: string; description: string; requires: string[]; roles: Role[]; external: boolean }[];
+  plugins: {
+    name: string;
+    version: string;
+    description: string;
+    requires: string[];
+    roles: Role[];
+    external: boolean;
+    upgrade?: UpgradeDef;
+  }[];
   assets: ManifestAsset[];
   /** Units enabled per role, and the plugin owning each unit. */
   units: Record<Role, string[]>;

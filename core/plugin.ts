@@ -151,6 +151,30 @@ export interface ImageDef {
   path: string;
 }
 
+/** How far one of a plugin's assets may move in one upgrade (Kubernetes' and etcd's skew rules). */
+export interface SkewRule {
+  /** Asset name, e.g. `etcd`. */
+  asset: string;
+  /** Minors one upgrade may advance (default 1); a lower version is always refused. */
+  maxMinorStep?: number;
+  /** Minor reached → lowest running version it can be reached from, e.g. `{ "3.7": "3.6.11" }`. */
+  floors?: Record<string, string>;
+}
+
+/** What a version change of a plugin needs, so `planet upgrade` names no component. */
+export interface UpgradeDef {
+  skew?: SkewRule[];
+  /** Commands run in the running bubble before it stops (e.g. drain this node), in plugin order. */
+  before?: string[][];
+  /** Commands run in the bubble that runs once the upgrade ends, committed or rolled back (e.g. uncordon). */
+  after?: string[][];
+  /**
+   * Data volumes copied aside while the old bubble is stopped and put back when the upgrade rolls
+   * back, if `if` (run in the old bubble before it stops) exits 0: e.g. etcd's, when it is the only member.
+   */
+  restore?: { volumes: string[]; if?: string[] };
+}
+
 export interface PluginDef {
   /** kebab-case, equal to the folder name; also the log tag and the `--without` value. */
   name: string;
@@ -192,6 +216,8 @@ export interface PluginDef {
    * ships are pruned. `${VAR}` is replaced from the container environment, e.g. `${KUBE_DNS_IP}`.
    */
   manifests?: string;
+  /** What an upgrade to this image needs from this plugin: version rules, steps around the swap. */
+  upgrade?: UpgradeDef;
 }
 
 /**

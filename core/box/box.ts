@@ -7,6 +7,7 @@ import { logger } from "../log.ts";
 import { parseCidr } from "../net.ts";
 import type { Role } from "../plugin.ts";
 import { run } from "../proc.ts";
+import { mountSlotRoot, slotOfRootfs, unmountSlotRoot } from "../upgrade/slots.ts";
 import { poll } from "../util.ts";
 import { cgroupMode, removeCgroupTree } from "./cgroups.ts";
 import { canProbe, probeJoinIn } from "./join.ts";
@@ -45,6 +46,8 @@ export async function cleanup(id: string, state: BoxState | null): Promise<void>
     }
   }
   removeCgroups(id);
+  const slot = state ? slotOfRootfs(state.rootfs) : null;
+  if (slot) await unmountSlotRoot(slot);
   // A start killed with -9 may leave its READY=1 listener behind.
   if (state?.notifyPid && pidAlive(state.notifyPid) && /socat/.test(readComm(state.notifyPid)))
     process.kill(state.notifyPid, "SIGKILL");
@@ -234,6 +237,8 @@ export async function start(opts: StartOptions): Promise<number> {
     phase: "booting",
     startedAt: new Date().toISOString(),
     netns: opts.netns,
+    dataDir: p.dataDir,
+    ...(opts.args ? { args: opts.args } : {}),
   };
   writeState(state);
   // Another cluster id on the same rootfs, claimed at the same moment: the later one steps back.
@@ -252,7 +257,10 @@ export async function start(opts: StartOptions): Promise<number> {
   let notify: ChildProcess | undefined;
   try {
     for (const d of p.dataDirs) mkdirSync(d, { recursive: true });
-    writeRootfs(rootfs, p);
+    // A slot is never written: the bubble boots on an overlay of it (see upgrade/slots.ts).
+    const slot = slotOfRootfs(rootfs);
+    if (slot) p.spec.root.path = await mountSlotRoot(slot);
+    writeRootfs(p.spec.root.path, p);
     writeFileSync(join(dir, "config.json"), `${JSON.stringify(p.spec, null, 2)}\n`);
 
     let ready = false;

@@ -3,6 +3,8 @@ import { existsSync, readFileSync } from "node:fs";
 import { constants } from "node:os";
 import { join } from "node:path";
 import { PlanetError } from "../errors.ts";
+import { type RunResult, run } from "../proc.ts";
+import { bubbleRoot } from "../upgrade/slots.ts";
 import { findBubble } from "./box.ts";
 import { parseEnvFile } from "./environment.ts";
 import { RUNC_ROOT, runcStatus } from "./state.ts";
@@ -37,7 +39,7 @@ export async function execIn(opts: ExecOptions): Promise<number> {
     throw new PlanetError("NOT_RUNNING", `bubble ${state.id} is not running (${rs?.status ?? "gone"})`);
   const tty = opts.tty && process.stdin.isTTY === true;
   const args = ["--root", RUNC_ROOT, "exec", ...(tty ? ["--tty"] : [])];
-  for (const [k, v] of Object.entries(execEnv(state.rootfs))) args.push("--env", `${k}=${v}`);
+  for (const [k, v] of Object.entries(execEnv(bubbleRoot(state.rootfs)))) args.push("--env", `${k}=${v}`);
   args.push(state.id, ...opts.command);
   const child = spawn("runc", args, { stdio: [opts.interactive || tty ? "inherit" : "ignore", "inherit", "inherit"] });
   for (const sig of ["SIGINT", "SIGTERM", "SIGHUP"] as const) process.on(sig, () => child.kill(sig));
@@ -45,4 +47,12 @@ export async function execIn(opts: ExecOptions): Promise<number> {
   return await new Promise<number>((resolve) =>
     child.on("exit", (code, signal) => resolve(code ?? (signal ? 128 + (constants.signals[signal] ?? 15) : 1))),
   );
+}
+
+/** Runs a command inside the running bubble with its environment (and `env`), capturing its output. */
+export async function execRun(rootfs: string, command: string[], env: Record<string, string> = {}): Promise<RunResult> {
+  const state = findBubble(rootfs);
+  const args = ["runc", "--root", RUNC_ROOT, "exec"];
+  for (const [k, v] of Object.entries({ ...execEnv(bubbleRoot(state.rootfs)), ...env })) args.push("--env", `${k}=${v}`);
+  return run([...args, state.id, ...command]);
 }

@@ -61,6 +61,8 @@ export interface StartOptions {
   readyTimeout: number;
   /** Seconds a node waits for a master to answer before it refuses to start (default 20). */
   joinWaitSeconds?: number;
+  /** The command line's flags, less --rootfs and --detach, kept in the bubble's state. */
+  args?: string[];
 }
 
 /** The bubble's name (runc id, cgroup, state dir): one per cluster on a host, one per test host. */
@@ -144,7 +146,8 @@ export interface Prepared {
   manifest: Manifest;
   spec: ReturnType<typeof bubbleSpec>;
   netnsPath?: string;
-  /** Host folders of the data volumes, created at start. */
+  /** Host folder of the data volumes, and the volumes' folders, created at start. */
+  dataDir: string;
   dataDirs: string[];
   /** The host's resolv.conf as the bubble sees it (loopback resolvers dropped in a network namespace). */
   resolvConf: string;
@@ -260,7 +263,7 @@ export function prepare(opts: StartOptions): Prepared {
     notifyDir: join(boxDir(id), "notify"),
   });
   const dataDirs = volumes.filter((v) => v.source.startsWith(`${dataDir}/`)).map((v) => v.source);
-  return { id, env, roles, manifest, spec, netnsPath, dataDirs, resolvConf };
+  return { id, env, roles, manifest, spec, netnsPath, dataDir, dataDirs, resolvConf };
 }
 
 /** The first IPv4 address of a network namespace (the test host's own address). */

@@ -25,6 +25,10 @@ export interface BoxState {
   netns?: string;
   /** PID of the socat receiving systemd's READY=1. */
   notifyPid?: number;
+  /** The flags `planet start` was given, less --rootfs and --detach: how `planet upgrade` starts it again. */
+  args?: string[];
+  /** Host folder of the data volumes (and of the slots, the upgrade journal). */
+  dataDir?: string;
   error?: string;
 }
 

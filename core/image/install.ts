@@ -174,6 +174,7 @@ export function makeManifest(
       requires: p.def.requires ?? [],
       roles: p.def.roles,
       external: p.external,
+      ...(p.def.upgrade ? { upgrade: p.def.upgrade } : {}),
     })),
     assets,
     units: enabled,

@@ -32,4 +32,10 @@ export default definePlugin({
     { name: "etcd-healthz", http: "http://127.0.0.1:2381/health", expect: '"health":"true"' },
     { name: "etcd-auth", unit: "etcd-auth.service" },
   ],
+  upgrade: {
+    // One minor at a time; 3.7 only from 3.6.11 or newer (etcd's upgrade guide).
+    skew: [{ asset: "etcd", maxMinorStep: 1, floors: { "3.7": "3.6.11" } }],
+    // The member's data as it was, when a rollback follows an upgrade of the only member.
+    restore: { volumes: ["etcd"], if: ["/usr/lib/planet/etcd-sole-member"] },
+  },
 });

@@ -65,8 +65,10 @@ export default definePlugin({
     { name: "sa", keyPair: true },
   ],
   checks: [
-    { name: "kube-master-apiserver-healthz", http: `${API}/healthz`, tls: "admin", expect: "ok" },
+    { name: "kube-master-apiserver-readyz", http: `${API}/readyz`, tls: "admin", expect: "ok" },
     { name: "kube-master-controller-manager-healthz", http: "https://127.0.0.1:10257/healthz", tls: "admin", expect: "ok" },
     { name: "kube-master-scheduler-healthz", http: "https://127.0.0.1:10259/healthz", tls: "admin", expect: "ok" },
   ],
+  // Kubernetes' version skew: no skipped minor (apiservers first: masters upgrade before nodes).
+  upgrade: { skew: [{ asset: "kubernetes", maxMinorStep: 1 }] },
 });

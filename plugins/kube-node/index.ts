@@ -33,7 +33,13 @@ export default definePlugin({
     { name: "kube-node-containerd-running", unit: "containerd.service" },
     { name: "kube-node-kubelet-healthz", http: "http://127.0.0.1:10248/healthz", expect: "ok" },
     { name: "kube-node-kube-proxy-healthz", http: "http://127.0.0.1:10256/healthz" },
+    // Ready in the API with this image's kubelet: what an upgrade's health gate waits for.
+    { name: "kube-node-registered", command: ["/usr/lib/planet/node-upgrade", "check"] },
   ],
+  upgrade: {
+    before: [["/usr/lib/planet/node-upgrade", "drain"]],
+    after: [["/usr/lib/planet/node-upgrade", "uncordon"]],
+  },
   images: [
     {
       // The sandbox image: imported into containerd on every host at boot (planet-images.service).

@@ -11,19 +11,40 @@ import { logger } from "../../log.ts";
 import { ownImageRootfs } from "../../manifest.ts";
 import type { Role } from "../../plugin.ts";
 import { selfCommand } from "../../proc.ts";
+import { pointer } from "../../upgrade/slots.ts";
 import { debugArg, multi } from "../_args.ts";
 
 const log = logger("box");
 const env = (name: string) => process.env[name] || undefined;
 
-/** The rootfs this binary lives in (`…/rootfs/usr/bin/planet`), or `--rootfs`. */
-export function ownRootfs(flag?: string): string {
+/** `--rootfs`, the rootfs this binary lives in (`…/rootfs/usr/bin/planet`), or the current slot of `--data-dir`. */
+export function ownRootfs(flag?: string, dataDir?: string): string {
   if (flag) return resolve(flag);
   const own = ownImageRootfs();
   if (own) return own;
   const fromEnv = env("PLANET_ROOTFS");
   if (fromEnv) return resolve(fromEnv);
-  throw new PlanetError("NO_ROOTFS", "cannot tell which rootfs to use: run <rootfs>/usr/bin/planet or pass --rootfs");
+  const current = dataDir ? pointer(dataDir, "current") : null;
+  if (current) return current.rootfs;
+  throw new PlanetError(
+    "NO_ROOTFS",
+    "cannot tell which rootfs to use: run <rootfs>/usr/bin/planet, pass --rootfs, or --data-dir of a host with an installed image (planet install)",
+  );
+}
+
+/** The flags to start the same bubble again: all but --rootfs (and its value) and --detach. */
+export function restartArgs(rawArgs: string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < rawArgs.length; i++) {
+    const a = rawArgs[i] as string;
+    if (a === "--detach" || a.startsWith("--rootfs=")) continue;
+    if (a === "--rootfs") {
+      i++;
+      continue;
+    }
+    out.push(a);
+  }
+  return out;
 }
 
 const rootfsArg = { rootfs: { type: "string", description: "image rootfs (default: the one this binary lives in)" } } as const;
@@ -75,7 +96,7 @@ export const startCmd = defineCommand({
     const roles = multi(rawArgs, "role", { split: true });
     const envPairs = [...(env("PLANET_ENV")?.split(",") ?? []), ...multi(rawArgs, "env")];
     const opts = {
-      rootfs: ownRootfs(args.rootfs),
+      rootfs: ownRootfs(args.rootfs, args["data-dir"]),
       roles: (roles.length ? roles : (env("PLANET_ROLE")?.split(",") ?? [])) as Role[],
       publicIp: args["public-ip"] ?? env("PLANET_PUBLIC_IP"),
       masterIp: args["master-ip"] ?? env("PLANET_MASTER_IP"),
@@ -99,6 +120,7 @@ export const startCmd = defineCommand({
       dataDir: args["data-dir"],
       readyTimeout: Number(args["ready-timeout"]),
       joinWaitSeconds: Number(args["join-timeout"]),
+      args: restartArgs(rawArgs),
     };
     if (!Number.isFinite(opts.joinWaitSeconds) || opts.joinWaitSeconds < 0)
       throw new PlanetError("BAD_FLAG", `--join-timeout ${args["join-timeout"]}: expected seconds`);

@@ -24,4 +24,6 @@ export const commands: Record<string, () => Promise<CommandDef>> = {
   images: lazy(() => import("./images.ts")),
   kv: lazy(() => import("./kv.ts")),
   "join-check": lazy(() => import("./join-check.ts")),
+  install: lazy(() => import("./upgrade.ts"), "installCmd"),
+  upgrade: lazy(() => import("./upgrade.ts"), "upgradeCmd"),
 };

@@ -1,21 +1,22 @@
 import { existsSync } from "node:fs";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import { defineCommand } from "citty";
 import type { LeaderView, MemberHealth } from "../../agent/api.ts";
 import type { CheckStatus } from "../../agent/checks.ts";
 import { type ErrorCode, PlanetError } from "../../errors.ts";
 import { ownImageRootfs } from "../../manifest.ts";
+import { bubbleRoot } from "../../upgrade/slots.ts";
 import { debugArg } from "../_args.ts";
 
 /** Where the agent's unix socket lives inside the rootfs (so the host reaches it through the rootfs path). */
 export const AGENT_SOCKET = "/var/lib/planet/agent.sock";
 
-/** The agent socket: inside a bubble at its path, from the host through the rootfs. */
+/** The agent socket: inside a bubble at its path, from the host through the bubble's root. */
 export function agentSocket(rootfs?: string): string {
-  if (rootfs) return join(rootfs, AGENT_SOCKET);
+  if (rootfs) return join(bubbleRoot(resolve(rootfs)), AGENT_SOCKET);
   if (process.env.container === "planet" || existsSync(AGENT_SOCKET)) return AGENT_SOCKET;
   const own = ownImageRootfs();
-  return own ? join(own, AGENT_SOCKET) : AGENT_SOCKET;
+  return own ? join(bubbleRoot(own), AGENT_SOCKET) : AGENT_SOCKET;
 }
 
 export async function ask<T>(socket: string, path: string, method = "GET"): Promise<T> {

@@ -1,0 +1,83 @@
+import { defineCommand } from "citty";
+import { PlanetError } from "../../errors.ts";
+import { logger } from "../../log.ts";
+import { lastUpgrade } from "../../upgrade/journal.ts";
+import { listSlots, pointer } from "../../upgrade/slots.ts";
+import { install, upgrade } from "../../upgrade/upgrade.ts";
+import { debugArg } from "../_args.ts";
+
+const log = logger("upgrade");
+
+const dataDirArg = {
+  "data-dir": { type: "string", description: "host dir of the data volumes and slots (default /var/lib/planet/<cluster-id>)" },
+} as const;
+
+function seconds(value: string, flag: string): number {
+  const n = Number(value);
+  if (!Number.isFinite(n) || n <= 0) throw new PlanetError("BAD_FLAG", `${flag} ${value}: expected seconds`);
+  return n;
+}
+
+export const installCmd = defineCommand({
+  meta: {
+    name: "install",
+    description: "verify an image and keep it in a slot of this host (the first becomes current: planet start --data-dir)",
+  },
+  args: {
+    ...debugArg,
+    image: { type: "positional", description: "build folder, rootfs or planet.tar.gz", required: true },
+    ...dataDirArg,
+    "cluster-id": { type: "string", description: "cluster name, for the default --data-dir", default: "local" },
+  },
+  async run({ args }) {
+    const dataDir = args["data-dir"] ?? `/var/lib/planet/${args["cluster-id"]}`;
+    const { slot, current } = await install(dataDir, args.image);
+    log.success(`${slot.info.name} installed in ${slot.dir}${current ? " (current)" : ""}`);
+  },
+});
+
+export const upgradeCmd = defineCommand({
+  meta: {
+    name: "upgrade",
+    description: "move this host's bubble to a newer image: drained, swapped, health-gated, rolled back by itself on failure",
+  },
+  args: {
+    ...debugArg,
+    image: { type: "positional", description: "build folder, rootfs or planet.tar.gz (not with --resume)", required: false },
+    "cluster-id": { type: "string", description: "cluster name of the bubble [PLANET_CLUSTER_ID]" },
+    netns: { type: "string", description: "network namespace the bubble runs in (a test host) [PLANET_NETNS]" },
+    kubeconfig: { type: "string", description: "admin kubeconfig for the plugins' steps (drain) on hosts that hold none" },
+    "gate-timeout": { type: "string", description: "seconds the new image has to pass every check", default: "300" },
+    "ready-timeout": { type: "string", description: "seconds planet start waits for systemd", default: "120" },
+    resume: { type: "boolean", description: "carry on an upgrade that was interrupted, from its journal" },
+    status: { type: "boolean", description: "print the slots and the last upgrade's journal, change nothing" },
+    ...dataDirArg,
+  },
+  async run({ args }) {
+    const clusterId = args["cluster-id"] ?? process.env.PLANET_CLUSTER_ID ?? "local";
+    const netns = args.netns ?? process.env.PLANET_NETNS;
+    if (args.status) {
+      const dataDir = args["data-dir"] ?? `/var/lib/planet/${netns ? `${clusterId}-${netns}` : clusterId}`;
+      const cur = pointer(dataDir, "current")?.info.name;
+      const prev = pointer(dataDir, "previous")?.info.name;
+      const slots = listSlots(dataDir).map((s) => ({
+        ...s.info,
+        pointer: s.info.name === cur ? "current" : s.info.name === prev ? "previous" : null,
+      }));
+      process.stdout.write(`${JSON.stringify({ slots, upgrade: lastUpgrade(dataDir) }, null, 2)}\n`);
+      return;
+    }
+    if (args.image && args.resume) throw new PlanetError("BAD_FLAG", "--resume carries on the journaled upgrade: give no image");
+    const j = await upgrade({
+      image: args.image,
+      dataDir: args["data-dir"],
+      clusterId,
+      netns,
+      kubeconfig: args.kubeconfig,
+      gateTimeout: seconds(args["gate-timeout"], "--gate-timeout"),
+      readyTimeout: seconds(args["ready-timeout"], "--ready-timeout"),
+      resume: args.resume,
+    });
+    log.success(`upgrade ${j.id}: ${j.phase}${j.changes.length ? ` (${j.changes.join(", ")})` : ""}`);
+  },
+});
