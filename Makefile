@@ -7,7 +7,7 @@ DEV_HOST := planet-dev
 DEV_IP := 10.211.0.1
 START_FLAGS := --rootfs $(DEV_ROOTFS) --netns $(DEV_HOST) --public-ip $(DEV_IP) --secrets-dir $(DEV_SECRETS) --cluster-id dev
 
-.PHONY: deps dev production master node conformance conformance-run dev-start enter stop test ha-test lint clean
+.PHONY: deps dev production master node conformance conformance-run dev-start enter stop test ha-test upgrade-test lint clean
 
 deps: ## install Debian packages, bun and node_modules
 	@build.assets/host-deps.sh
@@ -48,6 +48,9 @@ test: deps ## lint, typecheck and every test (integration tests boot real bubble
 
 ha-test: deps ## only the three-master test (part of make test): the leader's bubble stopped under a writer
 	bun test --timeout 900000 ./test/ha.test.ts
+
+upgrade-test: deps ## upgrades: one host killed at every phase boundary, and a rolling upgrade of 3 masters + 1 node (not in make test)
+	PLANET_UPGRADE_KILLS=all PLANET_UPGRADE_CLUSTER=1 bun test --timeout 3600000 ./test/upgrade.test.ts ./test/upgrade-cluster.test.ts
 
 lint:
 	bunx biome check .

@@ -8,9 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type Agent, createAgent } from "../core/agent/agent.ts";
 import { CheckRunner, hostChecks, manifestChecks } from "../core/agent/checks.ts";
-import { certRequests } from "../core/cli/commands/secrets.ts";
-import { initSecrets } from "../secrets/store.ts";
-import { REPO, waitFor } from "./helpers.ts";
+import { devSecrets, REPO, waitFor } from "./helpers.ts";
 
 const hasEtcd = Bun.which("etcd") !== null;
 const work = mkdtempSync(join(tmpdir(), "planet-agent-"));
@@ -53,14 +51,7 @@ const agentOpts = (ip: string, ep = endpoint) => ({
 
 describe.if(hasEtcd)("leader election on a real etcd", () => {
   beforeAll(async () => {
-    await initSecrets(secrets, certRequests("dev").requests, {
-      domain: "test.local",
-      serviceSubnet: "10.100.0.0/16",
-      ips: ["127.0.0.1", "127.0.0.2", "127.0.0.3"],
-      hosts: [],
-      nodeName: "n",
-      validityDays: 30,
-    });
+    await devSecrets(secrets, { domain: "test.local", ips: ["127.0.0.1", "127.0.0.2", "127.0.0.3"], node: "n" });
     const [client, peer] = [await freePort(), await freePort()];
     endpoint = `https://127.0.0.1:${client}`;
     const tls = [

@@ -8,10 +8,8 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { readState } from "../core/box/state.ts";
-import { certRequests } from "../core/cli/commands/secrets.ts";
 import { Kube, loadKubeconfig } from "../core/e2e/kube.ts";
-import { initSecrets } from "../secrets/store.ts";
-import { buildTest, canBoot, planet, planetAsync, REPO, startBubble, testHost, waitFor } from "./helpers.ts";
+import { buildTest, canBoot, devSecrets, planet, planetAsync, REPO, startBubble, testHost, waitFor } from "./helpers.ts";
 
 const HOST = "pt-conf";
 const IP = "10.209.0.1";
@@ -60,14 +58,7 @@ describe.if(canBoot)("conformance slice (planet test --conformance)", () => {
     bundle = buildTest("conformance-bundle", ["--target", "conformance"]);
     rmSync(work, { recursive: true, force: true });
     mkdirSync(work, { recursive: true });
-    await initSecrets(secrets, certRequests("dev").requests, {
-      domain: "conf.test",
-      serviceSubnet: "10.100.0.0/16",
-      ips: [IP],
-      hosts: [],
-      nodeName: NODE,
-      validityDays: 30,
-    });
+    await devSecrets(secrets, { domain: "conf.test", ips: [IP], node: NODE });
     host = testHost(HOST, IP);
   }, 3_600_000);
   afterAll(() => {

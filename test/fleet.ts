@@ -7,6 +7,7 @@ import { existsSync, mkdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { certRequests } from "../core/cli/commands/secrets.ts";
 import { Kube, loadKubeconfig } from "../core/e2e/kube.ts";
+import { pointer } from "../core/upgrade/slots.ts";
 import { initSecrets, issueHost } from "../secrets/store.ts";
 import { planet, planetAsync, type Ran, sh, waitFor } from "./helpers.ts";
 
@@ -27,6 +28,8 @@ export interface FleetOptions {
   masterImage: string;
   nodeImage: string;
   hosts: FleetHost[];
+  /** Install each host's image into a slot of its data dir and start it from there (planet upgrade needs it). */
+  slots?: boolean;
 }
 
 export class Fleet {
@@ -43,8 +46,13 @@ export class Fleet {
     if (!h) throw new Error(`no host ${name} in the fleet`);
     return h;
   }
+  /** The rootfs the host's bubble runs: its copy, or its current slot's. */
   rootfs(h: FleetHost): string {
+    if (this.o.slots) return pointer(this.dataDir(h), "current")?.rootfs ?? join(this.dataDir(h), "no-slot");
     return join(this.o.work, `rootfs-${h.name}`);
+  }
+  dataDir(h: FleetHost): string {
+    return join(this.o.work, `data-${h.name}`);
   }
   secrets(h: FleetHost): string {
     return join(this.o.work, `secrets-${h.name}`);
@@ -65,7 +73,9 @@ export class Fleet {
       const up = planet("dev-host", "up", h.host, "--ip", h.ip, "--bridge", this.o.bridge);
       if (up.exitCode !== 0) throw new Error(`dev-host up ${h.host}: ${up.stderr}`);
       const image = h.role === "master" ? this.o.masterImage : this.o.nodeImage;
-      const cp = sh(["cp", "-a", "--reflink=auto", image, this.rootfs(h)]);
+      const cp = this.o.slots
+        ? planet("install", image, "--data-dir", this.dataDir(h))
+        : sh(["cp", "-a", "--reflink=auto", image, this.rootfs(h)]);
       if (cp.exitCode !== 0) throw new Error(`copy ${image}: ${cp.stderr}`);
     }
     const first = this.masters[0] as FleetHost;
@@ -92,8 +102,7 @@ export class Fleet {
     const initial = this.masters.map((m) => `${m.name}:${m.ip}`).join(",");
     return planetAsync([
       "start",
-      "--rootfs",
-      this.rootfs(h),
+      ...(this.o.slots ? [] : ["--rootfs", this.rootfs(h)]),
       "--netns",
       h.host,
       "--cluster-id",
@@ -103,7 +112,7 @@ export class Fleet {
       "--secrets-dir",
       this.secrets(h),
       "--data-dir",
-      join(this.o.work, `data-${h.name}`),
+      this.dataDir(h),
       "--initial-cluster",
       initial,
       ...(h.role === "node" ? ["--master-ip", (this.masters[0] as FleetHost).ip] : []),

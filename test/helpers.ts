@@ -1,10 +1,12 @@
 /** Shared pieces of the integration tests: build once, boot in a test host, snapshot the host. */
 
-import { existsSync, readdirSync, readFileSync } from "node:fs";
-import { join, resolve } from "node:path";
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { dirname, join, resolve } from "node:path";
 import { RUNC_ROOT } from "../core/box/state.ts";
+import { certRequests } from "../core/cli/commands/secrets.ts";
 import type { Kube } from "../core/e2e/kube.ts";
 import { poll } from "../core/util.ts";
+import { initSecrets } from "../secrets/store.ts";
 
 export const REPO = resolve(import.meta.dir, "..");
 export const CLI = [process.execPath, join(REPO, "core/cli/main.ts")];
@@ -52,6 +54,40 @@ export function buildTest(name: string, args: string[]): string {
   const res = planet("build", ...args, "--out", out);
   if (res.exitCode !== 0) throw new Error(`build ${name} failed: ${res.stderr.slice(-2000)}`);
   return out;
+}
+
+/**
+ * Another image made from a built one (`build` holds rootfs/): its manifest says `version`, and
+ * `files` are written into it. Hard links, with every written file replaced (never written
+ * through), so the build stays as it was.
+ */
+export function derivedImage(build: string, dest: string, version: string, files: Record<string, string> = {}): string {
+  rmSync(dest, { recursive: true, force: true });
+  mkdirSync(dest, { recursive: true });
+  const cp = sh(["cp", "-al", join(build, "rootfs"), join(dest, "rootfs")]);
+  if (cp.exitCode !== 0) throw new Error(`copy ${build}: ${cp.stderr}`);
+  const manifestPath = join(dest, "rootfs/etc/planet/manifest.json");
+  const manifest = JSON.parse(readFileSync(manifestPath, "utf8")) as { version: string };
+  manifest.version = version;
+  for (const [path, text] of Object.entries({ "etc/planet/manifest.json": JSON.stringify(manifest, null, 2), ...files })) {
+    const file = join(dest, "rootfs", path);
+    mkdirSync(dirname(file), { recursive: true });
+    writeFileSync(`${file}.tmp`, text);
+    renameSync(`${file}.tmp`, file);
+  }
+  return dest;
+}
+
+/** The PKI of a dev bubble (master and node) at `ip`, valid 30 days: what most tests boot with. */
+export async function devSecrets(dir: string, o: { domain: string; ips: string[]; node: string }): Promise<void> {
+  await initSecrets(dir, certRequests("dev").requests, {
+    domain: o.domain,
+    serviceSubnet: "10.100.0.0/16",
+    ips: o.ips,
+    hosts: [],
+    nodeName: o.node,
+    validityDays: 30,
+  });
 }
 
 /** Polls `probe` until it returns something truthy (the core's poll); throws naming `what` and the last error. */

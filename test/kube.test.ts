@@ -6,10 +6,20 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { mkdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { readState } from "../core/box/state.ts";
-import { certRequests } from "../core/cli/commands/secrets.ts";
 import { Kube, loadKubeconfig } from "../core/e2e/kube.ts";
-import { initSecrets } from "../secrets/store.ts";
-import { buildTest, canBoot, hostSnapshot, planet, planetAsync, REPO, sh, startBubble, testHost, waitFor } from "./helpers.ts";
+import {
+  buildTest,
+  canBoot,
+  devSecrets,
+  hostSnapshot,
+  planet,
+  planetAsync,
+  REPO,
+  sh,
+  startBubble,
+  testHost,
+  waitFor,
+} from "./helpers.ts";
 
 const HOST = "pt-kube";
 const IP = "10.213.0.1";
@@ -38,14 +48,7 @@ describe.if(canBoot)("Kubernetes in the bubble (dev target)", () => {
     rootfs = join(buildTest("kube", ["--target", "dev"]), "rootfs");
     rmSync(work, { recursive: true, force: true });
     mkdirSync(work, { recursive: true });
-    await initSecrets(secrets, certRequests("dev").requests, {
-      domain: "kube.test",
-      serviceSubnet: "10.100.0.0/16",
-      ips: [IP],
-      hosts: [],
-      nodeName: NODE,
-      validityDays: 30,
-    });
+    await devSecrets(secrets, { domain: "kube.test", ips: [IP], node: NODE });
     kube = new Kube(loadKubeconfig(join(secrets, "admin.kubeconfig")));
     before = hostSnapshot();
     host = testHost(HOST, IP);

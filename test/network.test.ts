@@ -8,13 +8,12 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { cpSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { readState } from "../core/box/state.ts";
-import { certRequests } from "../core/cli/commands/secrets.ts";
 import { Kube, KubeError, loadKubeconfig } from "../core/e2e/kube.ts";
 import { contains, parseCidr } from "../core/net.ts";
-import { initSecrets } from "../secrets/store.ts";
 import {
   buildTest,
   canBoot,
+  devSecrets,
   hostSnapshot,
   planet,
   planetAsync,
@@ -83,14 +82,7 @@ describe.if(canBoot && Bun.which("dnsmasq") !== null)("pod network and cluster D
       "apiVersion: v1\nkind: Service\nmetadata: { name: bad, namespace: default }\nspec: { type: Bogus, ports: [{ port: 1 }] }\n",
     );
     rootfs = build();
-    await initSecrets(secrets, certRequests("dev").requests, {
-      domain: "net.test",
-      serviceSubnet: "10.100.0.0/16",
-      ips: [IP],
-      hosts: [],
-      nodeName: NODE,
-      validityDays: 30,
-    });
+    await devSecrets(secrets, { domain: "net.test", ips: [IP], node: NODE });
     kube = new Kube(loadKubeconfig(join(secrets, "admin.kubeconfig")));
     before = hostSnapshot();
     host = testHost(HOST, IP);

@@ -15,6 +15,8 @@ export interface AgentOptions {
   ip: string;
   roles: Role[];
   checks: RunnableCheck[];
+  /** The image this node runs, reported in its health. */
+  image?: NodeHealth["image"];
   /** Checks of the manifest that were malformed: named, skipped, reported. */
   skipped?: { name: string; reason: string }[];
   secretsDir: string;
@@ -163,6 +165,7 @@ export async function createAgent(opts: AgentOptions): Promise<Agent> {
       pending: s.pending,
       checks: runner.status.size,
       leader: election?.isLeader ?? false,
+      ...(opts.image ? { image: opts.image } : {}),
       skipped: opts.skipped ?? [],
     };
   };

@@ -12,6 +12,8 @@ export interface NodeHealth {
   pending: string[];
   checks: number;
   leader: boolean;
+  /** The image this node runs (its manifest's version, target, digest). */
+  image?: { version: string; target: string; digest: string };
 }
 
 export interface LeaderView {

@@ -76,6 +76,7 @@ export const agentCmd = defineCommand({
       node: env.KUBE_NODE_NAME ?? "node",
       ip: env.PLANET_PUBLIC_IP ?? "127.0.0.1",
       roles,
+      image: { version: image.manifest.version, target: image.manifest.target, digest: image.digest },
       checks,
       skipped,
       secretsDir: args["secrets-dir"],

@@ -1,11 +1,12 @@
 import { existsSync } from "node:fs";
-import { join, resolve } from "node:path";
+import { dirname, join, resolve } from "node:path";
 import { defineCommand } from "citty";
 import type { LeaderView, MemberHealth } from "../../agent/api.ts";
 import type { CheckStatus } from "../../agent/checks.ts";
 import { type ErrorCode, PlanetError } from "../../errors.ts";
 import { ownImageRootfs } from "../../manifest.ts";
-import { bubbleRoot } from "../../upgrade/slots.ts";
+import { type Journal, lastUpgrade } from "../../upgrade/journal.ts";
+import { bubbleRoot, pointer, slotOfRootfs } from "../../upgrade/slots.ts";
 import { debugArg } from "../_args.ts";
 
 /** Where the agent's unix socket lives inside the rootfs (so the host reaches it through the rootfs path). */
@@ -46,7 +47,8 @@ const color = (on: boolean, code: number, s: string) => (on ? `\u001b[${code}m${
 export function renderStatus(members: (MemberHealth & { checks?: CheckStatus[] })[], leader: LeaderView, tty: boolean): string {
   const out: string[] = [];
   for (const m of members) {
-    const head = `${m.name} (${m.ip})${leader.leader === m.ip ? " leader" : ""}`;
+    const image = m.health?.image ? `  ${m.health.image.target} ${m.health.image.version}` : "";
+    const head = `${m.name} (${m.ip})${leader.leader === m.ip ? " leader" : ""}${image}`;
     const st = m.status === "healthy" ? color(tty, 32, "healthy") : color(tty, 31, m.status);
     out.push(`${head}  ${st}${m.error ? `  ${m.error}` : ""}`);
     const byPlugin = new Map<string, CheckStatus[]>();
@@ -70,6 +72,12 @@ export function renderStatus(members: (MemberHealth & { checks?: CheckStatus[] }
   return out.join("\n");
 }
 
+/** The host's last upgrade, when asked from the host about a bubble that runs from a slot. */
+function upgradeOf(rootfs: string | undefined): Journal | null {
+  const slot = rootfs ? slotOfRootfs(resolve(rootfs)) : null;
+  return slot ? lastUpgrade(dirname(dirname(slot.dir))) : null;
+}
+
 export const statusCmd = defineCommand({
   meta: {
     name: "status",
@@ -78,6 +86,7 @@ export const statusCmd = defineCommand({
   args: {
     ...debugArg,
     rootfs: { type: "string", description: "image rootfs, when asking from the host" },
+    "data-dir": { type: "string", description: "or the host's data dir: the bubble of its current slot" },
     local: { type: "boolean", description: "only this node" },
     json: {
       type: "boolean",
@@ -86,7 +95,8 @@ export const statusCmd = defineCommand({
     watch: { type: "boolean", description: "refresh every 2 s until interrupted" },
   },
   async run({ args }) {
-    const socket = agentSocket(args.rootfs);
+    const rootfs = args.rootfs ?? (args["data-dir"] ? pointer(args["data-dir"], "current")?.rootfs : undefined);
+    const socket = agentSocket(rootfs);
     const once = async (): Promise<number> => {
       const leader = await ask<LeaderView>(socket, "/leader");
       const checks = await ask<CheckStatus[]>(socket, "/checks");
@@ -99,8 +109,15 @@ export const statusCmd = defineCommand({
         members = st.members.map((m) => (m.health?.ip === leader.self || m.ip === leader.self ? { ...m, checks } : m));
       }
       const status = members.every((m) => m.status === "healthy") ? "healthy" : "degraded";
-      if (args.json) process.stdout.write(`${JSON.stringify({ status, leader, members }, null, 2)}\n`);
-      else process.stdout.write(`${renderStatus(members, leader, process.stdout.isTTY === true)}\n`);
+      const upgrade = upgradeOf(rootfs);
+      if (args.json) process.stdout.write(`${JSON.stringify({ status, leader, members, upgrade }, null, 2)}\n`);
+      else {
+        process.stdout.write(`${renderStatus(members, leader, process.stdout.isTTY === true)}\n`);
+        if (upgrade)
+          process.stdout.write(
+            `upgrade ${upgrade.id}: ${upgrade.phase} (${upgrade.from} → ${upgrade.to ?? upgrade.image})${upgrade.reason ? `: ${upgrade.reason}` : ""}\n`,
+          );
+      }
       return status === "healthy" ? 0 : 1;
     };
     if (!args.watch) {

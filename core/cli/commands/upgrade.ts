@@ -2,6 +2,7 @@ import { defineCommand } from "citty";
 import { PlanetError } from "../../errors.ts";
 import { logger } from "../../log.ts";
 import { lastUpgrade } from "../../upgrade/journal.ts";
+import { roll } from "../../upgrade/roll.ts";
 import { listSlots, pointer } from "../../upgrade/slots.ts";
 import { install, upgrade } from "../../upgrade/upgrade.ts";
 import { debugArg } from "../_args.ts";
@@ -51,6 +52,11 @@ export const upgradeCmd = defineCommand({
     "ready-timeout": { type: "string", description: "seconds planet start waits for systemd", default: "120" },
     resume: { type: "boolean", description: "carry on an upgrade that was interrupted, from its journal" },
     status: { type: "boolean", description: "print the slots and the last upgrade's journal, change nothing" },
+    plan: {
+      type: "string",
+      description: "a whole cluster from this plan (JSON: images, hosts): masters one at a time, then nodes",
+    },
+    concurrency: { type: "string", description: "with --plan: nodes upgraded at once (default the plan's, else 1)" },
     ...dataDirArg,
   },
   async run({ args }) {
@@ -65,6 +71,14 @@ export const upgradeCmd = defineCommand({
         pointer: s.info.name === cur ? "current" : s.info.name === prev ? "previous" : null,
       }));
       process.stdout.write(`${JSON.stringify({ slots, upgrade: lastUpgrade(dataDir) }, null, 2)}\n`);
+      return;
+    }
+    if (args.plan) {
+      if (args.image) throw new PlanetError("BAD_FLAG", "--plan names the images per role: give no image");
+      const width = args.concurrency === undefined ? undefined : Number(args.concurrency);
+      if (width !== undefined && (!Number.isInteger(width) || width < 1))
+        throw new PlanetError("BAD_FLAG", `--concurrency ${args.concurrency}: expected a whole number ≥ 1`);
+      await roll(args.plan, { resume: args.resume, concurrency: width });
       return;
     }
     if (args.image && args.resume) throw new PlanetError("BAD_FLAG", "--resume carries on the journaled upgrade: give no image");

@@ -1,0 +1,126 @@
+#!/usr/bin/env bun
+/**
+ * `planet upgrade` of one host (the dev image in a test host, master and node in one bubble): the
+ * upgrade's wall time and phases, how long the API did not answer (a GET every 100 ms), writes
+ * acknowledged and lost under a writer, and the wall time of a rollback (an image whose etcd rejects
+ * a flag, gate timeout 60 s). Needs `make dev`.
+ *
+ *   bun bench/upgrade.ts
+ */
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { Kube, loadKubeconfig } from "../core/e2e/kube.ts";
+import type { Journal } from "../core/upgrade/journal.ts";
+import { derivedImage } from "../test/helpers.ts";
+import { CLI, check, REPO, run, table } from "./_table.ts";
+
+const IP = "10.222.0.1";
+const NS = "pt-ubench";
+const CLUSTER = "ubench";
+const dev = join(REPO, "build/dev");
+const work = mkdtempSync(join(tmpdir(), "planet-ubench-"));
+const secrets = join(work, "secrets");
+const data = join(work, "data");
+const upgrade = (...args: string[]) =>
+  run([...CLI, "upgrade", "--cluster-id", CLUSTER, "--netns", NS, "--data-dir", data, ...args]);
+const last = (): Journal =>
+  (JSON.parse(run([...CLI, "upgrade", "--status", "--data-dir", data]).out) as { upgrade: Journal }).upgrade;
+
+/** Seconds between the journal's phases. */
+function phases(j: Journal): string {
+  const h = j.history;
+  return h
+    .slice(1)
+    .map((p, i) => `${p.phase} ${((Date.parse(p.at) - Date.parse(h[i]?.at ?? p.at)) / 1000).toFixed(1)}`)
+    .join(", ");
+}
+
+check(run([...CLI, "secrets", "init", "--domain", "bench.local", "--ip", IP, "--node-name", CLUSTER, secrets]));
+check(run([...CLI, "dev-host", "up", NS, "--ip", IP]));
+const rows: (string | number)[][] = [["measure", "value"]];
+try {
+  const v2 = derivedImage(dev, join(work, "v2"), "99.0.1");
+  const broken = derivedImage(dev, join(work, "broken"), "99.0.2", {
+    "etc/systemd/system/etcd.service.d/99-broken.conf": "[Service]\nExecStart=\nExecStart=/usr/bin/etcd --no-such-flag\n",
+  });
+  const inst = check(run([...CLI, "install", dev, "--data-dir", data]));
+  rows.push(["install (verify + copy into a slot)", `${inst.seconds.toFixed(1)} s`]);
+  check(
+    run([
+      ...CLI,
+      "start",
+      "--data-dir",
+      data,
+      "--netns",
+      NS,
+      "--cluster-id",
+      CLUSTER,
+      "--node-name",
+      CLUSTER,
+      "--secrets-dir",
+      secrets,
+      "--detach",
+    ]),
+  );
+  const kube = new Kube(loadKubeconfig(join(secrets, "admin.kubeconfig"), `https://${IP}:6443`));
+  for (let i = 0; i < 300 && run([...CLI, "status", "--data-dir", data, "--local", "--json"]).code !== 0; i++)
+    await Bun.sleep(2000);
+
+  // A prober (GET every 100 ms) and a writer (ConfigMaps) while the upgrade runs.
+  let on = true;
+  let lastOk = Date.now();
+  let longest = 0;
+  const acked: string[] = [];
+  const probe = (async () => {
+    while (on) {
+      try {
+        await kube.get("/api/v1/namespaces/kube-system");
+        longest = Math.max(longest, Date.now() - lastOk);
+        lastOk = Date.now();
+      } catch {}
+      await Bun.sleep(100);
+    }
+  })();
+  const writer = (async () => {
+    for (let i = 0; on; i++)
+      try {
+        await kube.create("/api/v1/namespaces/default/configmaps", { metadata: { name: `b-${i}` } });
+        acked.push(`b-${i}`);
+      } catch {
+        await Bun.sleep(200);
+      }
+  })();
+  const up = check(upgrade(v2, "--gate-timeout", "300"));
+  await Bun.sleep(3000);
+  on = false;
+  await Promise.all([probe, writer]);
+  const names = new Set(
+    (await kube.get<{ items: { metadata: { name: string } }[] }>("/api/v1/namespaces/default/configmaps")).items.map(
+      (c) => c.metadata.name,
+    ),
+  );
+  rows.push(["upgrade, one host (dev: master + node)", `${up.seconds.toFixed(1)} s`]);
+  rows.push(["  phases (s after the previous)", phases(last())]);
+  rows.push(["API unavailable (longest gap between answers)", `${(longest / 1000).toFixed(1)} s`]);
+  rows.push(["writes acknowledged / lost", `${acked.length} / ${acked.filter((a) => !names.has(a)).length}`]);
+
+  const rb = upgrade(broken, "--gate-timeout", "60");
+  if (rb.code === 0) throw new Error("the broken image did not roll back");
+  const j = last();
+  const rolling = j.history.find((h) => h.phase === "rolling-back")?.at ?? j.startedAt;
+  rows.push(["rollback, broken etcd (gate timeout 60 s)", `${rb.seconds.toFixed(1)} s in all`]);
+  rows.push([
+    "  from the failed gate to the old image back",
+    `${((Date.parse(j.endedAt ?? rolling) - Date.parse(rolling)) / 1000).toFixed(1)} s`,
+  ]);
+} finally {
+  const st = run([...CLI, "upgrade", "--status", "--data-dir", data]);
+  const cur = (JSON.parse(st.out || "{}") as { slots?: { name: string; pointer: string | null }[] }).slots?.find(
+    (s) => s.pointer === "current",
+  );
+  if (cur) run([...CLI, "stop", "--rootfs", join(data, "slots", cur.name, "rootfs")]);
+  run([...CLI, "dev-host", "down", NS, "--ip", IP]);
+  rmSync(work, { recursive: true, force: true });
+}
+table("planet upgrade, one host (2 cores)", rows);

@@ -1,0 +1,234 @@
+/**
+ * `planet upgrade` on one host (the dev image, master and node in one bubble, in a test host):
+ * installed into a slot and started from it; upgraded to a newer image while a writer creates
+ * ConfigMaps (every acknowledged write kept, the same cluster and CA); a broken image (its etcd
+ * rejects a flag) rolls back by itself with the data intact; an older image and other bad input are
+ * refused with nothing stopped; an upgrade killed at phase boundaries converges with --resume
+ * (`PLANET_UPGRADE_KILLS=all` kills it at every boundary, `make upgrade-test`).
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { existsSync, mkdirSync, readFileSync, rmSync } from "node:fs";
+import { join } from "node:path";
+import { readState } from "../core/box/state.ts";
+import { Kube, loadKubeconfig } from "../core/e2e/kube.ts";
+import { type Journal, PHASES, type UpgradePhase } from "../core/upgrade/journal.ts";
+import { buildTest, canBoot, derivedImage, devSecrets, planet, planetAsync, REPO, testHost, waitFor } from "./helpers.ts";
+
+const HOST = "pt-upg";
+const IP = "10.220.0.1";
+const CLUSTER = "upgtest";
+const NODE = "upg-node-1";
+const work = join(REPO, "build", "test-upgrade-work");
+const secrets = join(work, "secrets");
+const data = join(work, "data");
+
+/** Boundaries a kill is tried at in `make test`; every one with PLANET_UPGRADE_KILLS=all. */
+const KILLS: UpgradePhase[] =
+  process.env.PLANET_UPGRADE_KILLS === "all"
+    ? PHASES.filter((p) => !["committed", "rolling-back", "rolled-back"].includes(p))
+    : ["stopped", "started"];
+
+interface UpgradeStatus {
+  slots: { name: string; version: string; pointer: string | null }[];
+  upgrade: Journal | null;
+}
+
+describe.if(canBoot)("planet upgrade (one host)", () => {
+  let dev = "";
+  let host: ReturnType<typeof testHost> | undefined;
+  let kube: Kube;
+  const images: Record<string, string> = {};
+  const upgrade = (...args: string[]) =>
+    planetAsync(["upgrade", "--cluster-id", CLUSTER, "--netns", HOST, "--data-dir", data, "--gate-timeout", "240", ...args]);
+  const status = (): UpgradeStatus =>
+    JSON.parse(planet("upgrade", "--status", "--data-dir", data).stdout || "{}") as UpgradeStatus;
+  const current = () => status().slots.find((s) => s.pointer === "current");
+  const runningPid = () => readState(`planet-${CLUSTER}-${HOST}`)?.pid;
+
+  beforeAll(async () => {
+    dev = buildTest("dev", ["--target", "dev"]);
+    rmSync(work, { recursive: true, force: true });
+    mkdirSync(work, { recursive: true });
+    // Newer images of the same build: the planet version moves on (0.1.0 → 0.1.1 → …).
+    images.v2 = derivedImage(dev, join(work, "image-v2"), "99.0.1");
+    images.v3 = derivedImage(dev, join(work, "image-v3"), "99.0.2");
+    images.broken = derivedImage(dev, join(work, "image-broken"), "99.0.3", {
+      "etc/systemd/system/etcd.service.d/99-broken.conf": "[Service]\nExecStart=\nExecStart=/usr/bin/etcd --no-such-flag\n",
+    });
+    await devSecrets(secrets, { domain: "upg.test", ips: [IP], node: NODE });
+    host = testHost(HOST, IP);
+    kube = new Kube(loadKubeconfig(join(secrets, "admin.kubeconfig"), `https://${IP}:6443`));
+  }, 1_800_000);
+  afterAll(() => {
+    const st = readState(`planet-${CLUSTER}-${HOST}`);
+    if (st) planet("stop", "--rootfs", st.rootfs, "--timeout", "30");
+    host?.[Symbol.dispose]();
+    rmSync(work, { recursive: true, force: true });
+  });
+
+  test("bad input before anything runs: no image, no bubble, not an image — one line each", async () => {
+    const none = await upgrade();
+    expect(none.exitCode).toBe(1);
+    expect(none.stderr).toContain("planet upgrade needs the image to move to");
+    const notRunning = await upgrade(images.v2 as string);
+    expect(notRunning.exitCode).toBe(1);
+    expect(notRunning.stderr).toContain("is not running");
+    const notImage = planet("install", join(work, "secrets"), "--data-dir", data);
+    expect(notImage.exitCode).toBe(1);
+    expect(notImage.stderr).toContain("is not a planet image");
+    expect(existsSync(join(data, "slots"))).toBe(false);
+  });
+
+  test("installed into a slot and started from it: the bubble boots on an overlay, the slot stays as built", async () => {
+    const inst = planet("install", dev, "--data-dir", data);
+    expect(inst.exitCode).toBe(0);
+    const start = await planetAsync([
+      "start",
+      "--data-dir",
+      data,
+      "--netns",
+      HOST,
+      "--cluster-id",
+      CLUSTER,
+      "--node-name",
+      NODE,
+      "--secrets-dir",
+      secrets,
+      "--detach",
+    ]);
+    expect(start.stderr).toContain("ready in");
+    expect(start.exitCode).toBe(0);
+    const slot = current();
+    expect(slot?.version).toBe("0.1.0");
+    const slotDir = join(data, "slots", slot?.name as string);
+    // The start wrote the container environment into the overlay's upper layer, not into the slot.
+    const envFile = "etc/container-environment";
+    expect(readFileSync(join(slotDir, "upper", envFile), "utf8")).toContain(`KUBE_NODE_NAME="${NODE}"`);
+    const inSlot = join(slotDir, "rootfs", envFile);
+    expect(existsSync(inSlot) ? readFileSync(inSlot, "utf8") : "").not.toContain(NODE);
+    await waitFor(
+      "node Ready and every check green",
+      async () => {
+        const r = planet("status", "--rootfs", join(slotDir, "rootfs"), "--local", "--json");
+        return r.exitCode === 0;
+      },
+      300_000,
+      3000,
+    );
+  }, 600_000);
+
+  test("an older image, the same image, another target: refused with the bubble left running", async () => {
+    const pid = runningPid();
+    const same = await upgrade(dev);
+    expect(same.exitCode).toBe(1);
+    expect(same.stderr).toMatch(/is the image this host runs|UPGRADE_REFUSED/);
+    const older = derivedImage(dev, join(work, "image-old"), "0.0.9");
+    const old = await upgrade(older);
+    expect(old.exitCode).toBe(1);
+    expect(old.stderr).toContain("older than the running 0.1.0");
+    expect(runningPid()).toBe(pid);
+    rmSync(older, { recursive: true, force: true });
+  }, 600_000);
+
+  test("upgraded with a writer running: every acknowledged write kept, the same cluster and CA, the new version current", async () => {
+    const uid = (await kube.get<{ metadata: { uid: string } }>("/api/v1/namespaces/kube-system")).metadata.uid;
+    const acked: string[] = [];
+    let writing = true;
+    let n = 0;
+    const writer = (async () => {
+      while (writing) {
+        const name = `w-${n}`;
+        try {
+          await kube.create("/api/v1/namespaces/default/configmaps", { metadata: { name }, data: { n: String(n) } });
+          acked.push(name);
+          n++;
+        } catch {
+          await Bun.sleep(200);
+        }
+        await Bun.sleep(50);
+      }
+    })();
+    const res = await upgrade(images.v2 as string);
+    writing = false;
+    await writer;
+    expect(res.stderr).toContain("now runs");
+    expect(res.exitCode).toBe(0);
+    expect(current()?.version).toBe("99.0.1");
+    expect(status().slots.find((s) => s.pointer === "previous")?.version).toBe("0.1.0");
+    expect(status().upgrade?.phase).toBe("committed");
+    await waitFor("the apiserver", () => kube.get("/api/v1/namespaces/kube-system").catch(() => null), 120_000, 1000);
+    const names = new Set(
+      (await kube.get<{ items: { metadata: { name: string } }[] }>("/api/v1/namespaces/default/configmaps")).items.map(
+        (c) => c.metadata.name,
+      ),
+    );
+    expect(acked.length).toBeGreaterThan(5);
+    expect(acked.filter((a) => !names.has(a))).toEqual([]);
+    expect((await kube.get<{ metadata: { uid: string } }>("/api/v1/namespaces/kube-system")).metadata.uid).toBe(uid);
+    // Uncordoned by the kube-node plugin's step once the gate passed.
+    const node = await kube.get<{ spec: { unschedulable?: boolean } }>(`/api/v1/nodes/${NODE}`);
+    expect(node.spec.unschedulable ?? false).toBe(false);
+  }, 900_000);
+
+  test("a broken image (its etcd rejects a flag) rolls back by itself: the previous image runs, the data intact", async () => {
+    const before = (await kube.get<{ items: unknown[] }>("/api/v1/namespaces/default/configmaps")).items.length;
+    const res = await planetAsync([
+      "upgrade",
+      images.broken as string,
+      "--cluster-id",
+      CLUSTER,
+      "--netns",
+      HOST,
+      "--data-dir",
+      data,
+      "--gate-timeout",
+      "90",
+    ]);
+    expect(res.exitCode).toBe(1);
+    expect(res.stderr).toContain("rolled back");
+    // etcd never becomes ready: systemd does not finish booting, or the gate sees etcd-healthz fail.
+    expect(res.stderr).toMatch(/did not start|etcd-healthz/);
+    const st = status();
+    expect(st.slots.find((s) => s.pointer === "current")?.version).toBe("99.0.1");
+    expect(st.upgrade?.phase).toBe("rolled-back");
+    expect(st.upgrade?.reason).toMatch(/systemd not ready|checks not passing/);
+    await waitFor(
+      "the apiserver after the rollback",
+      () => kube.get("/api/v1/namespaces/kube-system").catch(() => null),
+      180_000,
+      1000,
+    );
+    const after = (await kube.get<{ items: unknown[] }>("/api/v1/namespaces/default/configmaps")).items.length;
+    expect(after).toBe(before);
+  }, 900_000);
+
+  test(`killed after ${KILLS.join(", ")}: --resume converges (to the new image, or back to the old one)`, async () => {
+    let target = images.v3 as string;
+    let version = "99.0.2";
+    for (const [i, phase] of KILLS.entries()) {
+      const from = current()?.version;
+      const killed = await planetAsync(
+        ["upgrade", target, "--cluster-id", CLUSTER, "--netns", HOST, "--data-dir", data, "--gate-timeout", "240"],
+        { PLANET_FAILPOINT: `upgrade-after-${phase}` },
+      );
+      expect(killed.exitCode).not.toBe(0);
+      expect(status().upgrade?.phase).toBe(phase);
+      const again = await upgrade(target);
+      expect(again.stderr).toContain("planet upgrade --resume");
+      const resumed = await upgrade("--resume");
+      const phaseAfter = status().upgrade?.phase;
+      // Before anything stopped it goes back; from the stop on it goes forward.
+      if (phase === "preflight" || phase === "staged") {
+        expect(phaseAfter).toBe("rolled-back");
+        expect(current()?.version).toBe(from);
+      } else {
+        expect(resumed.stderr).toContain("now runs");
+        expect(phaseAfter).toBe("committed");
+        expect(current()?.version).toBe(version);
+        target = derivedImage(dev, join(work, `image-k${i}`), `99.1.${i}`);
+        version = `99.1.${i}`;
+      }
+      await waitFor("the apiserver", () => kube.get("/api/v1/namespaces/kube-system").catch(() => null), 180_000, 1000);
+    }
+  }, 3_600_000);
+});
