@@ -191,7 +191,7 @@ describe.if(canBoot)("planet upgrade (one host)", () => {
     const st = status();
     expect(st.slots.find((s) => s.pointer === "current")?.version).toBe("99.0.1");
     expect(st.upgrade?.phase).toBe("rolled-back");
-    expect(st.upgrade?.reason).toMatch(/systemd not ready|checks not passing/);
+    expect(st.upgrade?.reason).toMatch(/did not start|checks not passing/);
     await waitFor(
       "the apiserver after the rollback",
       () => kube.get("/api/v1/namespaces/kube-system").catch(() => null),

@@ -318,10 +318,14 @@ export async function start(opts: StartOptions): Promise<number> {
     const booted = await waitFor(() => ready || exited !== null, opts.readyTimeout * 1000, 10);
     if (exited !== null || !booted) {
       const tail = readFileSync(join(dir, "console.log"), "utf8").trim().split("\n").slice(-3).join(" / ");
-      if (!booted) await halt("boot timeout");
+      if (!booted) {
+        // A clean halt, so the units' stop jobs remove what they put on the host (links, rules); forced after 60 s.
+        await halt("boot timeout");
+        await Promise.race([exitedP, Bun.sleep(60_000)]);
+      }
       throw new PlanetError(
         "BOOT_FAILED",
-        exited !== null
+        booted
           ? `runc exited ${exited} before systemd was ready: ${tail}`
           : `systemd not ready after ${opts.readyTimeout}s`,
         { phase: "start" },

@@ -41,11 +41,12 @@ export interface Plan {
 
 type HostOutcome = "pending" | "running" | "committed" | "rolled-back";
 
-interface RollState {
+export interface RollState {
   pid: number;
   plan: string;
   startedAt: string;
-  hosts: Record<string, { outcome: HostOutcome; at: string; reason?: string }>;
+  /** Per host: its outcome, when it began and when it ended (or the roll began, while pending). */
+  hosts: Record<string, { outcome: HostOutcome; startedAt?: string; at: string; reason?: string }>;
   phase: "running" | "halted" | "done";
 }
 
@@ -73,7 +74,7 @@ export function readPlan(file: string): Plan {
   return p;
 }
 
-const stateFile = (plan: string) => `${resolve(plan)}.state.json`;
+export const stateFile = (plan: string) => `${resolve(plan)}.state.json`;
 
 function writeRollState(s: RollState): void {
   const file = stateFile(s.plan);
@@ -106,7 +107,8 @@ async function healthy(h: PlanHost): Promise<string | null> {
 }
 
 async function upgradeHost(plan: Plan, h: PlanHost, state: RollState): Promise<boolean> {
-  state.hosts[h.name] = { outcome: "running", at: new Date().toISOString() };
+  const startedAt = new Date().toISOString();
+  state.hosts[h.name] = { outcome: "running", startedAt, at: startedAt };
   writeRollState(state);
   log.start(`${h.name} (${h.role}): upgrading`);
   const image = h.role === "master" ? plan.images.master : plan.images.node;

@@ -17,6 +17,7 @@ import { PlanetError } from "../errors.ts";
 import { logger } from "../log.ts";
 import { type Manifest, manifestDigest, readManifest } from "../manifest.ts";
 import { run, runOk, selfCommand } from "../proc.ts";
+import { poll } from "../util.ts";
 import { archiveJournal, ended, type Journal, readJournal, upgradeDir, writeJournal } from "./journal.ts";
 import { checkSkew } from "./skew.ts";
 import {
@@ -290,7 +291,10 @@ export async function upgrade(o: UpgradeOptions): Promise<Journal> {
       "NO_SPACE",
       `${dataDir} has ${Math.round(free / 2 ** 20)} MiB free, the upgrade needs ${Math.round(need / 2 ** 20)} MiB (the image and room for saved volumes)`,
     );
-  const failing = await failingChecks(from.rootfs);
+  // A check can flap on a loaded host: green once within a minute will do.
+  const failing = (await poll(async () => ((await failingChecks(from.rootfs)).length ? undefined : true), 60_000, 2000)).value
+    ? []
+    : await failingChecks(from.rootfs);
   if (failing.length)
     throw new PlanetError(
       "CLUSTER_UNHEALTHY",

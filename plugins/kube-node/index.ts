@@ -34,7 +34,7 @@ export default definePlugin({
     { name: "kube-node-kubelet-healthz", http: "http://127.0.0.1:10248/healthz", expect: "ok" },
     { name: "kube-node-kube-proxy-healthz", http: "http://127.0.0.1:10256/healthz" },
     // Ready in the API with this image's kubelet: what an upgrade's health gate waits for.
-    { name: "kube-node-registered", command: ["/usr/lib/planet/node-upgrade", "check"] },
+    { name: "kube-node-registered", command: ["/usr/lib/planet/node-upgrade", "check"], timeoutMs: 15_000 },
   ],
   upgrade: {
     before: [["/usr/lib/planet/node-upgrade", "drain"]],

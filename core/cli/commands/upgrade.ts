@@ -49,7 +49,7 @@ export const upgradeCmd = defineCommand({
     netns: { type: "string", description: "network namespace the bubble runs in (a test host) [PLANET_NETNS]" },
     kubeconfig: { type: "string", description: "admin kubeconfig for the plugins' steps (drain) on hosts that hold none" },
     "gate-timeout": { type: "string", description: "seconds the new image has to pass every check", default: "300" },
-    "ready-timeout": { type: "string", description: "seconds planet start waits for systemd", default: "120" },
+    "ready-timeout": { type: "string", description: "seconds planet start waits for systemd", default: "300" },
     resume: { type: "boolean", description: "carry on an upgrade that was interrupted, from its journal" },
     status: { type: "boolean", description: "print the slots and the last upgrade's journal, change nothing" },
     plan: {
