@@ -1,4 +1,5 @@
 import type { AssetDef } from "../core/image/assets.ts";
+import busybox from "./busybox/index.ts";
 import cniFlannel from "./cni-flannel/index.ts";
 import cniPlugins from "./cni-plugins/index.ts";
 import containerd from "./containerd/index.ts";
@@ -32,6 +33,8 @@ const goModules = {
 /** Every asset recipe the build knows, with the folder its go.mod and scripts are relative to. */
 export const recipes: readonly { def: AssetDef; dir: string }[] = [
   ...Object.entries(goModules).map(([dir, def]) => ({ def, dir: `${import.meta.dir}/${dir}` })),
+  // Built from a Debian source package.
+  { def: busybox, dir: `${import.meta.dir}/busybox` },
   ...Object.values(debian).map((def) => ({ def, dir: import.meta.dir })),
 ];
 

@@ -4,7 +4,7 @@ import { homedir } from "node:os";
 import { basename, dirname, join, relative, resolve } from "node:path";
 import { PlanetError } from "../errors.ts";
 import { logger } from "../log.ts";
-import { runOk } from "../proc.ts";
+import { run, runOk } from "../proc.ts";
 import { shapeProblem, walkTree } from "../util.ts";
 import { buildGoModule, checkWrapper, type GoModInfo, type GoModSource, type GoToolchain, pickGo, requiredGo } from "./gomod.ts";
 
@@ -19,6 +19,25 @@ export interface DebSource {
   version: string;
   /** sha256 of the .deb (from `apt-cache show pkg=version`). */
   sha256: string;
+}
+
+/**
+ * A Debian source package at a pinned version, fetched from the archive's pool (the .dsc pinned by
+ * sha256, which pins every file it lists), unpacked by `dpkg-source` and built by the recipe's
+ * script — for a program whose Debian binary differs from upstream's in a way that matters.
+ */
+export interface DebSrcSource {
+  kind: "debsrc";
+  /** Source package, e.g. `busybox`. */
+  package: string;
+  /** Version as in the file names (no epoch), e.g. `1.37.0-6`. */
+  version: string;
+  /** sha256 of the .dsc. */
+  sha256: string;
+  /** Leave Debian's patches out: upstream's code with Debian's packaging beside it. */
+  skipPatches?: boolean;
+  /** Script beside the recipe, run in the unpacked source with SRC and OUT set. */
+  script: string;
 }
 
 /**
@@ -43,7 +62,7 @@ export interface LocalSource {
   sha256?: string;
 }
 
-export type AssetSource = DebSource | GoModSource | UrlSource | LocalSource;
+export type AssetSource = DebSource | DebSrcSource | GoModSource | UrlSource | LocalSource;
 
 /**
  * A pinned dependency. Its cache key is the hash of this definition plus the build script, so a
@@ -112,6 +131,9 @@ export function assetKey(def: AssetDef, recipeDir: string, toolchain?: string): 
       if (f && existsSync(join(recipeDir, f))) h.update(readFileSync(join(recipeDir, f)));
     h.update(toolchain ?? "");
   }
+  // A source build's script decides its output too.
+  if (def.source.kind === "debsrc" && existsSync(join(recipeDir, def.source.script)))
+    h.update(readFileSync(join(recipeDir, def.source.script)));
   return h.digest("hex").slice(0, 16);
 }
 
@@ -239,6 +261,10 @@ async function produce(def: AssetDef, recipeDir: string, tmp: string, tc?: GoToo
         buildGoModule(def.name, recipeDir, src, tc as GoToolchain, out, join(tmp, "work"), logFile),
       );
     }
+    case "debsrc":
+      return withProgress(def.name, `dpkg-source ${src.package} ${src.version} and ${src.script}`, () =>
+        buildDebSource(def.name, recipeDir, src, tmp, out),
+      );
     case "url": {
       const name = basename(new URL(src.url).pathname) || "download";
       const file = join(tmp, name);
@@ -268,4 +294,58 @@ async function produce(def: AssetDef, recipeDir: string, tmp: string, tc?: GoToo
       return sum ?? (isFile ? sha256File(src.path) : null);
     }
   }
+}
+
+/** The Debian archive (override with PLANET_DEBIAN_MIRROR for a local mirror). */
+export function debianMirror(): string {
+  return process.env.PLANET_DEBIAN_MIRROR ?? "http://deb.debian.org/debian";
+}
+
+async function download(name: string, url: string, file: string): Promise<void> {
+  let res: Response;
+  try {
+    res = await fetch(url);
+  } catch (err) {
+    throw new PlanetError("ASSET_FETCH", `${name}: ${url}: ${(err as Error).message}`, { phase: "assets" });
+  }
+  if (!res.ok) throw new PlanetError("ASSET_FETCH", `${name}: ${url}: HTTP ${res.status}`, { phase: "assets" });
+  await Bun.write(file, res);
+}
+
+/** Fetches a source package from the pool (each file checked), unpacks it and runs the recipe's script. */
+async function buildDebSource(name: string, recipeDir: string, src: DebSrcSource, tmp: string, out: string): Promise<string> {
+  const work = join(tmp, "work");
+  mkdirSync(work, { recursive: true });
+  const prefix = src.package.startsWith("lib") ? src.package.slice(0, 4) : src.package.slice(0, 1);
+  const pool = `${debianMirror()}/pool/main/${prefix}/${src.package}`;
+  const dsc = `${src.package}_${src.version}.dsc`;
+  await download(name, `${pool}/${dsc}`, join(work, dsc));
+  const sum = verify(name, dsc, join(work, dsc), src.sha256);
+  const text = readFileSync(join(work, dsc), "utf8");
+  const listed = /^Checksums-Sha256:\n((?: .+\n?)+)/m.exec(text)?.[1] ?? "";
+  const files = listed
+    .trim()
+    .split("\n")
+    .map((l) => l.trim().split(/\s+/))
+    .filter((f) => f.length === 3);
+  if (!files.length) throw new PlanetError("ASSET_FETCH", `${name}: ${dsc} lists no files`, { phase: "assets" });
+  for (const [sha, , file] of files) {
+    await download(name, `${pool}/${file}`, join(work, file as string));
+    verify(name, file as string, join(work, file as string), sha as string);
+  }
+  const dir = join(work, "src");
+  // The files are checked against the pinned .dsc, so its signature is not needed here.
+  await runOk(["dpkg-source", "--no-check", ...(src.skipPatches ? ["--skip-patches"] : []), "-x", join(work, dsc), dir], {
+    phase: "assets",
+    code: "ASSET_FETCH",
+  });
+  const logFile = join(tmp, "build.log");
+  const res = await run(["bash", join(recipeDir, src.script)], {
+    cwd: dir,
+    env: { ...process.env, SRC: dir, OUT: out } as Record<string, string>,
+  });
+  writeFileSync(logFile, `${res.stdout}${res.stderr}`);
+  if (res.exitCode !== 0)
+    throw new PlanetError("ASSET_BUILD", `${name}: ${src.script} exited ${res.exitCode} (log: ${logFile})`, { phase: "assets" });
+  return sum;
 }

@@ -10,7 +10,7 @@ import { logger } from "../log.ts";
 import type { Manifest } from "../manifest.ts";
 import type { ResolvedPlugin } from "../plugin.ts";
 import { run, runOk } from "../proc.ts";
-import { cacheRoot, type ResolvedAsset } from "./assets.ts";
+import { cacheRoot, debianMirror, type ResolvedAsset } from "./assets.ts";
 
 const log = logger("build");
 
@@ -31,9 +31,9 @@ export const BASE_PACKAGES = [
 /** Temporary paths of the build under way, removed if it is interrupted. */
 export const scratch = new Set<string>();
 
-/** Debian archive the base rootfs comes from (override with PLANET_DEBIAN_MIRROR for a local mirror). */
+/** Debian archive the base rootfs comes from. */
 export function debianSources(): string[] {
-  const mirror = process.env.PLANET_DEBIAN_MIRROR ?? "http://deb.debian.org/debian";
+  const mirror = debianMirror();
   const security = process.env.PLANET_DEBIAN_SECURITY ?? "http://deb.debian.org/debian-security";
   return [`deb ${mirror} bookworm main`, `deb ${mirror} bookworm-updates main`, `deb ${security} bookworm-security main`];
 }

@@ -112,6 +112,8 @@ export function assetSource(def: AssetDef): string {
   switch (src.kind) {
     case "deb":
       return `${src.package}=${src.version}`;
+    case "debsrc":
+      return `${src.package} (source) ${src.version}`;
     case "gomod":
       return `${src.module}@${src.version}`;
     case "url":

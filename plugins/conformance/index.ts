@@ -97,18 +97,18 @@ export default definePlugin({
   name: "conformance",
   description: "the upstream conformance suite: e2e.test, ginkgo and the images its [Conformance] specs run",
   roles: ["master"],
-  assets: ["e2e", "kubernetes", "etcd", "coredns"],
+  assets: ["e2e", "kubernetes", "etcd", "coredns", "busybox"],
   images: [
     agnhost(`${E2E}/agnhost:${AGNHOST_VERSION}`, { aliases: [`${E2E}/agnhost:2.55`] }),
     pet("kitten"),
     pet("nautilus"),
     {
       ref: `${E2E}/busybox:1.37.0-2`,
-      // sh is bash: Debian patches busybox's ash to drop variables with invalid names (data-1) from its
-      // environment, which upstream's ash passes on and the env-from-ConfigMap/Secret specs read back.
-      debian: ["busybox", "bash"],
+      // busybox 1.37 built from its source as upstream's (see build.assets/busybox): its ash passes on
+      // variables with invalid names (data-1), and its messages are the ones the specs expect.
+      debian: ["libc6"],
+      files: { "busybox:busybox": "/bin/busybox" },
       write: ACCOUNTS,
-      links: { "/bin/sh": "bash" },
       run: [["/bin/busybox", "--install", "-s", "/bin"]],
       cmd: ["sh"],
       path: `${DIR}/busybox`,
@@ -139,6 +139,8 @@ export default definePlugin({
         ].join("\n"),
         "/usr/share/nginx/html/index.html": "<!DOCTYPE html>\n<html><body><h1>Welcome to nginx!</h1></body></html>\n",
         "/tmp/.keep": "",
+        // pid /run/nginx.pid: an extracted userland has no /run.
+        "/run/.keep": "",
       },
       modes: { "/tmp": 0o1777 },
       cmd: ["nginx", "-g", "daemon off;"],
