@@ -9,8 +9,8 @@ BUN_VERSION=1.4.5
 GO_VERSION=1.26.8
 CACHE=${PLANET_CACHE_DIR:-$HOME/.cache/planet}
 PACKAGES=(
-  mmdebstrap dpkg-dev ca-certificates xz-utils pigz   # base rootfs, debs
-  build-essential pkg-config libseccomp-dev           # cgo (runc with seccomp), static pause
+  mmdebstrap dpkg-dev ca-certificates xz-utils pigz   # base rootfs, debs, source packages
+  build-essential pkg-config libseccomp-dev           # cgo (runc with seccomp), static pause, busybox
   curl unzip rsync jq                                 # Go toolchain from the module proxy
   runc socat iproute2 iptables util-linux             # the bubble: runc, READY=1, test hosts
   systemd openssl etcd-server etcd-client             # systemd-analyze verify, PKI checks, agent tests

@@ -325,9 +325,7 @@ export async function start(opts: StartOptions): Promise<number> {
       }
       throw new PlanetError(
         "BOOT_FAILED",
-        booted
-          ? `runc exited ${exited} before systemd was ready: ${tail}`
-          : `systemd not ready after ${opts.readyTimeout}s`,
+        booted ? `runc exited ${exited} before systemd was ready: ${tail}` : `systemd not ready after ${opts.readyTimeout}s`,
         { phase: "start" },
       );
     }

@@ -128,3 +128,77 @@ describe("bundled image archives", () => {
     expect(() => imageArch("mips")).toThrow("no container image architecture for mips");
   });
 });
+
+describe("debsrc: a Debian source package built here", () => {
+  // A tiny native source package served from a pool on loopback, as the archive lays it out.
+  const pool = join(root, "mirror/pool/main/h/hello-planet");
+  const recipe = join(root, "recipe");
+  let mirror: ReturnType<typeof Bun.serve>;
+  let dscSha = "";
+  const savedMirror = process.env.PLANET_DEBIAN_MIRROR;
+
+  beforeAll(() => {
+    const src = join(root, "pkgsrc/hello-planet-1.0");
+    mkdirSync(join(src, "debian/source"), { recursive: true });
+    writeFileSync(join(src, "debian/source/format"), "3.0 (native)\n");
+    writeFileSync(join(src, "greeting"), "hello from source\n");
+    mkdirSync(pool, { recursive: true });
+    const tar = join(pool, "hello-planet_1.0.tar.xz");
+    Bun.spawnSync(["tar", "-cJf", tar, "-C", join(root, "pkgsrc"), "hello-planet-1.0"]);
+    const sum = (algo: string) => createHash(algo).update(readFileSync(tar)).digest("hex");
+    const size = readFileSync(tar).length;
+    const dsc = [
+      "Format: 3.0 (native)",
+      "Source: hello-planet",
+      "Version: 1.0",
+      "Checksums-Sha256:",
+      ` ${sum("sha256")} ${size} hello-planet_1.0.tar.xz`,
+      "Files:",
+      ` ${sum("md5")} ${size} hello-planet_1.0.tar.xz`,
+      "",
+    ].join("\n");
+    writeFileSync(join(pool, "hello-planet_1.0.dsc"), dsc);
+    dscSha = createHash("sha256").update(dsc).digest("hex");
+    mkdirSync(recipe, { recursive: true });
+    writeFileSync(join(recipe, "build.sh"), 'cp greeting "$OUT/greeting"\n');
+    mirror = Bun.serve({
+      port: 0,
+      hostname: "127.0.0.1",
+      fetch(req) {
+        const file = join(root, "mirror", new URL(req.url).pathname);
+        return existsSync(file) ? new Response(Bun.file(file)) : new Response("no", { status: 404 });
+      },
+    });
+    process.env.PLANET_DEBIAN_MIRROR = `http://127.0.0.1:${mirror.port}`;
+  });
+  afterAll(() => {
+    mirror.stop(true);
+    if (savedMirror === undefined) delete process.env.PLANET_DEBIAN_MIRROR;
+    else process.env.PLANET_DEBIAN_MIRROR = savedMirror;
+  });
+
+  const def = (sha256: string, name = "hello-planet"): AssetDef => ({
+    name,
+    version: "1.0",
+    source: { kind: "debsrc", package: "hello-planet", version: "1.0", sha256, script: "build.sh" },
+    files: { greeting: "/usr/share/greeting" },
+  });
+
+  test.if(Bun.which("dpkg-source") !== null)(
+    "the .dsc and every file it lists are checked, unpacked, built by the script",
+    async () => {
+      const a = await ensureAsset(def(dscSha), recipe);
+      expect(readFileSync(join(a.out, "greeting"), "utf8")).toBe("hello from source\n");
+      expect(a.record.sha256).toBe(dscSha);
+    },
+  );
+
+  test("a .dsc whose sha256 differs from the pin, or a listed file that changed: refused, nothing cached", async () => {
+    await expect(ensureAsset(def("3".repeat(64), "hello-bad"), recipe)).rejects.toMatchObject({ code: "ASSET_CHECKSUM" });
+    writeFileSync(join(pool, "hello-planet_1.0.tar.xz"), "tampered");
+    await expect(ensureAsset(def(dscSha, "hello-tampered"), recipe)).rejects.toMatchObject({ code: "ASSET_CHECKSUM" });
+    expect(readdirSync(join(root, "cache/assets")).some((d) => d.startsWith("hello-bad") || d.startsWith("hello-tampered"))).toBe(
+      false,
+    );
+  });
+});
