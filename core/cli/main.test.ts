@@ -43,3 +43,19 @@ describe("exec's command line", () => {
     expect(commandAfterFlags(["--rootfs", "/r"])).toEqual([]);
   });
 });
+
+describe("start's command line, kept for planet upgrade", () => {
+  test("every flag but --rootfs (either form) and --detach, values as given", async () => {
+    const { restartArgs } = await import("./commands/box.ts");
+    expect(
+      restartArgs(["--rootfs", "/r", "--netns", "h1", "--detach", "--rootfs=/s", "--kubelet-options", "--v=2", "--role", "node"]),
+    ).toEqual(["--netns", "h1", "--kubelet-options", "--v=2", "--role", "node"]);
+  });
+
+  test("upgrade and install refuse bad input with one line", () => {
+    expect(planet("upgrade", "--plan", "/nonexistent.json").err).toStartWith("BAD_FLAG: --plan /nonexistent.json does not exist");
+    expect(planet("upgrade", "--resume", "/some/image").err).toStartWith("BAD_FLAG: --resume carries on the journaled upgrade");
+    expect(planet("upgrade", "--plan", "/x.json", "--concurrency", "0").err).toStartWith("BAD_FLAG: --concurrency 0");
+    expect(planet("install", "/nonexistent", "--data-dir", "/tmp/planet-none").err).toStartWith("NOT_AN_IMAGE");
+  });
+});
