@@ -8,7 +8,7 @@
  *
  *   make production conformance && bun bench/conformance.ts [--parallel 4] [--focus re] [--skip re] [--keep]
  */
-import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { Fleet } from "../test/fleet.ts";
@@ -61,6 +61,8 @@ writeFileSync(
 );
 // Outside the fleet's work folder, which fleet.down() removes: the JUnit and e2e.log stay for reading.
 const report = join(REPO, "build/conformance-report");
+// A JUnit left by an earlier run must not be read as this run's.
+rmSync(report, { recursive: true, force: true });
 mkdirSync(report, { recursive: true });
 const args = [
   "test",

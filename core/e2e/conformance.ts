@@ -210,6 +210,8 @@ export async function runConformance(o: ConformanceOptions): Promise<{ progress:
     "--dns-domain=cluster.local",
   ];
   const ginkgoArgs = [
+    // Only [Conformance] specs, whatever --focus picks among them (two --focus flags would be OR'ed).
+    "--label-filter=Conformance",
     `--focus=${o.focus}`,
     ...(o.skip ? [`--skip=${o.skip}`] : []),
     `--timeout=${o.timeout}`,
