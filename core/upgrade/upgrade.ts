@@ -242,10 +242,32 @@ function finish(j: Journal): void {
   if (pruned.length) log.info(`removed slots no longer needed: ${pruned.join(", ")}`);
 }
 
+/**
+ * One `planet upgrade` per host at a time: `<data-dir>/upgrade/lock` is created exclusively with our
+ * PID (a lock whose process is gone is taken over) and removed when this process exits.
+ */
+function lockHost(dataDir: string): void {
+  const file = join(upgradeDir(dataDir), "lock");
+  mkdirSync(upgradeDir(dataDir), { recursive: true });
+  for (let i = 0; i < 2; i++)
+    try {
+      writeFileSync(file, String(process.pid), { flag: "wx" });
+      process.on("exit", () => rmSync(file, { force: true }));
+      return;
+    } catch {
+      const pid = Number(readFileSync(file, "utf8"));
+      if (pid && pid !== process.pid && pidAlive(pid))
+        throw new PlanetError("UPGRADE_RUNNING", `an upgrade is already running on this host (pid ${pid})`);
+      rmSync(file, { force: true });
+    }
+  throw new PlanetError("UPGRADE_RUNNING", `cannot take ${file}: another upgrade is starting`);
+}
+
 /** Upgrades this host's bubble to `o.image`, or resumes the journaled upgrade. Returns what changed. */
 export async function upgrade(o: UpgradeOptions): Promise<Journal> {
   const box = boxId(o.clusterId, o.netns);
   const dataDir = o.dataDir ?? dataDirOf(o.clusterId, o.netns);
+  lockHost(dataDir);
   const open = readJournal(dataDir);
   if (open && !ended(open)) {
     if (pidAlive(open.pid) && open.pid !== process.pid)
