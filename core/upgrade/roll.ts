@@ -128,6 +128,7 @@ async function upgradeHost(plan: Plan, h: PlanHost, state: RollState): Promise<b
   const ok = res.exitCode === 0 || /is the image this host runs/.test(res.stderr);
   state.hosts[h.name] = {
     outcome: ok ? "committed" : "rolled-back",
+    startedAt,
     at: new Date().toISOString(),
     ...(ok ? {} : { reason: last }),
   };
