@@ -116,6 +116,9 @@ export class Fleet {
       "--initial-cluster",
       initial,
       ...(h.role === "node" ? ["--master-ip", (this.masters[0] as FleetHost).ip] : []),
+      // Several bubbles boot at once on two cores: give systemd longer than a lone bubble needs.
+      "--ready-timeout",
+      "300",
       ...extra,
       "--detach",
     ]);
