@@ -94,9 +94,11 @@ function planetOn(h: PlanHost, args: string[]) {
   return run([...(h.planet ?? selfCommand()), ...args], { env: { ...process.env, ...h.env } as Record<string, string> });
 }
 
-/** One host's health as its own agent reports it (`planet status --local`). */
+/** One host's health as its own agent reports it (`planet status --local`): green once within a minute. */
 async function healthy(h: PlanHost): Promise<string | null> {
-  const res = await planetOn(h, ["status", "--local", "--json", ...(h.dataDir ? ["--data-dir", h.dataDir] : [])]);
+  const ask = () => planetOn(h, ["status", "--local", "--json", ...(h.dataDir ? ["--data-dir", h.dataDir] : [])]);
+  let res = await ask();
+  for (const end = Date.now() + 60_000; res.exitCode !== 0 && Date.now() < end; res = await ask()) await Bun.sleep(2000);
   if (res.exitCode === 0) return null;
   try {
     const st = JSON.parse(res.stdout) as { members: { health?: { failed: string[] } }[] };
