@@ -36,7 +36,8 @@ const version = (h: string) =>
   ).slots.find((s) => s.pointer === "current")?.version;
 
 describe.if(canBoot && process.env.PLANET_UPGRADE_CLUSTER === "1")("rolling upgrade of a cluster", () => {
-  const plan = join(work, "..", "test-upgrade-cluster-plan.json");
+  // In the fleet's work folder, which its prepare() empties: no state of an earlier run is left.
+  const plan = join(work, "plan.json");
   const images = { master: "", node: "" };
   const writePlan = (failOn?: string) =>
     writeFileSync(
