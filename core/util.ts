@@ -1,6 +1,6 @@
 /** Small pieces several rooms of the core share: one poll, one directory walk, one sysctl reader. */
-import { existsSync, readdirSync, readFileSync } from "node:fs";
-import { join } from "node:path";
+import { existsSync, readdirSync, readFileSync, statfsSync } from "node:fs";
+import { dirname, join, resolve } from "node:path";
 
 /**
  * Calls `probe` every `stepMs` until it returns something truthy or `timeoutMs` passes; a probe
@@ -73,4 +73,12 @@ export function shapeProblem(value: unknown, shape: Record<string, `${Kind}` | `
     if (is !== kind) return `${key} is ${is}, not ${kind}`;
   }
   return null;
+}
+
+/** Bytes free to an unprivileged writer on the filesystem that holds `path` (or would: its nearest existing parent). */
+export function freeBytes(path: string): number {
+  let p = resolve(path);
+  while (!existsSync(p)) p = dirname(p);
+  const s = statfsSync(p);
+  return s.bavail * s.bsize;
 }

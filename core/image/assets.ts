@@ -268,16 +268,7 @@ async function produce(def: AssetDef, recipeDir: string, tmp: string, tc?: GoToo
     case "url": {
       const name = basename(new URL(src.url).pathname) || "download";
       const file = join(tmp, name);
-      await withProgress(def.name, `fetching ${src.url}`, async () => {
-        let res: Response;
-        try {
-          res = await fetch(src.url);
-        } catch (err) {
-          throw new PlanetError("ASSET_FETCH", `${def.name}: ${src.url}: ${(err as Error).message}`, { phase: "assets" });
-        }
-        if (!res.ok) throw new PlanetError("ASSET_FETCH", `${def.name}: ${src.url}: HTTP ${res.status}`, { phase: "assets" });
-        await Bun.write(file, res);
-      });
+      await withProgress(def.name, `fetching ${src.url}`, () => download(def.name, src.url, file));
       const sum = verify(def.name, name, file, src.sha256);
       if (src.extract === "tar") await runOk(["tar", "-xf", file, "-C", out], opts);
       else renameSync(file, join(out, name));

@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, renameSync, rmSync, statfsSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { PlanetError } from "../errors.ts";
 import { logger } from "../log.ts";
@@ -6,7 +6,7 @@ import { MANIFEST_PATH, type Manifest } from "../manifest.ts";
 import type { ResolvedPlugin } from "../plugin.ts";
 import { have, runOk } from "../proc.ts";
 import type { Resolution } from "../resolve.ts";
-import { walkTree } from "../util.ts";
+import { freeBytes, walkTree } from "../util.ts";
 import { type AssetDef, cacheRoot, ensureAsset, type ResolvedAsset } from "./assets.ts";
 import { checkPackages, ensureBase, packageList, scratch } from "./base.ts";
 import { compilePlanet, smokeTest } from "./compile.ts";
@@ -132,8 +132,7 @@ export async function buildImage(opts: BuildOptions): Promise<BuildResult> {
 }
 
 function checkDiskSpace(dir: string): void {
-  const st = statfsSync(dir);
-  const free = st.bavail * st.bsize;
+  const free = freeBytes(dir);
   const need = 3 * 1024 ** 3;
   if (free < need)
     throw new PlanetError(

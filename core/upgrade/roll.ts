@@ -11,7 +11,7 @@ import { pidAlive } from "../box/state.ts";
 import { PlanetError } from "../errors.ts";
 import { logger } from "../log.ts";
 import { run, selfCommand } from "../proc.ts";
-import { shapeProblem } from "../util.ts";
+import { poll, shapeProblem } from "../util.ts";
 
 const log = logger("upgrade");
 
@@ -96,10 +96,10 @@ function planetOn(h: PlanHost, args: string[]) {
 
 /** One host's health as its own agent reports it (`planet status --local`): green once within a minute. */
 async function healthy(h: PlanHost): Promise<string | null> {
-  const ask = () => planetOn(h, ["status", "--local", "--json", ...(h.dataDir ? ["--data-dir", h.dataDir] : [])]);
-  let res = await ask();
-  for (const end = Date.now() + 60_000; res.exitCode !== 0 && Date.now() < end; res = await ask()) await Bun.sleep(2000);
-  if (res.exitCode === 0) return null;
+  let res = { exitCode: 1, stdout: "", stderr: "" };
+  const ask = async () =>
+    (res = await planetOn(h, ["status", "--local", "--json", ...(h.dataDir ? ["--data-dir", h.dataDir] : [])])).exitCode === 0;
+  if ((await poll(ask, 60_000, 2000)).value) return null;
   try {
     const st = JSON.parse(res.stdout) as { members: { health?: { failed: string[] } }[] };
     return `failing ${st.members[0]?.health?.failed.join(", ") || "checks"}`;

@@ -4,9 +4,7 @@
  * are symlinks switched atomically; a bubble started from a slot boots on an overlay whose lower
  * layer is the slot's rootfs and whose upper layer (`<slot>/upper`) holds what the bubble writes.
  */
-import { createHash } from "node:crypto";
 import {
-  createReadStream,
   existsSync,
   lstatSync,
   mkdirSync,
@@ -16,12 +14,12 @@ import {
   realpathSync,
   renameSync,
   rmSync,
-  statfsSync,
   symlinkSync,
   writeFileSync,
 } from "node:fs";
 import { basename, dirname, join, resolve } from "node:path";
 import { PlanetError } from "../errors.ts";
+import { sha256File } from "../image/assets.ts";
 import { logger } from "../log.ts";
 import { MANIFEST_PATH, type Manifest, readManifest } from "../manifest.ts";
 import { run, runOk } from "../proc.ts";
@@ -133,12 +131,6 @@ export function imageSource(path: string): { kind: "rootfs" | "tarball"; path: s
   throw new PlanetError("NOT_AN_IMAGE", `${path} is not a planet image: give a rootfs folder, a build folder or a planet.tar.gz`);
 }
 
-async function sha256File(path: string): Promise<string> {
-  const h = createHash("sha256");
-  for await (const chunk of createReadStream(path)) h.update(chunk as Buffer);
-  return h.digest("hex");
-}
-
 /**
  * Checks an unpacked image against its own manifest: it parses, and every file the manifest lists
  * for its assets (the binaries) has the sha256 the build recorded.
@@ -153,7 +145,7 @@ export async function verifyImage(rootfs: string): Promise<{ manifest: Manifest;
       const file = join(rootfs, path);
       if (!existsSync(file))
         throw new PlanetError("IMAGE_CORRUPT", `${file} is missing (asset ${a.name} of the image's manifest)`);
-      const got = await sha256File(file);
+      const got = sha256File(file);
       if (got !== want)
         throw new PlanetError(
           "IMAGE_CORRUPT",
@@ -218,14 +210,6 @@ export function pruneSlots(dataDir: string, keep: Slot[] = []): string[] {
       removed.push(s.info.name);
     }
   return removed;
-}
-
-/** Free bytes where the slots live. */
-export function freeBytes(dataDir: string): number {
-  let p = resolve(dataDir);
-  while (!existsSync(p)) p = dirname(p);
-  const s = statfsSync(p);
-  return s.bavail * s.bsize;
 }
 
 /** Bytes an image takes (apparent size of the rootfs or the tarball, unpacked ≈ 2.5 × gzip). */

@@ -17,12 +17,11 @@ import { PlanetError } from "../errors.ts";
 import { logger } from "../log.ts";
 import { type Manifest, manifestDigest, readManifest } from "../manifest.ts";
 import { run, runOk, selfCommand } from "../proc.ts";
-import { poll } from "../util.ts";
+import { freeBytes, poll } from "../util.ts";
 import { archiveJournal, ended, type Journal, readJournal, upgradeDir, writeJournal } from "./journal.ts";
 import { checkSkew } from "./skew.ts";
 import {
   bubbleRoot,
-  freeBytes,
   imageBytes,
   imageSource,
   installSlot,
@@ -314,9 +313,8 @@ export async function upgrade(o: UpgradeOptions): Promise<Journal> {
       `${dataDir} has ${Math.round(free / 2 ** 20)} MiB free, the upgrade needs ${Math.round(need / 2 ** 20)} MiB (the image and room for saved volumes)`,
     );
   // A check can flap on a loaded host: green once within a minute will do.
-  const failing = (await poll(async () => ((await failingChecks(from.rootfs)).length ? undefined : true), 60_000, 2000)).value
-    ? []
-    : await failingChecks(from.rootfs);
+  let failing: string[] = [];
+  await poll(async () => (failing = await failingChecks(from.rootfs)).length === 0, 60_000, 2000);
   if (failing.length)
     throw new PlanetError(
       "CLUSTER_UNHEALTHY",
