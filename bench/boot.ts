@@ -6,6 +6,7 @@
 import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { startArgs } from "../test/helpers.ts";
 import { CLI, check, median, REPO, run, table } from "./_table.ts";
 
 const N = 5;
@@ -37,21 +38,7 @@ const boot: number[] = [];
 const stop: number[] = [];
 try {
   for (let i = 0; i < N; i++) {
-    const s = check(
-      run([
-        ...CLI,
-        "start",
-        "--rootfs",
-        rootfs,
-        "--netns",
-        "pt-bench",
-        "--cluster-id",
-        "bench",
-        "--secrets-dir",
-        join(secrets, "s"),
-        "--detach",
-      ]),
-    );
+    const s = check(run([...CLI, ...startArgs({ rootfs, host: "pt-bench", cluster: "bench", secrets: join(secrets, "s") })]));
     ready.push(s.seconds);
     boot.push(Number(/ready in ([\d.]+)s/.exec(s.err)?.[1] ?? Number.NaN));
     const t = check(run([...CLI, "stop", "--rootfs", rootfs]));

@@ -11,6 +11,7 @@ import { join } from "node:path";
 import { execEnv } from "../core/box/exec.ts";
 import { importImages } from "../core/e2e/conformance.ts";
 import { Kube, loadKubeconfig } from "../core/e2e/kube.ts";
+import { startArgs } from "../test/helpers.ts";
 import { CLI, check, median, mib, REPO, run, table } from "./_table.ts";
 
 const IP = "10.210.0.1";
@@ -31,25 +32,8 @@ check(run([...CLI, "secrets", "init", "--domain", "bench.local", "--ip", IP, "--
 check(run([...CLI, "dev-host", "up", NS, "--ip", IP]));
 const rows: (string | number)[][] = [["measure", "value"]];
 try {
-  check(
-    run([
-      ...CLI,
-      "start",
-      "--rootfs",
-      rootfs,
-      "--netns",
-      NS,
-      "--cluster-id",
-      "ibench",
-      "--node-name",
-      "ibench",
-      "--secrets-dir",
-      secrets,
-      "--data-dir",
-      join(work, "data"),
-      "--detach",
-    ]),
-  );
+  check(run([...CLI, ...startArgs({ rootfs, host: NS, cluster: "ibench", node: "ibench", secrets, data: join(work, "data") })]));
+
   const kube = new Kube(loadKubeconfig(join(secrets, "admin.kubeconfig")));
   const mono = (prop: string) => Number(inside("systemctl", "show", "registry-import.service", "-p", prop, "--value").out.trim());
   for (let i = 0; i < 600 && inside("systemctl", "is-active", "registry-import.service").out.trim() !== "active"; i++)

@@ -9,6 +9,7 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Kube, loadKubeconfig } from "../core/e2e/kube.ts";
+import { startArgs } from "../test/helpers.ts";
 import { CLI, check, median, mib, pausePid, REPO, run, table } from "./_table.ts";
 
 const settle = Number(process.argv.find((a) => a.startsWith("--settle="))?.slice(9) ?? 300);
@@ -19,25 +20,7 @@ const rootfs = join(REPO, "build", "dev", "rootfs");
 const work = mkdtempSync(join(tmpdir(), "planet-kbench-"));
 const secrets = join(work, "secrets");
 const start = () =>
-  check(
-    run([
-      ...CLI,
-      "start",
-      "--rootfs",
-      rootfs,
-      "--netns",
-      NS,
-      "--cluster-id",
-      "kbench",
-      "--node-name",
-      "bench",
-      "--secrets-dir",
-      secrets,
-      "--data-dir",
-      join(work, "data"),
-      "--detach",
-    ]),
-  );
+  check(run([...CLI, ...startArgs({ rootfs, host: NS, cluster: "kbench", node: "bench", secrets, data: join(work, "data") })]));
 
 check(run([...CLI, "build", "--target", "dev"]));
 check(run([...CLI, "secrets", "init", "--domain", "bench.local", "--ip", IP, "--node-name", "bench", secrets]));

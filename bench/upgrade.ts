@@ -16,7 +16,7 @@ import { Kube, loadKubeconfig } from "../core/e2e/kube.ts";
 import type { Journal } from "../core/upgrade/journal.ts";
 import { type RollState, stateFile } from "../core/upgrade/roll.ts";
 import { Fleet } from "../test/fleet.ts";
-import { derivedImage } from "../test/helpers.ts";
+import { derivedImage, startArgs } from "../test/helpers.ts";
 import { CLI, check, REPO, run, table } from "./_table.ts";
 
 const IP = "10.222.0.1";
@@ -152,23 +152,7 @@ async function oneHost(): Promise<void> {
     });
     const inst = check(run([...CLI, "install", dev, "--data-dir", data]));
     rows.push(["install (verify + copy into a slot)", `${inst.seconds.toFixed(1)} s`]);
-    check(
-      run([
-        ...CLI,
-        "start",
-        "--data-dir",
-        data,
-        "--netns",
-        NS,
-        "--cluster-id",
-        CLUSTER,
-        "--node-name",
-        CLUSTER,
-        "--secrets-dir",
-        secrets,
-        "--detach",
-      ]),
-    );
+    check(run([...CLI, ...startArgs({ host: NS, cluster: CLUSTER, node: CLUSTER, secrets, data })]));
     const kube = new Kube(loadKubeconfig(join(secrets, "admin.kubeconfig"), `https://${IP}:6443`));
     for (let i = 0; i < 300 && run([...CLI, "status", "--data-dir", data, "--local", "--json"]).code !== 0; i++)
       await Bun.sleep(2000);

@@ -13,7 +13,7 @@ import { certRequests } from "../core/cli/commands/secrets.ts";
 import { Kube, type KubeError, loadKubeconfig } from "../core/e2e/kube.ts";
 import type { Role } from "../core/plugin.ts";
 import { initSecrets, issueHost } from "../secrets/store.ts";
-import { buildTest, canBoot, hostSnapshot, planet, planetAsync, REPO, sh, waitFor } from "./helpers.ts";
+import { buildTest, canBoot, hostSnapshot, planet, planetAsync, REPO, sh, startArgs, waitFor } from "./helpers.ts";
 
 const BRIDGE = "ptc-br";
 const CLUSTER = "ctest";
@@ -48,23 +48,19 @@ describe.if(canBoot)("a master and a node in two test hosts on one bridge (maste
       validityDays: 365,
     });
   const start = (rootfs: string, h: typeof M1 & { secrets?: string }, ...extra: string[]) =>
-    planetAsync([
-      "start",
-      "--rootfs",
-      rootfs,
-      "--netns",
-      h.host,
-      "--cluster-id",
-      CLUSTER,
-      "--node-name",
-      h.name,
-      "--secrets-dir",
-      h.secrets ?? secretsOf(h.name),
-      "--data-dir",
-      join(work, `data-${h.host}`),
-      ...extra,
-      "--detach",
-    ]);
+    planetAsync(
+      startArgs(
+        {
+          rootfs,
+          host: h.host,
+          cluster: CLUSTER,
+          node: h.name,
+          secrets: h.secrets ?? secretsOf(h.name),
+          data: join(work, `data-${h.host}`),
+        },
+        ...extra,
+      ),
+    );
   const startNode = (...extra: string[]) => start(nodeRootfs, N1, "--master-ip", M1.ip, ...extra);
   const inBubble = (rootfs: string, ...cmd: string[]) => planet("exec", "--rootfs", rootfs, "--", ...cmd);
   /** Nothing of a refused start is left: no state, no runc container, no data folder. */

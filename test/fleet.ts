@@ -9,7 +9,7 @@ import { certRequests } from "../core/cli/commands/secrets.ts";
 import { Kube, loadKubeconfig } from "../core/e2e/kube.ts";
 import { pointer } from "../core/upgrade/slots.ts";
 import { initSecrets, issueHost } from "../secrets/store.ts";
-import { planet, planetAsync, type Ran, sh, waitFor } from "./helpers.ts";
+import { planet, planetAsync, type Ran, sh, startArgs, waitFor } from "./helpers.ts";
 
 export interface FleetHost {
   /** Node name. */
@@ -100,28 +100,25 @@ export class Fleet {
   /** `planet start --detach` of one host, with every master in --initial-cluster. */
   start(h: FleetHost, ...extra: string[]): Promise<Ran> {
     const initial = this.masters.map((m) => `${m.name}:${m.ip}`).join(",");
-    return planetAsync([
-      "start",
-      ...(this.o.slots ? [] : ["--rootfs", this.rootfs(h)]),
-      "--netns",
-      h.host,
-      "--cluster-id",
-      this.o.cluster,
-      "--node-name",
-      h.name,
-      "--secrets-dir",
-      this.secrets(h),
-      "--data-dir",
-      this.dataDir(h),
-      "--initial-cluster",
-      initial,
-      ...(h.role === "node" ? ["--master-ip", (this.masters[0] as FleetHost).ip] : []),
-      // Several bubbles boot at once on two cores: give systemd longer than a lone bubble needs.
-      "--ready-timeout",
-      "300",
-      ...extra,
-      "--detach",
-    ]);
+    return planetAsync(
+      startArgs(
+        {
+          ...(this.o.slots ? {} : { rootfs: this.rootfs(h) }),
+          host: h.host,
+          cluster: this.o.cluster,
+          node: h.name,
+          secrets: this.secrets(h),
+          data: this.dataDir(h),
+        },
+        "--initial-cluster",
+        initial,
+        ...(h.role === "node" ? ["--master-ip", (this.masters[0] as FleetHost).ip] : []),
+        // Several bubbles boot at once on two cores: give systemd longer than a lone bubble needs.
+        "--ready-timeout",
+        "300",
+        ...extra,
+      ),
+    );
   }
 
   /** Masters together (etcd waits for a quorum before it says ready), then the nodes. */

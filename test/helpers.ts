@@ -102,28 +102,41 @@ export async function waitFor<T>(
   throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${error ? `: ${error}` : ""}`);
 }
 
+/** A bubble in a test host, as `planet start` is told of it; without `rootfs` the data dir's current slot boots. */
+export interface StartFlags {
+  rootfs?: string;
+  host: string;
+  cluster: string;
+  node?: string;
+  secrets?: string;
+  data?: string;
+}
+
+/** The arguments of `planet start … --detach` for `o`, with `extra` flags before --detach. */
+export function startArgs(o: StartFlags, ...extra: string[]): string[] {
+  const flag = (name: string, value?: string) => (value === undefined ? [] : [name, value]);
+  return [
+    "start",
+    ...flag("--rootfs", o.rootfs),
+    "--netns",
+    o.host,
+    "--cluster-id",
+    o.cluster,
+    ...flag("--node-name", o.node),
+    ...flag("--secrets-dir", o.secrets),
+    ...flag("--data-dir", o.data),
+    ...extra,
+    "--detach",
+  ];
+}
+
 /** `planet start … --detach` of a bubble in a test host; secrets and data live in the test's `work` folder. */
 export function startBubble(
   o: { rootfs: string; host: string; cluster: string; node: string; work: string },
   ...extra: string[]
 ): Promise<Ran> {
-  return planetAsync([
-    "start",
-    "--rootfs",
-    o.rootfs,
-    "--netns",
-    o.host,
-    "--cluster-id",
-    o.cluster,
-    "--node-name",
-    o.node,
-    "--secrets-dir",
-    join(o.work, "secrets"),
-    "--data-dir",
-    join(o.work, "data"),
-    ...extra,
-    "--detach",
-  ]);
+  const { work, ...rest } = o;
+  return planetAsync(startArgs({ ...rest, secrets: join(work, "secrets"), data: join(work, "data") }, ...extra));
 }
 
 /** Creates a busybox pod that sleeps (once the namespace's default service account exists); returns its IP. */

@@ -12,7 +12,18 @@ import { join } from "node:path";
 import { readState } from "../core/box/state.ts";
 import { Kube, loadKubeconfig } from "../core/e2e/kube.ts";
 import { type Journal, PHASES, type UpgradePhase } from "../core/upgrade/journal.ts";
-import { buildTest, canBoot, derivedImage, devSecrets, planet, planetAsync, REPO, testHost, waitFor } from "./helpers.ts";
+import {
+  buildTest,
+  canBoot,
+  derivedImage,
+  devSecrets,
+  planet,
+  planetAsync,
+  REPO,
+  startArgs,
+  testHost,
+  waitFor,
+} from "./helpers.ts";
 
 const HOST = "pt-upg";
 const IP = "10.220.0.1";
@@ -82,20 +93,7 @@ describe.if(canBoot)("planet upgrade (one host)", () => {
   test("installed into a slot and started from it: the bubble boots on an overlay, the slot stays as built", async () => {
     const inst = planet("install", dev, "--data-dir", data);
     expect(inst.exitCode).toBe(0);
-    const start = await planetAsync([
-      "start",
-      "--data-dir",
-      data,
-      "--netns",
-      HOST,
-      "--cluster-id",
-      CLUSTER,
-      "--node-name",
-      NODE,
-      "--secrets-dir",
-      secrets,
-      "--detach",
-    ]);
+    const start = await planetAsync(startArgs({ host: HOST, cluster: CLUSTER, node: NODE, secrets, data }));
     expect(start.stderr).toContain("ready in");
     expect(start.exitCode).toBe(0);
     const slot = current();
