@@ -181,6 +181,9 @@ describe.if(canBoot)("planet upgrade (one host)", () => {
       data,
       "--gate-timeout",
       "90",
+      // Its etcd never starts, so systemd is never ready: no need to wait the default 300 s for that.
+      "--ready-timeout",
+      "120",
     ]);
     expect(res.exitCode).toBe(1);
     expect(res.stderr).toContain("rolled back");
