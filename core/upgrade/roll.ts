@@ -97,8 +97,10 @@ function planetOn(h: PlanHost, args: string[]) {
 /** One host's health as its own agent reports it (`planet status --local`): green once within a minute. */
 async function healthy(h: PlanHost): Promise<string | null> {
   let res = { exitCode: 1, stdout: "", stderr: "" };
-  const ask = async () =>
-    (res = await planetOn(h, ["status", "--local", "--json", ...(h.dataDir ? ["--data-dir", h.dataDir] : [])])).exitCode === 0;
+  const ask = async () => {
+    res = await planetOn(h, ["status", "--local", "--json", ...(h.dataDir ? ["--data-dir", h.dataDir] : [])]);
+    return res.exitCode === 0;
+  };
   if ((await poll(ask, 60_000, 2000)).value) return null;
   try {
     const st = JSON.parse(res.stdout) as { members: { health?: { failed: string[] } }[] };

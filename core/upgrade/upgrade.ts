@@ -314,7 +314,14 @@ export async function upgrade(o: UpgradeOptions): Promise<Journal> {
     );
   // A check can flap on a loaded host: green once within a minute will do.
   let failing: string[] = [];
-  await poll(async () => (failing = await failingChecks(from.rootfs)).length === 0, 60_000, 2000);
+  await poll(
+    async () => {
+      failing = await failingChecks(from.rootfs);
+      return failing.length === 0;
+    },
+    60_000,
+    2000,
+  );
   if (failing.length)
     throw new PlanetError(
       "CLUSTER_UNHEALTHY",
