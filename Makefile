@@ -5,6 +5,9 @@ DEV_ROOTFS := build/dev/rootfs
 DEV_SECRETS := build/dev/secrets
 DEV_HOST := planet-dev
 DEV_IP := 10.211.0.1
+# Another version of an asset for every build, e.g. make production ASSETS=kubernetes@1.36.3
+ASSETS ?=
+BUILD := $(PLANET) build $(foreach a,$(ASSETS),--asset $(a))
 START_FLAGS := --rootfs $(DEV_ROOTFS) --netns $(DEV_HOST) --public-ip $(DEV_IP) --secrets-dir $(DEV_SECRETS) --cluster-id dev
 
 .PHONY: deps dev production master node conformance conformance-run dev-start enter stop test ha-test upgrade-test lint clean
@@ -14,18 +17,18 @@ deps: ## install Debian packages, bun and node_modules
 	@bun install --frozen-lockfile --silent
 
 dev: deps ## build build/dev/planet.tar.gz (master + node on one host)
-	$(PLANET) build --target dev
+	$(BUILD) --target dev
 
 production: master node ## build the master and node images
 
 master: deps
-	$(PLANET) build --target master
+	$(BUILD) --target master
 
 node: deps
-	$(PLANET) build --target node
+	$(BUILD) --target node
 
 conformance: deps ## build the conformance bundle (e2e.test, ginkgo, the images its specs run) into build/conformance
-	$(PLANET) build --target conformance
+	$(BUILD) --target conformance
 
 conformance-run: production conformance ## the full [Conformance] suite on one master + two nodes (hours): docs/conformance/README.md
 	bun bench/conformance.ts --parallel $${PARALLEL:-4}
@@ -49,8 +52,8 @@ test: deps ## lint, typecheck and every test (integration tests boot real bubble
 ha-test: deps ## only the three-master test (part of make test): the leader's bubble stopped under a writer
 	bun test --timeout 900000 ./test/ha.test.ts
 
-upgrade-test: deps ## upgrades: one host killed at every phase boundary, and a rolling upgrade of 3 masters + 1 node (not in make test)
-	PLANET_UPGRADE_KILLS=all PLANET_UPGRADE_CLUSTER=1 bun test --timeout 3600000 ./test/upgrade.test.ts ./test/upgrade-cluster.test.ts
+upgrade-test: deps ## upgrades: one host killed at every phase boundary, Kubernetes 1.36 → 1.37 on one host and rolled over 3 masters + 1 node (not in make test)
+	PLANET_UPGRADE_KILLS=all PLANET_UPGRADE_VERSIONS=1 PLANET_UPGRADE_CLUSTER=1 bun test --timeout 3600000 ./test/upgrade.test.ts ./test/upgrade-versions.test.ts ./test/upgrade-cluster.test.ts
 
 lint:
 	bunx biome check .

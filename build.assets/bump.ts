@@ -10,7 +10,7 @@
  */
 import { existsSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import { PlanetError } from "../core/errors.ts";
 import { cacheRoot } from "../core/image/assets.ts";
 import { classifyGoError, goDownload, pickGo, requiredGo } from "../core/image/gomod.ts";
@@ -33,7 +33,10 @@ async function main(): Promise<void> {
   const [name, version] = args;
   if (!name || !version || !/^v\d+\.\d+\.\d+(-[\w.-]+)?$/.test(version))
     throw new PlanetError("USAGE", "usage: bun build.assets/bump.ts <asset> <vX.Y.Z> [--dir <recipe folder>]");
-  const recipe = recipes.find((r) => r.def.name === name);
+  // With --dir, the recipe that lives there (another version of the same asset); else the default one.
+  const recipe =
+    recipes.find((r) => r.def.name === name && dirArg && resolve(r.dir) === resolve(dirArg)) ??
+    recipes.find((r) => r.def.name === name);
   if (!recipe)
     throw new PlanetError("UNKNOWN_ASSET", `no recipe named ${name} (known: ${recipes.map((r) => r.def.name).join(", ")})`);
   const src = recipe.def.source;

@@ -10,6 +10,7 @@ import e2e from "./e2e/index.ts";
 import etcd from "./etcd/index.ts";
 import flannel from "./flannel/index.ts";
 import kubernetes from "./kubernetes/index.ts";
+import kubernetes136 from "./kubernetes-1.36/index.ts";
 import registry from "./registry/index.ts";
 import runc from "./runc/index.ts";
 import serf from "./serf/index.ts";
@@ -28,6 +29,8 @@ const goModules = {
   "cni-flannel": cniFlannel,
   coredns,
   e2e,
+  // Another version of an asset comes after its default one; a build picks it with --asset name@version.
+  "kubernetes-1.36": kubernetes136,
 };
 
 /** Every asset recipe the build knows, with the folder its go.mod and scripts are relative to. */
@@ -38,6 +41,6 @@ export const recipes: readonly { def: AssetDef; dir: string }[] = [
   ...Object.values(debian).map((def) => ({ def, dir: import.meta.dir })),
 ];
 
-export const recipeNames: readonly string[] = recipes.map((r) => r.def.name);
+export const recipeNames: readonly string[] = [...new Set(recipes.map((r) => r.def.name))];
 
 export { targets } from "./targets.ts";

@@ -188,6 +188,12 @@ describe.if(canBoot)("planet build --target dev", () => {
     const cases: [string, string[], RegExp][] = [
       ["unknown target", ["--target", "nope"], /^UNKNOWN_TARGET: /],
       ["unknown plugin", ["--without", "ghost"], /^UNKNOWN_PLUGIN: /],
+      [
+        "asset version without a recipe",
+        ["--asset", "kubernetes@1.30.0"],
+        /^UNKNOWN_ASSET: .*has recipes for 1\.37\.2, 1\.36\.3 only/,
+      ],
+      ["asset without a version", ["--asset", "kubernetes"], /^BAD_FLAG: --asset kubernetes: write it as name@version/],
       ["plugin folder without index.ts", ["--plugin", make("no-index", null)], /^PLUGIN_NO_INDEX: /],
       [
         "invalid unit file",

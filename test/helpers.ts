@@ -61,14 +61,21 @@ export function buildTest(name: string, args: string[]): string {
  * `files` are written into it. Hard links, with every written file replaced (never written
  * through), so the build stays as it was.
  */
-export function derivedImage(build: string, dest: string, version: string, files: Record<string, string> = {}): string {
+export function derivedImage(
+  build: string,
+  dest: string,
+  version: string,
+  files: Record<string, string> = {},
+  editManifest: (m: { version: string; assets: { name: string; version: string }[] }) => void = () => {},
+): string {
   rmSync(dest, { recursive: true, force: true });
   mkdirSync(dest, { recursive: true });
   const cp = sh(["cp", "-al", join(build, "rootfs"), join(dest, "rootfs")]);
   if (cp.exitCode !== 0) throw new Error(`copy ${build}: ${cp.stderr}`);
   const manifestPath = join(dest, "rootfs/etc/planet/manifest.json");
-  const manifest = JSON.parse(readFileSync(manifestPath, "utf8")) as { version: string };
+  const manifest = JSON.parse(readFileSync(manifestPath, "utf8"));
   manifest.version = version;
+  editManifest(manifest);
   for (const [path, text] of Object.entries({ "etc/planet/manifest.json": JSON.stringify(manifest, null, 2), ...files })) {
     const file = join(dest, "rootfs", path);
     mkdirSync(dirname(file), { recursive: true });
@@ -88,6 +95,41 @@ export async function devSecrets(dir: string, o: { domain: string; ips: string[]
     nodeName: o.node,
     validityDays: 30,
   });
+}
+
+/**
+ * Creates ConfigMaps `<prefix>-N` in `default`, one after another, until stopped: `acked` are those
+ * the API acknowledged. `kubeFor(i)` picks the apiserver of the i-th write.
+ */
+export function startWriter(kubeFor: (i: number) => Kube, prefix: string) {
+  const acked: string[] = [];
+  let writing = true;
+  const loop = (async () => {
+    for (let i = 0; writing; i++) {
+      const name = `${prefix}-${i}`;
+      try {
+        await kubeFor(i).create("/api/v1/namespaces/default/configmaps", { metadata: { name }, data: { n: String(i) } });
+        acked.push(name);
+      } catch {
+        await Bun.sleep(200);
+      }
+      await Bun.sleep(50);
+    }
+  })();
+  return {
+    acked,
+    async stop(): Promise<string[]> {
+      writing = false;
+      await loop;
+      return acked;
+    },
+    /** The acknowledged writes `kube` does not have. */
+    async lost(kube: Kube): Promise<string[]> {
+      const list = await kube.get<{ items: { metadata: { name: string } }[] }>("/api/v1/namespaces/default/configmaps");
+      const names = new Set(list.items.map((c) => c.metadata.name));
+      return acked.filter((a) => !names.has(a));
+    },
+  };
 }
 
 /** Polls `probe` until it returns something truthy (the core's poll); throws naming `what` and the last error. */

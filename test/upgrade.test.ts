@@ -21,6 +21,7 @@ import {
   planetAsync,
   REPO,
   startArgs,
+  startWriter,
   testHost,
   waitFor,
 } from "./helpers.ts";
@@ -130,38 +131,17 @@ describe.if(canBoot)("planet upgrade (one host)", () => {
 
   test("upgraded with a writer running: every acknowledged write kept, the same cluster and CA, the new version current", async () => {
     const uid = (await kube.get<{ metadata: { uid: string } }>("/api/v1/namespaces/kube-system")).metadata.uid;
-    const acked: string[] = [];
-    let writing = true;
-    let n = 0;
-    const writer = (async () => {
-      while (writing) {
-        const name = `w-${n}`;
-        try {
-          await kube.create("/api/v1/namespaces/default/configmaps", { metadata: { name }, data: { n: String(n) } });
-          acked.push(name);
-          n++;
-        } catch {
-          await Bun.sleep(200);
-        }
-        await Bun.sleep(50);
-      }
-    })();
+    const writer = startWriter(() => kube, "w");
     const res = await upgrade(images.v2 as string);
-    writing = false;
-    await writer;
+    await writer.stop();
     expect(res.stderr).toContain("now runs");
     expect(res.exitCode).toBe(0);
     expect(current()?.version).toBe("99.0.1");
     expect(status().slots.find((s) => s.pointer === "previous")?.version).toBe("0.1.0");
     expect(status().upgrade?.phase).toBe("committed");
     await waitFor("the apiserver", () => kube.get("/api/v1/namespaces/kube-system").catch(() => null), 120_000, 1000);
-    const names = new Set(
-      (await kube.get<{ items: { metadata: { name: string } }[] }>("/api/v1/namespaces/default/configmaps")).items.map(
-        (c) => c.metadata.name,
-      ),
-    );
-    expect(acked.length).toBeGreaterThan(5);
-    expect(acked.filter((a) => !names.has(a))).toEqual([]);
+    expect(writer.acked.length).toBeGreaterThan(5);
+    expect(await writer.lost(kube)).toEqual([]);
     expect((await kube.get<{ metadata: { uid: string } }>("/api/v1/namespaces/kube-system")).metadata.uid).toBe(uid);
     // Uncordoned by the kube-node plugin's step once the gate passed.
     const node = await kube.get<{ spec: { unschedulable?: boolean } }>(`/api/v1/nodes/${NODE}`);

@@ -17,32 +17,35 @@ export const stamp = ["k8s.io/component-base/version", "k8s.io/client-go/pkg/ver
  * module zip) with its published `k8s.io/<name> v0.<minor>.<patch>`. `pause` is compiled from the
  * same module's build/pause/linux/pause.c (pause.sh).
  */
-export default defineAsset({
-  name: "kubernetes",
-  version: "1.37.2",
-  description: "kube-apiserver, kube-controller-manager, kube-scheduler, kubelet, kube-proxy, kubectl, pause",
-  source: {
-    kind: "gomod",
-    module: "k8s.io/kubernetes",
-    version: "v1.37.2",
-    tags: ["selinux", "notest", "grpcnotrace"],
-    ldflags: stamp,
-    binaries: {
-      "kube-apiserver": "k8s.io/kubernetes/cmd/kube-apiserver",
-      "kube-controller-manager": "k8s.io/kubernetes/cmd/kube-controller-manager",
-      "kube-scheduler": "k8s.io/kubernetes/cmd/kube-scheduler",
-      kubelet: "k8s.io/kubernetes/cmd/kubelet",
-      "kube-proxy": "k8s.io/kubernetes/cmd/kube-proxy",
-      kubectl: "k8s.io/kubernetes/cmd/kubectl",
+export const kubernetesRecipe = (version: string, pauseScript = "pause.sh") =>
+  defineAsset({
+    name: "kubernetes",
+    version,
+    description: "kube-apiserver, kube-controller-manager, kube-scheduler, kubelet, kube-proxy, kubectl, pause",
+    source: {
+      kind: "gomod",
+      module: "k8s.io/kubernetes",
+      version: `v${version}`,
+      tags: ["selinux", "notest", "grpcnotrace"],
+      ldflags: stamp,
+      binaries: {
+        "kube-apiserver": "k8s.io/kubernetes/cmd/kube-apiserver",
+        "kube-controller-manager": "k8s.io/kubernetes/cmd/kube-controller-manager",
+        "kube-scheduler": "k8s.io/kubernetes/cmd/kube-scheduler",
+        kubelet: "k8s.io/kubernetes/cmd/kubelet",
+        "kube-proxy": "k8s.io/kubernetes/cmd/kube-proxy",
+        kubectl: "k8s.io/kubernetes/cmd/kubectl",
+      },
+      script: pauseScript,
     },
-    script: "pause.sh",
-  },
-  files: {
-    "kube-apiserver": "/usr/bin/kube-apiserver",
-    "kube-controller-manager": "/usr/bin/kube-controller-manager",
-    "kube-scheduler": "/usr/bin/kube-scheduler",
-    kubelet: "/usr/bin/kubelet",
-    "kube-proxy": "/usr/bin/kube-proxy",
-    kubectl: "/usr/bin/kubectl",
-  },
-});
+    files: {
+      "kube-apiserver": "/usr/bin/kube-apiserver",
+      "kube-controller-manager": "/usr/bin/kube-controller-manager",
+      "kube-scheduler": "/usr/bin/kube-scheduler",
+      kubelet: "/usr/bin/kubelet",
+      "kube-proxy": "/usr/bin/kube-proxy",
+      kubectl: "/usr/bin/kubectl",
+    },
+  });
+
+export default kubernetesRecipe("1.37.2");

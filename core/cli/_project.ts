@@ -32,4 +32,30 @@ export function resolveTarget(target: string, external: string[], without: strin
   });
 }
 
+/**
+ * The recipes one build uses: for each asset its default (the first recipe of that name) unless
+ * `--asset name@version` picks another version of it.
+ */
+export function pickRecipes(picks: string[]): typeof recipes {
+  const chosen = new Map<string, string>();
+  for (const pick of picks) {
+    const m = /^([\w.-]+)@v?(\d[\w.-]*)$/.exec(pick);
+    if (!m) throw new PlanetError("BAD_FLAG", `--asset ${pick}: write it as name@version, e.g. kubernetes@1.36.3`);
+    const [, name, version] = m as unknown as [string, string, string];
+    const versions = recipes.filter((r) => r.def.name === name).map((r) => r.def.version);
+    if (!versions.length)
+      throw new PlanetError("UNKNOWN_ASSET", `--asset ${pick}: no asset named ${name} (known: ${recipeNames.join(", ")})`);
+    if (!versions.includes(version))
+      throw new PlanetError(
+        "UNKNOWN_ASSET",
+        `--asset ${pick}: ${name} has recipes for ${versions.join(", ")} only (build.assets/)`,
+      );
+    chosen.set(name, version);
+  }
+  return recipes.filter((r) => {
+    const v = chosen.get(r.def.name);
+    return v ? r.def.version === v : recipes.find((d) => d.def.name === r.def.name) === r;
+  });
+}
+
 export { recipes, targets };

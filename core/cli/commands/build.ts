@@ -6,7 +6,7 @@ import { buildBundle } from "../../image/bundle.ts";
 import { buildImage } from "../../image/image.ts";
 import { logger } from "../../log.ts";
 import { debugArg, multi } from "../_args.ts";
-import { recipes, repoRoot, resolveTarget } from "../_project.ts";
+import { pickRecipes, repoRoot, resolveTarget } from "../_project.ts";
 
 const log = logger("build");
 
@@ -18,9 +18,11 @@ export default defineCommand({
     plugin: { type: "string", description: "out-of-tree plugin folder (repeatable)" },
     without: { type: "string", description: "leave a plugin out (repeatable)" },
     out: { type: "string", description: "output folder (default build/<target>)" },
+    asset: { type: "string", description: "another version of an asset, name@version (repeatable), e.g. kubernetes@1.36.3" },
   },
   async run({ args, rawArgs }) {
     const repo = repoRoot();
+    const recipes = pickRecipes(multi(rawArgs, "asset"));
     const resolution = await resolveTarget(args.target, multi(rawArgs, "plugin"), multi(rawArgs, "without"));
     // The builder replaces the rootfs: not under a bubble that runs from it.
     const rootfs = join(resolve(args.out ?? join(repo, "build", resolution.target)), "rootfs");
