@@ -121,6 +121,42 @@ describe.if(hasEtcd)("leader election on a real etcd", () => {
     expect(a.view.leader().paused).toBe(false);
   }, 60_000);
 
+  test("the cluster's upgrade lock: one owner at a time, taken again by its owner, released by it or by force", async () => {
+    const opts = (ip: string) => ({ ...agentOpts(ip), leaderKey: "/planet/test-lock/master", campaign: false });
+    await using a = await createAgent(opts("10.0.1.1"));
+    await using b = await createAgent(opts("10.0.1.2"));
+    const call = async (agent: typeof a, method: string, path: string, body?: unknown) => {
+      const res = await agent.app.request(path, { method, ...(body ? { body: JSON.stringify(body) } : {}) });
+      return {
+        status: res.status,
+        body: (await res.json()) as {
+          lock?: { owner: string; node: string } | null;
+          released?: unknown;
+          error?: { code: string; message: string };
+        },
+      };
+    };
+    expect((await call(a, "GET", "/upgrade/lock")).body.lock).toBeNull();
+    const took = await call(a, "POST", "/upgrade/lock", { owner: "up-1", what: "upgrade host a" });
+    expect(took.body.lock).toMatchObject({ owner: "up-1", node: "10.0.1.1" });
+    // Another owner, through another agent: refused, naming who holds it.
+    const refused = await call(b, "POST", "/upgrade/lock", { owner: "up-2", what: "upgrade host b" });
+    expect(refused.status).toBe(409);
+    expect(refused.body.error?.code).toBe("UPGRADE_LOCKED");
+    expect(refused.body.error?.message).toContain("upgrade host a (owner up-1, from node 10.0.1.1");
+    // Its owner again (a resumed upgrade, or a roll's next host): granted, the lock as it was.
+    expect((await call(b, "POST", "/upgrade/lock", { owner: "up-1", what: "again" })).body.lock).toMatchObject({
+      what: "upgrade host a",
+    });
+    expect((await call(b, "DELETE", "/upgrade/lock?owner=up-2")).status).toBe(409);
+    expect((await call(b, "DELETE", "/upgrade/lock?owner=up-1")).body.released).toMatchObject({ owner: "up-1" });
+    expect((await call(a, "GET", "/upgrade/lock")).body.lock).toBeNull();
+    expect((await call(a, "DELETE", "/upgrade/lock?owner=up-1")).body.released).toBeNull();
+    await call(b, "POST", "/upgrade/lock", { owner: "up-2", what: "upgrade host b" });
+    expect((await call(a, "DELETE", "/upgrade/lock?force=1")).body.released).toMatchObject({ owner: "up-2" });
+    expect((await call(a, "POST", "/upgrade/lock", { what: "no owner" })).status).toBe(400);
+  }, 60_000);
+
   test("mTLS API: members aggregated over mTLS, a client without a cert rejected, clock drift to the leader flagged", async () => {
     const port = await freePort();
     const member = (ip: string, skewMs: number) => ({

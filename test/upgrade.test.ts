@@ -10,6 +10,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { existsSync, mkdirSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { readState } from "../core/box/state.ts";
+import { agentSocket, ask } from "../core/cli/commands/status.ts";
 import { Kube, loadKubeconfig } from "../core/e2e/kube.ts";
 import { type Journal, PHASES, type UpgradePhase } from "../core/upgrade/journal.ts";
 import {
@@ -129,6 +130,27 @@ describe.if(canBoot)("planet upgrade (one host)", () => {
     rmSync(older, { recursive: true, force: true });
   }, 600_000);
 
+  test("another upgrade holds the cluster's lock: refused, nothing stopped; status names it; --unlock releases it", async () => {
+    const pid = runningPid();
+    const rootfs = readState(`planet-${CLUSTER}-${HOST}`)?.rootfs as string;
+    await ask(agentSocket(rootfs), "/upgrade/lock", "POST", { owner: "elsewhere", what: "an upgrade of another host" });
+    const locked = await upgrade(images.v2 as string);
+    expect(locked.exitCode).toBe(1);
+    expect(locked.stderr).toContain(
+      "UPGRADE_LOCKED: another upgrade holds the cluster's upgrade lock: an upgrade of another host",
+    );
+    expect(runningPid()).toBe(pid);
+    expect(status().upgrade).toBeNull();
+    const st = JSON.parse(planet("status", "--data-dir", data, "--local", "--json").stdout) as { lock: { owner: string } };
+    expect(st.lock.owner).toBe("elsewhere");
+    const mine = planet("upgrade", "--unlock", "--lock-owner", "mine", "--cluster-id", CLUSTER, "--netns", HOST);
+    expect(mine.exitCode).toBe(1);
+    expect(mine.stderr).toContain("held by elsewhere");
+    const unlock = planet("upgrade", "--unlock", "--cluster-id", CLUSTER, "--netns", HOST);
+    expect(unlock.exitCode).toBe(0);
+    expect(unlock.stderr).toContain("released the upgrade lock of elsewhere");
+  }, 300_000);
+
   test("upgraded with a writer running: every acknowledged write kept, the same cluster and CA, the new version current", async () => {
     const uid = (await kube.get<{ metadata: { uid: string } }>("/api/v1/namespaces/kube-system")).metadata.uid;
     const writer = startWriter(() => kube, "w");
@@ -140,6 +162,8 @@ describe.if(canBoot)("planet upgrade (one host)", () => {
     expect(status().slots.find((s) => s.pointer === "previous")?.version).toBe("0.1.0");
     expect(status().upgrade?.phase).toBe("committed");
     await waitFor("the apiserver", () => kube.get("/api/v1/namespaces/kube-system").catch(() => null), 120_000, 1000);
+    // The upgrade took the cluster's lock and gave it back.
+    expect((JSON.parse(planet("status", "--data-dir", data, "--local", "--json").stdout) as { lock: unknown }).lock).toBeNull();
     expect(writer.acked.length).toBeGreaterThan(5);
     expect(await writer.lost(kube)).toEqual([]);
     expect((await kube.get<{ metadata: { uid: string } }>("/api/v1/namespaces/kube-system")).metadata.uid).toBe(uid);

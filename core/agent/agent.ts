@@ -7,6 +7,7 @@ import { run } from "../proc.ts";
 import { type AgentView, createApi, type MemberHealth, type NodeHealth } from "./api.ts";
 import { CheckRunner, type RunnableCheck, tlsFiles, withTimeout } from "./checks.ts";
 import { LeaderElection } from "./election.ts";
+import { ClusterLock } from "./upgrade-lock.ts";
 
 const log = logger("agent");
 
@@ -21,6 +22,8 @@ export interface AgentOptions {
   skipped?: { name: string; reason: string }[];
   secretsDir: string;
   leaderKey: string;
+  /** The cluster's upgrade lock (default: `upgrade` beside the leader key). */
+  upgradeLockKey?: string;
   termSeconds: number;
   /**
    * etcd client: endpoints, CA, client certificate, and the DNS name its server certificate carries
@@ -185,6 +188,7 @@ export async function createAgent(opts: AgentOptions): Promise<Agent> {
     pause: async () => election?.pause(),
     resume: async () => election?.resume(),
     now,
+    ...(client ? { lock: new ClusterLock(client, opts.upgradeLockKey ?? `${dirname(opts.leaderKey)}/upgrade`, opts.node) } : {}),
     members: async () => {
       const listed = await listMembers(opts.membersCommand);
       const known = listed ?? (opts.members.length ? opts.members : [{ name: opts.node, ip: opts.ip }]);

@@ -2,6 +2,7 @@ import { Hono } from "hono";
 import { type ErrorCode, PlanetError, toPlanetError } from "../errors.ts";
 import type { Role } from "../plugin.ts";
 import type { CheckStatus } from "./checks.ts";
+import type { ClusterLock } from "./upgrade-lock.ts";
 
 export interface NodeHealth {
   node: string;
@@ -48,9 +49,16 @@ export interface AgentView {
   members(): Promise<MemberHealth[]>;
   /** This node's clock in ms (tests skew it). */
   now?(): number;
+  /** The cluster's upgrade lock (in etcd); absent without etcd. */
+  lock?: ClusterLock;
 }
 
-const STATUS: Partial<Record<ErrorCode, 400 | 404 | 409 | 500 | 503>> = { NOT_FOUND: 404, USAGE: 400, ETCD_UNREACHABLE: 503 };
+const STATUS: Partial<Record<ErrorCode, 400 | 404 | 409 | 500 | 503>> = {
+  NOT_FOUND: 404,
+  USAGE: 400,
+  ETCD_UNREACHABLE: 503,
+  UPGRADE_LOCKED: 409,
+};
 
 /** The agent's HTTP API, served on the unix socket and on the mTLS port. */
 export function createApi(view: AgentView): Hono {
@@ -78,6 +86,24 @@ export function createApi(view: AgentView): Hono {
   app.post("/leader/resume", async (c) => {
     await view.resume();
     return c.json(view.leader());
+  });
+  // The cluster's upgrade lock: read it, take it for an owner, release it (by force: whoever holds it).
+  const lock = () => {
+    if (!view.lock) throw new PlanetError("ETCD_UNREACHABLE", "this agent has no etcd, so no cluster upgrade lock");
+    return view.lock;
+  };
+  app.get("/upgrade/lock", async (c) => c.json({ lock: await lock().get() }));
+  app.post("/upgrade/lock", async (c) => {
+    const body = (await c.req.json().catch(() => ({}))) as { owner?: unknown; what?: unknown };
+    if (typeof body.owner !== "string" || !body.owner || typeof body.what !== "string")
+      throw new PlanetError("USAGE", "POST /upgrade/lock takes {owner, what}");
+    return c.json({ lock: await lock().take(body.owner, body.what) });
+  });
+  app.delete("/upgrade/lock", async (c) => {
+    const owner = c.req.query("owner") ?? "";
+    const force = c.req.query("force") === "1";
+    if (!owner && !force) throw new PlanetError("USAGE", "DELETE /upgrade/lock takes ?owner= (or ?force=1)");
+    return c.json({ released: await lock().release(owner, force) });
   });
   app.notFound((c) => c.json({ error: { code: "NOT_FOUND", message: `no route ${c.req.method} ${c.req.path}` } }, 404));
   app.onError((err, c) => {

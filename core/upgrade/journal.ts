@@ -39,6 +39,8 @@ export interface Journal {
   /** Volumes copied aside while stopped, and whether a rollback puts them back. */
   restore: { volumes: string[]; safe: boolean };
   changes: string[];
+  /** The cluster's upgrade lock this upgrade runs under; `own`: taken by it (and released when it ends), else a roll's. */
+  lock?: { owner: string; own: boolean };
   phase: UpgradePhase;
   reason?: string;
   history: { phase: UpgradePhase; at: string; note?: string }[];

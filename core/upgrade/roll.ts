@@ -39,12 +39,15 @@ export interface Plan {
   gateTimeout?: number;
 }
 
-type HostOutcome = "pending" | "running" | "committed" | "rolled-back";
+/** `refused`: the host's preflight said no, nothing on it was stopped. */
+type HostOutcome = "pending" | "running" | "committed" | "rolled-back" | "refused";
 
 export interface RollState {
   pid: number;
   plan: string;
   startedAt: string;
+  /** The owner of the cluster's upgrade lock while the roll runs, halted or not: every host's upgrade runs under it. */
+  lockOwner: string;
   /** Per host: its outcome, when it began and when it ended (or the roll began, while pending). */
   hosts: Record<string, { outcome: HostOutcome; startedAt?: string; at: string; reason?: string }>;
   phase: "running" | "halted" | "done";
@@ -126,12 +129,17 @@ async function upgradeHost(plan: Plan, h: PlanHost, state: RollState): Promise<b
     ...(plan.kubeconfig ? ["--kubeconfig", plan.kubeconfig] : []),
     "--gate-timeout",
     String(plan.gateTimeout ?? 300),
+    "--lock-owner",
+    state.lockOwner,
   ]);
   const last = res.stderr.trim().split("\n").at(-1) ?? "";
   // Already running the image: nothing to do for this host.
   const ok = res.exitCode === 0 || /is the image this host runs/.test(res.stderr);
+  const refused = /^(UPGRADE_REFUSED|UPGRADE_LOCKED|UPGRADE_RUNNING|CLUSTER_UNHEALTHY|NO_SPACE|NOT_AN_IMAGE|NOT_RUNNING): /.test(
+    last,
+  );
   state.hosts[h.name] = {
-    outcome: ok ? "committed" : "rolled-back",
+    outcome: ok ? "committed" : refused ? "refused" : "rolled-back",
     startedAt,
     at: new Date().toISOString(),
     ...(ok ? {} : { reason: last }),
@@ -154,10 +162,14 @@ export async function roll(planFile: string, o: { resume?: boolean; concurrency?
       "UPGRADE_RUNNING",
       `the cluster upgrade of ${planFile} stopped (${state.phase}): carry on with --resume`,
     );
-  if (!state || state.phase === "done" || !o.resume)
-    state = { pid: process.pid, plan: resolve(planFile), startedAt: new Date().toISOString(), hosts: {}, phase: "running" };
+  if (!state || state.phase === "done" || !o.resume) {
+    const startedAt = new Date().toISOString();
+    const lockOwner = `roll-${startedAt.replace(/[:.]/g, "-")}`;
+    state = { pid: process.pid, plan: resolve(planFile), startedAt, lockOwner, hosts: {}, phase: "running" };
+  }
   state.pid = process.pid;
   state.phase = "running";
+  state.lockOwner ??= `roll-${state.startedAt.replace(/[:.]/g, "-")}`;
   for (const h of plan.hosts) state.hosts[h.name] ??= { outcome: "pending", at: state.startedAt };
   writeRollState(state);
 
@@ -167,8 +179,12 @@ export async function roll(planFile: string, o: { resume?: boolean; concurrency?
     const done = plan.hosts.filter((x) => (state as RollState).hosts[x.name]?.outcome === "committed").map((x) => x.name);
     throw new PlanetError(
       "UPGRADE_FAILED",
-      `${h.name}: ${why}; halted with ${done.length ? `${done.join(", ")} upgraded` : "no host upgraded"}: fix it, then planet upgrade --plan ${planFile} --resume`,
+      `${h.name}: ${why}; halted with ${done.length ? `${done.join(", ")} upgraded` : "no host upgraded"}, the cluster's upgrade lock kept: fix it, then planet upgrade --plan ${planFile} --resume`,
     );
+  };
+  const failure = (h: PlanHost) => {
+    const st = (state as RollState).hosts[h.name];
+    return `${st?.outcome === "refused" ? "refused" : "rolled back"} (${st?.reason})`;
   };
   const todo = (role: PlanHost["role"]) =>
     plan.hosts.filter((h) => h.role === role && (state as RollState).hosts[h.name]?.outcome !== "committed");
@@ -185,7 +201,7 @@ export async function roll(planFile: string, o: { resume?: boolean; concurrency?
       const bad = await healthy(other);
       if (bad) halt(m, `master ${other.name} is not healthy (${bad}): upgrading ${m.name} now could lose etcd's quorum`);
     }
-    if (!(await upgradeHost(plan, m, state))) halt(m, `rolled back (${state.hosts[m.name]?.reason})`);
+    if (!(await upgradeHost(plan, m, state))) halt(m, failure(m));
   }
   const nodes = todo("node");
   const width = Math.max(1, o.concurrency ?? plan.concurrency ?? 1);
@@ -193,9 +209,16 @@ export async function roll(planFile: string, o: { resume?: boolean; concurrency?
     const batch = nodes.slice(i, i + width);
     const results = await Promise.all(batch.map((n) => upgradeHost(plan, n, state as RollState)));
     const failed = batch.find((_, k) => !results[k]);
-    if (failed) halt(failed, `rolled back (${state.hosts[failed.name]?.reason})`);
+    if (failed) halt(failed, failure(failed));
   }
   state.phase = "done";
   writeRollState(state);
+  // Done: the cluster's lock goes (a halted roll keeps it, so nothing else upgrades in between).
+  const m0 = masters[0] as PlanHost;
+  const unlock = await planetOn(m0, ["upgrade", "--unlock", "--lock-owner", state.lockOwner, ...hostArgs(m0)]);
+  if (unlock.exitCode !== 0)
+    log.warn(
+      `the cluster's upgrade lock stays held (${unlock.stderr.trim().split("\n").at(-1)}): planet upgrade --unlock on a master`,
+    );
   log.success(`cluster upgraded: ${plan.hosts.map((h) => h.name).join(", ")}`);
 }

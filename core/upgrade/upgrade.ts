@@ -49,6 +49,8 @@ export interface UpgradeOptions {
   /** Admin kubeconfig for the plugins' steps (drain) on hosts that hold none. */
   kubeconfig?: string;
   resume?: boolean;
+  /** The cluster's upgrade lock is held by this owner already (a roll): take it as that owner, leave it held. */
+  lockOwner?: string;
 }
 
 /** Where a bubble's data dir is: its state says, else the default. */
@@ -227,18 +229,52 @@ async function rollback(j: Journal, o: UpgradeOptions, reason: string): Promise<
     log.warn((e as Error).message),
   );
   writeJournal(j, "rolled-back");
-  finish(j);
+  await finish(j);
   throw new PlanetError("UPGRADE_ROLLED_BACK", `upgrade to ${j.to ?? o.image} rolled back: ${reason}`);
 }
 
+/** Takes the cluster's upgrade lock through the agent of the bubble at `rootfs`. */
+export async function takeClusterLock(rootfs: string, owner: string, what: string): Promise<void> {
+  await ask(agentSocket(rootfs), "/upgrade/lock", "POST", { owner, what });
+}
+
+/**
+ * Releases the cluster's upgrade lock held by `owner` (or whatever holds it, with `force`) through
+ * the agent of the bubble at `rootfs`, waiting up to `waitMs` for an agent that is still starting.
+ */
+export async function releaseClusterLock(
+  rootfs: string,
+  owner: string | null,
+  waitMs = 0,
+): Promise<{ owner: string; what: string } | null> {
+  const query = owner ? `owner=${encodeURIComponent(owner)}` : "force=1";
+  const { value, error } = await poll(
+    () => ask<{ released: { owner: string; what: string } | null }>(agentSocket(rootfs), `/upgrade/lock?${query}`, "DELETE"),
+    waitMs,
+    2000,
+  );
+  if (!value) throw error;
+  return value.released;
+}
+
 /** Ends the journal: into the history; the saved volumes and the slots no pointer names are dropped. */
-function finish(j: Journal): void {
+async function finish(j: Journal): Promise<void> {
   j.endedAt = new Date().toISOString();
   writeJournal(j);
   archiveJournal(j);
   rmSync(savedDir(j.dataDir), { recursive: true, force: true });
   const pruned = pruneSlots(j.dataDir);
   if (pruned.length) log.info(`removed slots no longer needed: ${pruned.join(", ")}`);
+  if (!j.lock?.own) return;
+  const st = readState(j.box);
+  try {
+    if (!st) throw new Error("the bubble is not running");
+    await releaseClusterLock(st.rootfs, j.lock.owner, 120_000);
+  } catch (e) {
+    log.warn(
+      `the cluster's upgrade lock stays held (${(e as Error).message}): release it with planet upgrade --unlock --lock-owner ${j.lock.owner}`,
+    );
+  }
 }
 
 /**
@@ -328,9 +364,17 @@ export async function upgrade(o: UpgradeOptions): Promise<Journal> {
       `this host is not healthy, so nothing was stopped: ${failing.slice(0, 4).join("; ")}`,
     );
 
+  // The cluster's lock last: a refusal before it leaves nothing to release.
+  const id = new Date().toISOString().replace(/[:.]/g, "-");
+  const lock = { owner: o.lockOwner ?? `upgrade-${id}@${box}`, own: !o.lockOwner };
+  await takeClusterLock(
+    from.rootfs,
+    lock.owner,
+    `planet upgrade of ${box} to ${candidate.manifest.target} ${candidate.manifest.version}`,
+  );
   const j: Journal = writeJournal(
     {
-      id: `${new Date().toISOString().replace(/[:.]/g, "-")}`,
+      id,
       pid: process.pid,
       dataDir,
       box,
@@ -340,6 +384,7 @@ export async function upgrade(o: UpgradeOptions): Promise<Journal> {
       previousBefore: pointer(dataDir, "previous")?.info.name ?? null,
       restore: { volumes: [], safe: true },
       changes,
+      lock,
       phase: "preflight",
       history: [],
       startedAt: new Date().toISOString(),
@@ -355,7 +400,7 @@ export async function upgrade(o: UpgradeOptions): Promise<Journal> {
     if (readJournal(dataDir) && !ended(j)) {
       j.reason = (e as Error).message;
       writeJournal(j, "rolled-back");
-      finish(j);
+      await finish(j);
     }
     throw e;
   }
@@ -413,7 +458,7 @@ async function resume(j: Journal, o: UpgradeOptions): Promise<Journal> {
     if (at("healthy")) {
       await runSteps(to.rootfs, readManifest(to.rootfs)?.manifest as Manifest, "after", o.kubeconfig);
       writeJournal(j, "committed");
-      finish(j);
+      await finish(j);
       log.success(`${j.box} now runs ${to.info.name}`);
     }
     return j;

@@ -3,6 +3,7 @@ import { dirname, join, resolve } from "node:path";
 import { defineCommand } from "citty";
 import type { LeaderView, MemberHealth } from "../../agent/api.ts";
 import type { CheckStatus } from "../../agent/checks.ts";
+import type { UpgradeLock } from "../../agent/upgrade-lock.ts";
 import { type ErrorCode, PlanetError } from "../../errors.ts";
 import { ownImageRootfs } from "../../manifest.ts";
 import { type Journal, lastUpgrade } from "../../upgrade/journal.ts";
@@ -20,10 +21,15 @@ export function agentSocket(rootfs?: string): string {
   return own ? join(bubbleRoot(own), AGENT_SOCKET) : AGENT_SOCKET;
 }
 
-export async function ask<T>(socket: string, path: string, method = "GET"): Promise<T> {
+export async function ask<T>(socket: string, path: string, method = "GET", payload?: unknown): Promise<T> {
   let res: Response;
   try {
-    res = await fetch(`http://agent${path}`, { unix: socket, method, signal: AbortSignal.timeout(5000) });
+    res = await fetch(`http://agent${path}`, {
+      unix: socket,
+      method,
+      ...(payload === undefined ? {} : { body: JSON.stringify(payload), headers: { "content-type": "application/json" } }),
+      signal: AbortSignal.timeout(10_000),
+    });
   } catch (e) {
     throw new PlanetError(
       "AGENT_UNREACHABLE",
@@ -110,9 +116,14 @@ export const statusCmd = defineCommand({
       }
       const status = members.every((m) => m.status === "healthy") ? "healthy" : "degraded";
       const upgrade = upgradeOf(rootfs);
-      if (args.json) process.stdout.write(`${JSON.stringify({ status, leader, members, upgrade }, null, 2)}\n`);
+      // Who holds the cluster's upgrade lock, when the agent can tell (its etcd answers).
+      const lock = await ask<{ lock: UpgradeLock | null }>(socket, "/upgrade/lock")
+        .then((r) => r.lock)
+        .catch(() => undefined);
+      if (args.json) process.stdout.write(`${JSON.stringify({ status, leader, members, upgrade, lock }, null, 2)}\n`);
       else {
         process.stdout.write(`${renderStatus(members, leader, process.stdout.isTTY === true)}\n`);
+        if (lock) process.stdout.write(`cluster upgrade lock: ${lock.what} (owner ${lock.owner}, since ${lock.since})\n`);
         if (upgrade)
           process.stdout.write(
             `upgrade ${upgrade.id}: ${upgrade.phase} (${upgrade.from} → ${upgrade.to ?? upgrade.image})${upgrade.reason ? `: ${upgrade.reason}` : ""}\n`,

@@ -1,10 +1,12 @@
 import { defineCommand } from "citty";
+import { boxId } from "../../box/prepare.ts";
+import { pidAlive, readState } from "../../box/state.ts";
 import { PlanetError } from "../../errors.ts";
 import { logger } from "../../log.ts";
 import { lastUpgrade } from "../../upgrade/journal.ts";
 import { roll } from "../../upgrade/roll.ts";
 import { listSlots, pointer } from "../../upgrade/slots.ts";
-import { install, upgrade } from "../../upgrade/upgrade.ts";
+import { install, releaseClusterLock, upgrade } from "../../upgrade/upgrade.ts";
 import { debugArg } from "../_args.ts";
 
 const log = logger("upgrade");
@@ -57,11 +59,32 @@ export const upgradeCmd = defineCommand({
       description: "a whole cluster from this plan (JSON: images, hosts): masters one at a time, then nodes",
     },
     concurrency: { type: "string", description: "with --plan: nodes upgraded at once (default the plan's, else 1)" },
+    "lock-owner": {
+      type: "string",
+      description:
+        "the cluster's upgrade lock is held by this owner (a roll passes its id); with --unlock: release only its lock",
+    },
+    unlock: {
+      type: "boolean",
+      description: "release the cluster's upgrade lock (whoever holds it, unless --lock-owner) when nothing runs under it",
+    },
     ...dataDirArg,
   },
   async run({ args }) {
     const clusterId = args["cluster-id"] ?? process.env.PLANET_CLUSTER_ID ?? "local";
     const netns = args.netns ?? process.env.PLANET_NETNS;
+    if (args.unlock) {
+      const st = readState(boxId(clusterId, netns));
+      if (!st || !pidAlive(st.pid))
+        throw new PlanetError("NOT_RUNNING", `bubble ${boxId(clusterId, netns)} is not running: its agent releases the lock`);
+      const released = await releaseClusterLock(st.rootfs, args["lock-owner"] ?? null);
+      log.success(
+        released
+          ? `released the upgrade lock of ${released.owner} (${released.what})`
+          : "the cluster's upgrade lock was not held",
+      );
+      return;
+    }
     if (args.status) {
       const dataDir = args["data-dir"] ?? `/var/lib/planet/${netns ? `${clusterId}-${netns}` : clusterId}`;
       const cur = pointer(dataDir, "current")?.info.name;
@@ -91,6 +114,7 @@ export const upgradeCmd = defineCommand({
       gateTimeout: seconds(args["gate-timeout"], "--gate-timeout"),
       readyTimeout: seconds(args["ready-timeout"], "--ready-timeout"),
       resume: args.resume,
+      lockOwner: args["lock-owner"],
     });
     log.success(`upgrade ${j.id}: ${j.phase}${j.changes.length ? ` (${j.changes.join(", ")})` : ""}`);
   },
