@@ -24,6 +24,17 @@ export function run(args: string[], env?: Record<string, string>): { code: numbe
   return { code: r.exitCode ?? -1, out: r.stdout.toString(), err: r.stderr.toString(), seconds: (performance.now() - t0) / 1000 };
 }
 
+/** `run` without blocking the event loop: probes the bench runs beside the command keep going. */
+export async function runAsync(
+  args: string[],
+  env?: Record<string, string>,
+): Promise<{ code: number; out: string; err: string; seconds: number }> {
+  const t0 = performance.now();
+  const p = Bun.spawn(args, { cwd: REPO, env: { ...process.env, ...env }, stdout: "pipe", stderr: "pipe" });
+  const [out, err, code] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text(), p.exited]);
+  return { code, out, err, seconds: (performance.now() - t0) / 1000 };
+}
+
 /** Fails the bench with the command's stderr when it exited non-zero; `check(run([...]))`. */
 export function check(r: ReturnType<typeof run>): ReturnType<typeof run> {
   if (r.code !== 0) throw new Error(r.err.slice(-800));

@@ -17,7 +17,7 @@ import type { Journal } from "../core/upgrade/journal.ts";
 import { type RollState, stateFile } from "../core/upgrade/roll.ts";
 import { Fleet } from "../test/fleet.ts";
 import { derivedImage, startArgs } from "../test/helpers.ts";
-import { CLI, check, REPO, run, table } from "./_table.ts";
+import { CLI, check, REPO, run, runAsync, table } from "./_table.ts";
 
 const IP = "10.222.0.1";
 const NS = "pt-ubench";
@@ -26,8 +26,9 @@ const dev = join(REPO, "build/dev");
 const work = mkdtempSync(join(tmpdir(), "planet-ubench-"));
 const secrets = join(work, "secrets");
 const data = join(work, "data");
+// Async: the API probe and the writer beside it must keep running while the upgrade does.
 const upgrade = (...args: string[]) =>
-  run([...CLI, "upgrade", "--cluster-id", CLUSTER, "--netns", NS, "--data-dir", data, ...args]);
+  runAsync([...CLI, "upgrade", "--cluster-id", CLUSTER, "--netns", NS, "--data-dir", data, ...args]);
 const last = (): Journal =>
   (JSON.parse(run([...CLI, "upgrade", "--status", "--data-dir", data]).out) as { upgrade: Journal }).upgrade;
 
@@ -122,7 +123,7 @@ async function cluster(): Promise<void> {
       }),
     );
     const load = pressure(fleet.masters.map((m) => fleet.kube(m)));
-    const roll = check(run([...CLI, "upgrade", "--plan", plan]));
+    const roll = check(await runAsync([...CLI, "upgrade", "--plan", plan]));
     await Bun.sleep(3000);
     const r = await load.stop(fleet.kube());
     const st = JSON.parse(readFileSync(stateFile(plan), "utf8")) as RollState;
@@ -158,7 +159,7 @@ async function oneHost(): Promise<void> {
       await Bun.sleep(2000);
 
     const load = pressure([kube]);
-    const up = check(upgrade(v2, "--gate-timeout", "300"));
+    const up = check(await upgrade(v2, "--gate-timeout", "300"));
     await Bun.sleep(3000);
     const r = await load.stop(kube);
     rows.push(["upgrade, one host (dev: master + node)", `${up.seconds.toFixed(1)} s`]);
@@ -166,7 +167,7 @@ async function oneHost(): Promise<void> {
     rows.push(["API unavailable (longest gap between answers)", `${r.longest.toFixed(1)} s`]);
     rows.push(["writes acknowledged / lost", `${r.acked} / ${r.lost}`]);
 
-    const rb = upgrade(broken, "--gate-timeout", "60");
+    const rb = await upgrade(broken, "--gate-timeout", "60");
     if (rb.code === 0) throw new Error("the broken image did not roll back");
     const j = last();
     const rolling = j.history.find((h) => h.phase === "rolling-back")?.at ?? j.startedAt;
