@@ -110,7 +110,10 @@ describe.if(canBoot && process.env.PLANET_UPGRADE_CLUSTER === "1")("rolling upgr
     expect(again.exitCode).toBe(0);
     await waitFor(
       "status of um1 shows the new version",
-      () => planet("status", "--data-dir", fleet.dataDir(fleet.host("um1"))).stdout.includes("99.0.1"),
+      () => {
+        const out = planet("status", "--data-dir", fleet.dataDir(fleet.host("um1"))).stdout;
+        return out.includes("master 99.0.1 (") && out.includes(`kubernetes ${TO}`) && !out.includes(`kubernetes ${FROM}`);
+      },
       60_000,
       2000,
     );

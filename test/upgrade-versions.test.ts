@@ -98,6 +98,13 @@ describe.if(canBoot && process.env.PLANET_UPGRADE_VERSIONS === "1")(`upgrade Kub
     expect(st.slots.find((s) => s.pointer === "previous")?.assets.kubernetes).toBe(FROM);
     await waitFor("the apiserver", () => kube.get("/api/v1/namespaces/kube-system").catch(() => null), 120_000, 1000);
     expect(await versions()).toEqual({ apiserver: `v${TO}`, kubelet: `v${TO}` });
+    // planet status names the Kubernetes each member runs.
+    await waitFor(
+      "planet status with the new versions",
+      () => planet("status", "--data-dir", data).stdout.includes(`kubernetes ${TO}`),
+      60_000,
+      2000,
+    );
     expect(writer.acked.length).toBeGreaterThan(5);
     expect(await writer.lost(kube)).toEqual([]);
     expect((await kube.get<{ metadata: { uid: string } }>("/api/v1/namespaces/kube-system")).metadata.uid).toBe(uid);

@@ -13,8 +13,8 @@ export interface NodeHealth {
   pending: string[];
   checks: number;
   leader: boolean;
-  /** The image this node runs (its manifest's version, target, digest). */
-  image?: { version: string; target: string; digest: string };
+  /** The image this node runs (its manifest's version, target, digest, and the versions its upgrade rules name). */
+  image?: { version: string; target: string; digest: string; versions?: Record<string, string> };
 }
 
 export interface LeaderView {

@@ -28,6 +28,17 @@ function minorStep(from: Version, to: Version): number {
 
 const assetVersion = (m: Manifest, name: string) => m.assets.find((a) => a.name === name)?.version;
 
+/** The versions an upgrade is about: each asset a plugin of the image gives a skew rule for (`{kubernetes: "1.37.2", …}`). */
+export function ruledVersions(m: Manifest): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const p of m.plugins)
+    for (const rule of p.upgrade?.skew ?? []) {
+      const v = assetVersion(m, rule.asset);
+      if (v) out[rule.asset] = v;
+    }
+  return out;
+}
+
 /** Throws the first rule `to` breaks as the image following `from`; returns what changes. */
 export function checkSkew(from: Manifest, to: Manifest): string[] {
   if (to.target !== from.target)

@@ -6,6 +6,7 @@ import { PlanetError } from "../../errors.ts";
 import { logger } from "../../log.ts";
 import { readManifest } from "../../manifest.ts";
 import type { Role } from "../../plugin.ts";
+import { ruledVersions } from "../../upgrade/skew.ts";
 import { debugArg, multi } from "../_args.ts";
 import { AGENT_SOCKET } from "./status.ts";
 
@@ -76,7 +77,12 @@ export const agentCmd = defineCommand({
       node: env.KUBE_NODE_NAME ?? "node",
       ip: env.PLANET_PUBLIC_IP ?? "127.0.0.1",
       roles,
-      image: { version: image.manifest.version, target: image.manifest.target, digest: image.digest },
+      image: {
+        version: image.manifest.version,
+        target: image.manifest.target,
+        digest: image.digest,
+        versions: ruledVersions(image.manifest),
+      },
       checks,
       skipped,
       secretsDir: args["secrets-dir"],

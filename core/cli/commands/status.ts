@@ -53,7 +53,9 @@ const color = (on: boolean, code: number, s: string) => (on ? `\u001b[${code}m${
 export function renderStatus(members: (MemberHealth & { checks?: CheckStatus[] })[], leader: LeaderView, tty: boolean): string {
   const out: string[] = [];
   for (const m of members) {
-    const image = m.health?.image ? `  ${m.health.image.target} ${m.health.image.version}` : "";
+    const img = m.health?.image;
+    const versions = Object.entries(img?.versions ?? {}).map(([name, v]) => `${name} ${v}`);
+    const image = img ? `  ${img.target} ${img.version}${versions.length ? ` (${versions.join(", ")})` : ""}` : "";
     const head = `${m.name} (${m.ip})${leader.leader === m.ip ? " leader" : ""}${image}`;
     const st = m.status === "healthy" ? color(tty, 32, "healthy") : color(tty, 31, m.status);
     out.push(`${head}  ${st}${m.error ? `  ${m.error}` : ""}`);
