@@ -3,7 +3,7 @@
  * bridge, each with its own copy of its image's rootfs, its own secrets issued from one cluster
  * directory, and its own data. Used by the three-master test and bench/cluster.ts.
  */
-import { existsSync, mkdirSync, rmSync } from "node:fs";
+import { existsSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { certRequests } from "../core/cli/commands/secrets.ts";
 import { Kube, loadKubeconfig } from "../core/e2e/kube.ts";
@@ -168,6 +168,33 @@ export class Fleet {
       return (JSON.parse(r.stdout) as { leader?: { leader: string | null } }).leader?.leader ?? null;
     } catch {
       return null;
+    }
+  }
+
+  /**
+   * Keeps what each running host's systemd logged and its checks in `dir` (outside the work folder,
+   * which down() removes): the evidence of a failed run.
+   */
+  saveLogs(dir: string): void {
+    rmSync(dir, { recursive: true, force: true });
+    mkdirSync(dir, { recursive: true });
+    for (const h of this.o.hosts) {
+      if (!existsSync(this.rootfs(h))) continue;
+      const journal = planet(
+        "exec",
+        "--rootfs",
+        this.rootfs(h),
+        "--",
+        "journalctl",
+        "--no-pager",
+        "-o",
+        "short-precise",
+        "-n",
+        "20000",
+      );
+      writeFileSync(join(dir, `${h.name}.journal`), journal.stdout + journal.stderr);
+      const status = planet("status", "--rootfs", this.rootfs(h), "--local", "--json");
+      writeFileSync(join(dir, `${h.name}.status.json`), status.stdout + status.stderr);
     }
   }
 

@@ -79,7 +79,10 @@ describe.if(canBoot && process.env.PLANET_UPGRADE_CLUSTER === "1")("rolling upgr
     await fleet.startAll();
     await fleet.ready();
   }, 2_400_000);
-  afterAll(() => fleet.down());
+  afterAll(() => {
+    fleet.saveLogs(join(REPO, "build", "test-upgrade-cluster-logs"));
+    fleet.down();
+  });
 
   test("the second master fails its gate: it rolls back, the roll halts, the cluster stays healthy and mixed; --resume completes", async () => {
     const kube = fleet.kube();

@@ -106,8 +106,16 @@ async function healthy(h: PlanHost): Promise<string | null> {
   };
   if ((await poll(ask, 60_000, 2000)).value) return null;
   try {
-    const st = JSON.parse(res.stdout) as { members: { health?: { failed: string[] } }[] };
-    return `failing ${st.members[0]?.health?.failed.join(", ") || "checks"}`;
+    const st = JSON.parse(res.stdout) as {
+      members: { health?: { failed: string[] }; checks?: { name: string; results: { error?: string }[] }[] }[];
+    };
+    const me = st.members[0];
+    // Each failing check with what it last said.
+    const why = (me?.health?.failed ?? []).map((name) => {
+      const said = me?.checks?.find((c) => c.name === name)?.results[0]?.error;
+      return said ? `${name}: ${said.trim().split("\n").at(-1)}` : name;
+    });
+    return `failing ${why.join("; ") || "checks"}`;
   } catch {
     return res.stderr.trim().split("\n").at(-1) ?? `status exited ${res.exitCode}`;
   }
