@@ -3,12 +3,13 @@
  * Kubernetes 1.36.3 (`--asset kubernetes@1.36.3`) moves to the default build's 1.37.2 while a writer
  * creates ConfigMaps — every acknowledged write kept, the same cluster (kube-system's UID, the CA the
  * cluster publishes), apiserver and kubelet report 1.37.2, the slot says so. Then images that would
- * move Kubernetes back or skip a minor are refused with the bubble left running. Compiling the second
+ * move Kubernetes back or skip a minor, an image larger than the disk, and any upgrade of a host
+ * whose checks fail are refused with the bubble left running. Compiling the second
  * Kubernetes takes about 15 minutes on a cold cache: `make upgrade-test` runs this, `make test` only
  * with PLANET_UPGRADE_VERSIONS=1.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { mkdirSync, readFileSync, rmSync } from "node:fs";
+import { mkdirSync, readFileSync, rmSync, truncateSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { readState } from "../core/box/state.ts";
 import { Kube, loadKubeconfig } from "../core/e2e/kube.ts";
@@ -129,5 +130,31 @@ describe.if(canBoot && process.env.PLANET_UPGRADE_VERSIONS === "1")(`upgrade Kub
     expect(skip.stderr).toContain(`kubernetes ${TO} → 1.39.0 skips 1 minor version: upgrade to 1.38 first`);
     expect(runningPid()).toBe(pid);
     expect(current()?.assets.kubernetes).toBe(TO);
+  }, 600_000);
+
+  test("not enough disk, or a host that is not healthy: refused with one line, nothing stopped", async () => {
+    const pid = runningPid();
+    // An image of 10 TiB (one sparse file): more than this disk has.
+    const huge = derivedImage(newer, join(work, "image-huge"), "99.0.3");
+    writeFileSync(join(huge, "rootfs", "var", "huge"), "");
+    truncateSync(join(huge, "rootfs", "var", "huge"), 10 * 2 ** 40);
+    const full = await upgrade(huge);
+    expect(full.exitCode).toBe(1);
+    expect(full.stderr).toMatch(/^NO_SPACE: .* MiB free, the upgrade needs \d+ MiB/m);
+    rmSync(huge, { recursive: true, force: true });
+    // The scheduler stopped: its check fails for the minute the preflight waits for green.
+    const rootfs = readState(`planet-${CLUSTER}-${HOST}`)?.rootfs as string;
+    expect(planet("exec", "--rootfs", rootfs, "--", "systemctl", "stop", "kube-scheduler").exitCode).toBe(0);
+    try {
+      const sick = await upgrade(derivedImage(newer, join(work, "image-next"), "99.0.4"));
+      expect(sick.exitCode).toBe(1);
+      expect(sick.stderr).toContain(
+        "CLUSTER_UNHEALTHY: this host is not healthy, so nothing was stopped: kube-master-scheduler-healthz",
+      );
+    } finally {
+      planet("exec", "--rootfs", rootfs, "--", "systemctl", "start", "kube-scheduler");
+    }
+    expect(runningPid()).toBe(pid);
+    expect(status().upgrade?.phase).toBe("committed");
   }, 600_000);
 });

@@ -154,7 +154,13 @@ describe.if(canBoot)("planet upgrade (one host)", () => {
   test("upgraded with a writer running: every acknowledged write kept, the same cluster and CA, the new version current", async () => {
     const uid = (await kube.get<{ metadata: { uid: string } }>("/api/v1/namespaces/kube-system")).metadata.uid;
     const writer = startWriter(() => kube, "w");
-    const res = await upgrade(images.v2 as string);
+    const running = upgrade(images.v2 as string);
+    // A second upgrade of this host while the first runs: refused, the first carries on.
+    await waitFor("the upgrade's journal", () => status().upgrade, 120_000, 200);
+    const second = await upgrade(images.v3 as string);
+    expect(second.exitCode).toBe(1);
+    expect(second.stderr).toContain("UPGRADE_RUNNING: an upgrade is already running on this host");
+    const res = await running;
     await writer.stop();
     expect(res.stderr).toContain("now runs");
     expect(res.exitCode).toBe(0);
