@@ -97,14 +97,17 @@ function planetOn(h: PlanHost, args: string[]) {
   return run([...(h.planet ?? selfCommand()), ...args], { env: { ...process.env, ...h.env } as Record<string, string> });
 }
 
-/** One host's health as its own agent reports it (`planet status --local`): green once within a minute. */
+/**
+ * One host's health as its own agent reports it (`planet status --local`): green once within three
+ * minutes (a cluster whose host just restarted settles for a while on two loaded cores).
+ */
 async function healthy(h: PlanHost): Promise<string | null> {
   let res = { exitCode: 1, stdout: "", stderr: "" };
   const ask = async () => {
     res = await planetOn(h, ["status", "--local", "--json", ...(h.dataDir ? ["--data-dir", h.dataDir] : [])]);
     return res.exitCode === 0;
   };
-  if ((await poll(ask, 60_000, 2000)).value) return null;
+  if ((await poll(ask, 180_000, 3000)).value) return null;
   try {
     const st = JSON.parse(res.stdout) as {
       members: { health?: { failed: string[] }; checks?: { name: string; results: { error?: string }[] }[] }[];

@@ -21,7 +21,8 @@ export default definePlugin({
   certs: [{ name: "flannel", cn: "flannel", usage: ["client"], issuer: "etcd-ca" }],
   checks: [
     { name: "flannel-flanneld-running", unit: "flanneld.service" },
-    { name: "flannel-lease", command: ["/usr/lib/planet/flannel-check", "lease"] },
+    // One etcd read by a fresh `planet kv` process: seconds on a loaded host, so more than the default 5 s.
+    { name: "flannel-lease", command: ["/usr/lib/planet/flannel-check", "lease"], timeoutMs: 15_000 },
     { name: "flannel-vxlan-up", command: ["/usr/lib/planet/flannel-check", "vxlan"] },
   ],
 });
