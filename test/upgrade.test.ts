@@ -173,6 +173,16 @@ describe.if(canBoot)("planet upgrade (one host)", () => {
     expect(writer.acked.length).toBeGreaterThan(5);
     expect(await writer.lost(kube)).toEqual([]);
     expect((await kube.get<{ metadata: { uid: string } }>("/api/v1/namespaces/kube-system")).metadata.uid).toBe(uid);
+    // The etcd plugin's step before the stop left a snapshot of the keyspace in its volume.
+    const snaps = planet(
+      "exec",
+      "--rootfs",
+      readState(`planet-${CLUSTER}-${HOST}`)?.rootfs as string,
+      "--",
+      "ls",
+      "/ext/etcd/snapshots",
+    );
+    expect(snaps.stdout).toMatch(/^pre-upgrade-\d{8}T\d{6}Z\.db$/m);
     // Uncordoned by the kube-node plugin's step once the gate passed.
     const node = await kube.get<{ spec: { unschedulable?: boolean } }>(`/api/v1/nodes/${NODE}`);
     expect(node.spec.unschedulable ?? false).toBe(false);

@@ -35,6 +35,8 @@ export default definePlugin({
   upgrade: {
     // One minor at a time; 3.7 only from 3.6.11 or newer (etcd's upgrade guide).
     skew: [{ asset: "etcd", maxMinorStep: 1, floors: { "3.7": "3.6.11" } }],
+    // Before the stop: a snapshot of the keyspace kept in the volume (the three newest), for an operator.
+    before: [["/usr/lib/planet/etcd-snapshot"]],
     // The member's data as it was, when a rollback follows an upgrade of the only member.
     restore: { volumes: ["etcd"], if: ["/usr/lib/planet/etcd-sole-member"] },
   },
