@@ -142,7 +142,8 @@ describe.if(canBoot && process.env.PLANET_UPGRADE_VERSIONS === "1")(`upgrade Kub
     expect(full.exitCode).toBe(1);
     expect(full.stderr).toMatch(/^NO_SPACE: .* MiB free, the upgrade needs \d+ MiB/m);
     rmSync(huge, { recursive: true, force: true });
-    // The scheduler stopped: its check fails for the minute the preflight waits for green.
+    // The scheduler stopped a moment ago: the check's last green is older than the upgrade, so the
+    // preflight waits for a fresh probe, which fails for the minute it waits.
     const rootfs = readState(`planet-${CLUSTER}-${HOST}`)?.rootfs as string;
     expect(planet("exec", "--rootfs", rootfs, "--", "systemctl", "stop", "kube-scheduler").exitCode).toBe(0);
     try {

@@ -77,12 +77,18 @@ async function candidateManifest(image: string): Promise<{ manifest: Manifest; d
 
 const critical = (checks: CheckStatus[]) => checks.filter((c) => c.severity !== "warning");
 
-/** The names of the running bubble's critical checks that are not ok (agent unreachable → one entry). */
-async function failingChecks(rootfs: string): Promise<string[]> {
+/**
+ * The running bubble's critical checks that are not ok, or (with `since`) not probed since then,
+ * each with what it said (agent unreachable → one entry).
+ */
+async function failingChecks(rootfs: string, since = 0): Promise<string[]> {
   try {
-    const checks = await ask<CheckStatus[]>(agentSocket(rootfs), "/checks");
-    const bad = critical(checks).filter((c) => c.state !== "ok");
-    return critical(checks).length ? bad.map((c) => `${c.name} (${c.results[0]?.error ?? c.state})`) : ["no checks yet"];
+    const checks = critical(await ask<CheckStatus[]>(agentSocket(rootfs), "/checks"));
+    // A green older than `since` is no evidence: the host may have changed since it was probed.
+    const bad = checks.filter((c) => c.state !== "ok" || Date.parse(c.results[0]?.at ?? "") < since);
+    return checks.length
+      ? bad.map((c) => `${c.name} (${c.state === "ok" ? "not probed again yet" : (c.results[0]?.error ?? c.state)})`)
+      : ["no checks yet"];
   } catch (e) {
     return [`agent: ${(e as Error).message}`];
   }
@@ -350,9 +356,10 @@ export async function upgrade(o: UpgradeOptions): Promise<Journal> {
     );
   // A check can flap on a loaded host: green once within a minute will do.
   let failing: string[] = [];
+  const asked = Date.now();
   await poll(
     async () => {
-      failing = await failingChecks(from.rootfs);
+      failing = await failingChecks(from.rootfs, asked);
       return failing.length === 0;
     },
     60_000,
