@@ -239,9 +239,19 @@ async function rollback(j: Journal, o: UpgradeOptions, reason: string): Promise<
   throw new PlanetError("UPGRADE_ROLLED_BACK", `upgrade to ${j.to ?? o.image} rolled back: ${reason}`);
 }
 
-/** Takes the cluster's upgrade lock through the agent of the bubble at `rootfs`. */
-export async function takeClusterLock(rootfs: string, owner: string, what: string): Promise<void> {
-  await ask(agentSocket(rootfs), "/upgrade/lock", "POST", { owner, what });
+/**
+ * Takes the cluster's upgrade lock through the agent of the bubble at `rootfs`. False when that
+ * agent predates the lock (an image older than it): the upgrade goes on without one, said aloud.
+ */
+export async function takeClusterLock(rootfs: string, owner: string, what: string): Promise<boolean> {
+  try {
+    await ask(agentSocket(rootfs), "/upgrade/lock", "POST", { owner, what });
+    return true;
+  } catch (e) {
+    if (!(e instanceof PlanetError && e.code === "NOT_FOUND")) throw e;
+    log.warn("the running image's agent has no cluster upgrade lock (an older planet): upgrading without it");
+    return false;
+  }
 }
 
 /**
@@ -373,12 +383,9 @@ export async function upgrade(o: UpgradeOptions): Promise<Journal> {
 
   // The cluster's lock last: a refusal before it leaves nothing to release.
   const id = new Date().toISOString().replace(/[:.]/g, "-");
-  const lock = { owner: o.lockOwner ?? `upgrade-${id}@${box}`, own: !o.lockOwner };
-  await takeClusterLock(
-    from.rootfs,
-    lock.owner,
-    `planet upgrade of ${box} to ${candidate.manifest.target} ${candidate.manifest.version}`,
-  );
+  const owner = o.lockOwner ?? `upgrade-${id}@${box}`;
+  const what = `planet upgrade of ${box} to ${candidate.manifest.target} ${candidate.manifest.version}`;
+  const lock = (await takeClusterLock(from.rootfs, owner, what)) ? { owner, own: !o.lockOwner } : undefined;
   const j: Journal = writeJournal(
     {
       id,
