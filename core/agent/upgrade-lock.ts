@@ -13,7 +13,7 @@ export interface UpgradeLock {
   owner: string;
   /** The node whose agent took it. */
   node: string;
-  /** What runs under it, for the people it blocks ("upgrade planet-x to master-0.2.0-…"). */
+  /** What runs under it, for the people it blocks ("planet upgrade of planet-prod to master 0.2.0"). */
   what: string;
   since: string;
 }
