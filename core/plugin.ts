@@ -43,6 +43,11 @@ export interface CertificateRequest {
    * directory `planet secrets init` wrote.
    */
   keyRoles?: Role[];
+  /**
+   * Issued only to hosts with one of these roles (default: the plugin's), e.g. a writer that only
+   * masters run. The cluster directory `planet secrets init` writes holds every request.
+   */
+  roles?: Role[];
 }
 
 /** An RSA key pair, `<name>.key` / `<name>.pub`, shared by the hosts that need it (service accounts). */

@@ -1,4 +1,5 @@
 import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { isIP } from "node:net";
 import { dirname, join } from "node:path";
 import { Etcd3 } from "etcd3";
 import { logger } from "../log.ts";
@@ -81,7 +82,14 @@ interface Member {
   status?: string;
 }
 
-/** The membership command's members, sorted by name; null when there is no command or it fails. */
+/** A member's name as a host name (RFC 1123 label or dotted name), the only shape that may reach a file or command. */
+const MEMBER_NAME = /^(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$/;
+
+/**
+ * The membership command's members, sorted by name; null when there is no command or it fails.
+ * A member whose name is not a host name or whose address is not an IP is left out (and logged):
+ * what gossip says is not trusted further than that.
+ */
 async function listMembers(cmd?: string[]): Promise<Member[] | null> {
   if (!cmd?.length) return null;
   const res = await run(cmd, { timeoutMs: 3000 });
@@ -94,6 +102,11 @@ async function listMembers(cmd?: string[]): Promise<Member[] | null> {
       members?: { name: string; addr: string; status: string; tags?: Record<string, string> }[];
     };
     return (out.members ?? [])
+      .filter((m) => {
+        const ok = typeof m.name === "string" && MEMBER_NAME.test(m.name) && isIP(String(m.addr).replace(/:\d+$/, "")) !== 0;
+        if (!ok) log.warn(`member ${JSON.stringify(m.name)} at ${JSON.stringify(m.addr)} left out: not a host name and an IP`);
+        return ok;
+      })
       .map((m) => ({
         name: m.name,
         ip: m.addr.replace(/:\d+$/, ""),
@@ -106,21 +119,30 @@ async function listMembers(cmd?: string[]): Promise<Member[] | null> {
   }
 }
 
-/** Points `name` at `ip` in a hosts file (temp + rename: readers never see half a file). */
-export function pointHost(file: string, name: string, ip: string): void {
+/**
+ * Points `name` at `ip` in a hosts file (temp + rename: readers never see half a file). `ip` comes
+ * from the cluster (the leader key's value): anything but one IP address is refused and logged.
+ */
+export function pointHost(file: string, name: string, ip: string): boolean {
+  if (isIP(ip) === 0) {
+    log.warn(`not pointing ${name} at ${JSON.stringify(ip.slice(0, 64))}: not an IP address`);
+    return false;
+  }
   try {
     const lines = (existsSync(file) ? readFileSync(file, "utf8") : "").split("\n").filter((l) => l !== "");
     const line = `${ip}\t${name}`;
     const i = lines.findIndex((l) => l.split(/\s+/).slice(1).includes(name));
-    if (lines[i] === line) return;
+    if (lines[i] === line) return true;
     if (i >= 0) lines[i] = line;
     else lines.push(line);
     const tmp = `${file}.planet-tmp`;
     writeFileSync(tmp, `${lines.join("\n")}\n`);
     renameSync(tmp, file);
     log.info(`${name} → ${ip}`);
+    return true;
   } catch (e) {
     log.warn(`could not point ${name} at ${ip} in ${file}: ${(e as Error).message}`);
+    return false;
   }
 }
 

@@ -41,6 +41,30 @@ describe("membership from the plugin's command", () => {
     ]);
   });
 
+  test("a member whose name is not a host name or whose address is not an IP is left out", async () => {
+    const out = join(dir, "members-bad.json");
+    const bad = [
+      { name: "n1; rm -rf /", addr: "10.0.0.4:7946", status: "alive" },
+      { name: "n2", addr: "$(reboot):7946", status: "alive" },
+      { name: "n3\n10.6.6.6 planet-master", addr: "10.0.0.6:7946", status: "alive" },
+    ];
+    writeFileSync(out, JSON.stringify({ members: [...serf.members, ...bad] }));
+    await using agent = await createAgent({
+      node: "m1",
+      ip: "10.0.0.1",
+      roles: ["master"],
+      checks: [],
+      secretsDir: dir,
+      leaderKey: "/planet/x",
+      termSeconds: 5,
+      rpcAddrs: [],
+      rpcPort: 7575,
+      members: [],
+      membersCommand: ["cat", out],
+    });
+    expect((await agent.view.members()).map((m) => m.name)).toEqual(["m1", "n2", "n3"]);
+  });
+
   test("a command that fails falls back to the members the flags name", async () => {
     await using agent = await createAgent({
       node: "m1",
@@ -68,5 +92,15 @@ describe("planet-master follows the leader", () => {
     writeFileSync(hosts, "127.0.0.1\tlocalhost\n");
     pointHost(hosts, "planet-master", "10.0.0.3");
     expect(readFileSync(hosts, "utf8")).toBe("127.0.0.1\tlocalhost\n10.0.0.3\tplanet-master\n");
+  });
+
+  test("a leader value that is not one IP address never reaches the file", () => {
+    const hosts = join(dir, "hosts-bad");
+    const before = "127.0.0.1\tlocalhost\n10.0.0.1\tplanet-master\n";
+    writeFileSync(hosts, before);
+    for (const bad of ["10.0.0.9\n10.6.6.6\tkubernetes", "evil.example.com", "10.0.0.1 10.0.0.2", "", "10.0.0.256"])
+      expect(pointHost(hosts, "planet-master", bad)).toBe(false);
+    expect(readFileSync(hosts, "utf8")).toBe(before);
+    expect(pointHost(hosts, "planet-master", "fd00::1")).toBe(true);
   });
 });

@@ -17,6 +17,8 @@ export default definePlugin({
     "kube-master-node.service",
   ],
   files: { "files/": "/" },
+  // The audit log (rotated by the apiserver), kept on the host beside the other data.
+  volumes: { audit: "/ext/audit" },
   env: { KUBE_APISERVER_PORT: "6443", KUBECONFIG: "/var/state/admin.kubeconfig" },
   certs: [
     {
@@ -63,10 +65,17 @@ export default definePlugin({
     },
     { name: "admin", cn: "admin", org: ["system:masters"], usage: ["client"], kubeconfig: "https://$PUBLIC_IP:6443" },
     { name: "sa", keyPair: true },
+    // The key Secrets are encrypted with in etcd (secretbox): every master shares it, nodes never see it.
+    { name: "encryption", randomBytes: 32 },
   ],
   checks: [
     { name: "kube-master-apiserver-readyz", http: `${API}/readyz`, tls: "admin", expect: "ok" },
     { name: "kube-master-controller-manager-healthz", http: "https://127.0.0.1:10257/healthz", tls: "admin", expect: "ok" },
+    {
+      name: "kube-master-encryption",
+      command: ["/usr/lib/planet/apiserver-encryption", "check"],
+      severity: "warning",
+    },
     { name: "kube-master-scheduler-healthz", http: "https://127.0.0.1:10259/healthz", tls: "admin", expect: "ok" },
   ],
   // Kubernetes' version skew: no skipped minor (apiservers first: masters upgrade before nodes).

@@ -1,6 +1,9 @@
 import { definePlugin } from "../../core/plugin.ts";
 
-/** Serf gossip membership between the cluster's nodes, encrypted with a key from `planet secrets init`. */
+/**
+ * Serf gossip membership between the cluster's nodes, encrypted with a key from `planet secrets init`;
+ * its local RPC port asks for a per-boot key (`/usr/lib/planet/serf-rpc` passes it).
+ */
 export default definePlugin({
   name: "serf",
   description: "serf 0.10 gossip membership (encrypted), members tagged with role and cluster",
@@ -11,8 +14,8 @@ export default definePlugin({
   units: ["serf.service"],
   files: { "files/": "/" },
   // How the agent lists the cluster's members: serf's JSON ({members: [{name, addr, status, tags}]}).
-  env: { PLANET_MEMBERS_COMMAND: "/usr/bin/serf members -format=json -rpc-addr=127.0.0.1:7373" },
+  env: { PLANET_MEMBERS_COMMAND: "/usr/lib/planet/serf-rpc members -format=json" },
   // Not a certificate: 32 random bytes, base64, serf's gossip key.
   certs: [{ name: "serf", randomBytes: 32 }],
-  checks: [{ name: "serf-members", command: ["/usr/bin/serf", "members", "-rpc-addr=127.0.0.1:7373", "-status=alive"] }],
+  checks: [{ name: "serf-members", command: ["/usr/lib/planet/serf-rpc", "members", "-status=alive"] }],
 });

@@ -23,12 +23,17 @@ export function certRequests(
   fallback = "dev",
 ): { from: string; requests: CertRequest[] } {
   const active = (pluginRoles: readonly Role[]) => !roles || pluginRoles.some((r) => roles.includes(r));
+  // A certificate with its own roles goes only to hosts with one of them.
+  const mine = (c: CertRequest) => !("cn" in c) || !c.roles || active(c.roles);
   if (!choice) {
     const own = ownImageRootfs();
     const image = own ? readManifest(own) : null;
     if (image) {
       const on = new Set(image.manifest.plugins.filter((p) => active(p.roles)).map((p) => p.name));
-      return { from: `image ${image.manifest.target}`, requests: image.manifest.certs.filter((c) => on.has(c.plugin)) };
+      return {
+        from: `image ${image.manifest.target}`,
+        requests: image.manifest.certs.filter((c) => on.has(c.plugin) && mine(c)),
+      };
     }
   }
   const names = choice ? (targets[choice]?.plugins ?? choice.split(",")) : (targets[fallback]?.plugins ?? []);
@@ -39,7 +44,7 @@ export function certRequests(
         "UNKNOWN_PLUGIN",
         `--plugins: no target or plugin named ${n} (targets: ${Object.keys(targets).join(", ")})`,
       );
-    return active(p.roles) ? (p.certs ?? []) : [];
+    return active(p.roles) ? (p.certs ?? []).filter(mine) : [];
   });
   return { from: choice ? `--plugins ${choice}` : `target ${fallback}`, requests };
 }
