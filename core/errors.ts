@@ -48,6 +48,7 @@ export type ErrorCode =
   | "ETCD_ERROR"
   | "ETCD_UNREACHABLE"
   | "FILE_CONFLICT"
+  | "FORBIDDEN"
   | "GO_CGO"
   | "GO_CHECKSUM"
   | "GO_MISSING"

@@ -99,10 +99,14 @@ const TABLE: { name: string; subject: string; eku: string[]; sans?: string[]; ca
   {
     name: "planet-rpc-server",
     subject: "CN=planet-agent",
-    eku: ["TLS Web Server Authentication", "TLS Web Client Authentication"],
+    eku: ["TLS Web Server Authentication"],
     sans: ["DNS:localhost", "IP Address:127.0.0.1", "IP Address:10.211.0.1"],
   },
-  { name: "planet-rpc-client", subject: "CN=planet-rpc-client", eku: ["TLS Web Client Authentication"] },
+  { name: "planet-rpc-client", subject: "CN=planet-agent:node-a, O=planet:node", eku: ["TLS Web Client Authentication"] },
+  { name: "planet-rpc-master", subject: "CN=planet-agent:node-a, O=planet:master", eku: ["TLS Web Client Authentication"] },
+  { name: "planet-rpc-admin", subject: "CN=planet-admin, O=planet:admin", eku: ["TLS Web Client Authentication"] },
+  { name: "coredns", subject: "CN=planet:coredns:node-a, O=planet:coredns", eku: ["TLS Web Client Authentication"] },
+  { name: "dns-endpoints", subject: "CN=planet:dns-endpoints", eku: ["TLS Web Client Authentication"] },
   {
     name: "registry",
     subject: "CN=planet-registry",

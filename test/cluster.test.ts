@@ -254,7 +254,17 @@ describe.if(canBoot)("a master and a node in two test hosts on one bridge (maste
   test("trust per host: no CA key on the node, its kubelet certificate confined to its Node, etcd closed to all but its users", async () => {
     const files = readdirSync(secretsOf(N1.name));
     for (const ca of ["root", "etcd-ca", "csr-signer", "front-proxy-ca"]) expect(files).not.toContain(`${ca}.key`);
-    for (const f of ["etcd.key", "etcd-root.key", "apiserver-etcd-client.key", "sa.key"]) expect(files).not.toContain(f);
+    for (const f of [
+      "etcd.key",
+      "etcd-root.key",
+      "apiserver-etcd-client.key",
+      "sa.key",
+      "encryption.key",
+      "planet-rpc-master.key",
+      "planet-rpc-admin.key",
+      "dns-endpoints.key",
+    ])
+      expect(files).not.toContain(f);
     const n1 = new Kube(loadKubeconfig(join(secretsOf(N1.name), "kubelet.kubeconfig"), `https://${M1.ip}:6443`));
     expect((await n1.get<{ metadata: { name: string } }>("/api/v1/nodes/n1")).metadata.name).toBe("n1");
     const patch = { metadata: { labels: { hijacked: "yes" } } };
@@ -302,6 +312,111 @@ describe.if(canBoot)("a master and a node in two test hosts on one bridge (maste
     expect(cmdlines).toContain("serf agent");
     expect(cmdlines).not.toContain(key);
   }, 60_000);
+
+  test("no credential a node holds writes kube-system, joins etcd's peers, or asks serf without its key", async () => {
+    const nodeDir = secretsOf(N1.name);
+    const kubeconfigs = readdirSync(nodeDir).filter((f) => f.endsWith(".kubeconfig"));
+    expect(kubeconfigs.sort()).toEqual(["coredns.kubeconfig", "kube-proxy.kubeconfig", "kubelet.kubeconfig"]);
+    const slice = (name: string) => ({
+      apiVersion: "discovery.k8s.io/v1",
+      kind: "EndpointSlice",
+      metadata: { name, namespace: "kube-system", labels: { "kubernetes.io/service-name": "kube-dns" } },
+      addressType: "IPv4",
+      ports: [{ name: "dns", protocol: "UDP", port: 53 }],
+      endpoints: [{ addresses: ["10.217.0.66"], conditions: { ready: true } }],
+    });
+    for (const file of kubeconfigs) {
+      const as = new Kube(loadKubeconfig(join(nodeDir, file), `https://${M1.ip}:6443`));
+      const status = (p: Promise<unknown>) => p.then(() => 0).catch((e: KubeError) => e.status);
+      // A new kube-dns endpoint, a change to the masters' slice, a ConfigMap: all refused.
+      expect(
+        await status(as.create("/apis/discovery.k8s.io/v1/namespaces/kube-system/endpointslices", slice(`hijack-${file}`))),
+      ).toBe(403);
+      expect(
+        await status(
+          as.request(
+            "PATCH",
+            "/apis/discovery.k8s.io/v1/namespaces/kube-system/endpointslices/kube-dns-planet",
+            { endpoints: [{ addresses: ["10.217.0.66"] }] },
+            "application/json",
+            "application/merge-patch+json",
+          ),
+        ),
+      ).toBe(403);
+      expect(
+        await status(
+          as.create("/api/v1/namespaces/kube-system/configmaps", {
+            apiVersion: "v1",
+            kind: "ConfigMap",
+            metadata: { name: `x-${file}` },
+          }),
+        ),
+      ).toBe(403);
+    }
+    // The masters keep kube-dns's endpoints: both hosts' CoreDNS, in one slice; none of a node's own.
+    const slices = await waitFor(
+      "kube-dns endpoints of both hosts",
+      async () => {
+        const l = await kube.get<{ items: { metadata: { name: string }; endpoints?: { addresses: string[] }[] }[] }>(
+          "/apis/discovery.k8s.io/v1/namespaces/kube-system/endpointslices?labelSelector=kubernetes.io/service-name%3Dkube-dns",
+        );
+        const ips = l.items.flatMap((i) => i.endpoints ?? []).flatMap((e) => e.addresses);
+        return ips.includes(M1.ip) && ips.includes(N1.ip) ? l : null;
+      },
+      60_000,
+      1000,
+    );
+    expect(slices.items.map((i) => i.metadata.name)).toEqual(["kube-dns-planet"]);
+    // etcd's peer port: a member's certificate gets in, the node's etcd-CA certificates do not.
+    const peer = (dir: string, cert: string) =>
+      fetch(`https://${M1.ip}:2380/members`, {
+        tls: {
+          ca: Bun.file(join(dir, "etcd-ca.cert")),
+          cert: Bun.file(join(dir, `${cert}.cert`)),
+          key: Bun.file(join(dir, `${cert}.key`)),
+        },
+        signal: AbortSignal.timeout(5000),
+      })
+        .then((r) => r.status)
+        .catch(() => "refused");
+    expect(await peer(secretsOf(M1.name), "etcd")).toBe(200);
+    for (const cert of ["flannel", "agent-etcd-client"]) expect(await peer(nodeDir, cert)).not.toBe(200);
+    // The master's agent: the node's agent certificate reads; pausing the election or breaking the upgrade lock is refused.
+    const agentCall = (method: string, path: string) =>
+      fetch(`https://${M1.ip}:7575${path}`, {
+        method,
+        tls: {
+          ca: Bun.file(join(nodeDir, "root.cert")),
+          cert: Bun.file(join(nodeDir, "planet-rpc-client.cert")),
+          key: Bun.file(join(nodeDir, "planet-rpc-client.key")),
+        },
+        signal: AbortSignal.timeout(5000),
+      }).then((r) => r.status);
+    expect(await agentCall("GET", "/health")).toBe(200);
+    for (const [method, path] of [
+      ["POST", "/leader/pause"],
+      ["DELETE", "/upgrade/lock?force=1"],
+    ])
+      expect(await agentCall(method as string, path as string)).toBe(403);
+    // serf's RPC: refused without the bubble's key, answered through serf-rpc.
+    const bare = inBubble(nodeRootfs, "serf", "members", "-rpc-addr=127.0.0.1:7373");
+    expect(bare.exitCode).not.toBe(0);
+    expect(`${bare.stdout}${bare.stderr}`).toMatch(/auth/i);
+    const keyed = inBubble(nodeRootfs, "/usr/lib/planet/serf-rpc", "members");
+    expect(keyed.exitCode).toBe(0);
+    expect(keyed.stdout).toContain("m1");
+    // CoreDNS: a client outside the cluster's networks is refused, names of the cluster and recursion alike.
+    const outside = "192.0.2.10";
+    expect(sh(["ip", "netns", "exec", N1.host, "ip", "addr", "add", `${outside}/32`, "dev", "lo"]).exitCode).toBe(0);
+    try {
+      const dig = (...args: string[]) => inBubble(nodeRootfs, "dig", "+time=2", "+tries=1", `@${N1.ip}`, ...args).stdout;
+      expect(dig("-b", outside, "kubernetes.default.svc.cluster.local")).toContain("status: REFUSED");
+      expect(dig("-b", outside, "example.com")).toContain("status: REFUSED");
+      expect(dig("+short", "kubernetes.default.svc.cluster.local")).toContain("10.100.0.1");
+    } finally {
+      sh(["ip", "netns", "exec", N1.host, "ip", "addr", "del", `${outside}/32`, "dev", "lo"]);
+    }
+  }, 120_000);
 
   test("a node that stops leaves: the master's status marks it; both stop and the host is as it was", async () => {
     // A host-wide sysctl as a component in a bubble would change it: it belongs to every bubble

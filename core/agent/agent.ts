@@ -8,6 +8,7 @@ import { run } from "../proc.ts";
 import { type AgentView, createApi, type MemberHealth, type NodeHealth } from "./api.ts";
 import { CheckRunner, type RunnableCheck, tlsFiles, withTimeout } from "./checks.ts";
 import { LeaderElection } from "./election.ts";
+import { roleFront } from "./roles.ts";
 import { ClusterLock } from "./upgrade-lock.ts";
 
 const log = logger("agent");
@@ -238,7 +239,7 @@ export async function createAgent(opts: AgentOptions): Promise<Agent> {
   };
   const app = createApi(view);
 
-  const servers: ReturnType<typeof Bun.serve>[] = [];
+  const servers: { stop(force?: boolean): void }[] = [];
   if (opts.socketPath) {
     mkdirSync(dirname(opts.socketPath), { recursive: true });
     rmSync(opts.socketPath, { force: true });
@@ -247,16 +248,11 @@ export async function createAgent(opts: AgentOptions): Promise<Agent> {
   const haveCerts = existsSync(join(opts.secretsDir, "planet-rpc-server.cert"));
   if (opts.rpcAddrs.length && !haveCerts)
     log.warn(`no planet-rpc-server.cert in ${opts.secretsDir}: the mTLS API is off (issue it: planet secrets init)`);
-  for (const addr of haveCerts ? opts.rpcAddrs : []) {
-    const i = addr.lastIndexOf(":");
-    const files = tlsFiles(opts.secretsDir, "planet-rpc-server");
+  if (haveCerts && opts.rpcAddrs.length) {
+    const files = tlsFiles(opts.secretsDir, "planet-rpc-server") as { ca: string; cert: string; key: string };
+    // Each connection's certificate picks the API it reaches: one HTTP server per role.
     servers.push(
-      Bun.serve({
-        hostname: addr.slice(0, i),
-        port: Number(addr.slice(i + 1)),
-        tls: { ...files, requestCert: true, rejectUnauthorized: true },
-        fetch: app.fetch,
-      }),
+      roleFront(opts.rpcAddrs, files, (role, socket) => Bun.serve({ unix: socket, fetch: createApi(view, role).fetch })),
     );
   }
   runner.start();

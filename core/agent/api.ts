@@ -2,6 +2,7 @@ import { Hono } from "hono";
 import { type ErrorCode, PlanetError, toPlanetError } from "../errors.ts";
 import type { Role } from "../plugin.ts";
 import type { CheckStatus } from "./checks.ts";
+import { type AgentRole, allowed } from "./roles.ts";
 import type { ClusterLock } from "./upgrade-lock.ts";
 
 export interface NodeHealth {
@@ -53,16 +54,31 @@ export interface AgentView {
   lock?: ClusterLock;
 }
 
-const STATUS: Partial<Record<ErrorCode, 400 | 404 | 409 | 500 | 503>> = {
+const STATUS: Partial<Record<ErrorCode, 400 | 403 | 404 | 409 | 500 | 503>> = {
+  FORBIDDEN: 403,
   NOT_FOUND: 404,
   USAGE: 400,
   ETCD_UNREACHABLE: 503,
   UPGRADE_LOCKED: 409,
 };
 
-/** The agent's HTTP API, served on the unix socket and on the mTLS port. */
-export function createApi(view: AgentView): Hono {
+/**
+ * The agent's HTTP API, served on the unix socket (as `admin`: only root reaches it) and on the mTLS
+ * port, where the client certificate's role decides (see roles.ts): reads for every role, pausing
+ * the election and the upgrade lock for masters and admins, nothing for a certificate without one.
+ */
+export function createApi(view: AgentView, role: AgentRole | null = "admin"): Hono {
   const app = new Hono();
+  app.use("*", async (c, next) => {
+    if (!allowed(role, c.req.method))
+      throw new PlanetError(
+        "FORBIDDEN",
+        role
+          ? `${c.req.method} ${c.req.path} is for masters and admins; this certificate's role is ${role}`
+          : "this certificate carries no planet role (O=planet:admin|master|node|reader)",
+      );
+    await next();
+  });
   app.get("/health", (c) => c.json(view.health()));
   app.get("/checks", (c) => c.json(view.checks()));
   app.get("/plugins/:name", (c) => {

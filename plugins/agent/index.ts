@@ -9,14 +9,25 @@ export default definePlugin({
   units: ["planet-agent.service"],
   files: { "files/": "/" },
   env: { PLANET_AGENT_PORT: "7575", PLANET_LEADER_KEY: "/planet/cluster/${KUBE_CLUSTER_ID}/master" },
+  // The agent's mTLS API: a client certificate's role (O=planet:<role>) decides what it may call
+  // (core/agent/roles.ts). Every host reads as a node; only masters and the operator steer.
   certs: [
     {
       name: "planet-rpc-server",
       cn: "planet-agent",
       sans: ["localhost", "127.0.0.1", "$PUBLIC_IP", "$IPS", "$HOSTS"],
-      usage: ["server", "client"],
+      usage: ["server"],
     },
-    { name: "planet-rpc-client", cn: "planet-rpc-client", usage: ["client"] },
+    { name: "planet-rpc-client", cn: "planet-agent:$NODE_NAME", org: ["planet:node"], usage: ["client"] },
+    {
+      name: "planet-rpc-master",
+      cn: "planet-agent:$NODE_NAME",
+      org: ["planet:master"],
+      usage: ["client"],
+      roles: ["master"],
+    },
+    // The operator's, in the cluster directory only (no host has the role "admin").
+    { name: "planet-rpc-admin", cn: "planet-admin", org: ["planet:admin"], usage: ["client"], roles: [] },
     // etcd user planet-agent: the leader election's prefix only (etc/planet/etcd-users.d/agent).
     { name: "agent-etcd-client", cn: "planet-agent", usage: ["client"], issuer: "etcd-ca" },
   ],

@@ -1,0 +1,91 @@
+/**
+ * Who may do what on the agent's API. The role rides in the client certificate's organisation
+ * (`O=planet:<role>`, as Talos carries roles in its client certificates): `admin` (the cluster
+ * directory's operator certificate, and anyone on the unix socket, which only root reaches),
+ * `master`, `node` and `reader`. Any other certificate of the cluster CA — a kubelet's, the agent's
+ * own server certificate — gets no role and is refused everywhere.
+ *
+ * Bun's HTTP server does not show a request's client certificate, so TLS ends in a `node:tls`
+ * server, which does: each connection is piped, by its certificate's role, to an HTTP server of that
+ * role on a private unix socket.
+ */
+import { chmodSync, mkdtempSync, rmSync } from "node:fs";
+import { connect } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createServer, type TLSSocket, type Server as TlsServer } from "node:tls";
+import { logger } from "../log.ts";
+
+const log = logger("agent");
+
+export const AGENT_ROLES = ["admin", "master", "node", "reader"] as const;
+export type AgentRole = (typeof AGENT_ROLES)[number];
+
+/** The organisation that gives a certificate its role on the agent's API. */
+export const roleOrg = (role: AgentRole) => `planet:${role}`;
+
+/** What each role may call: reading is everyone's; steering the cluster is the masters' and admins'. */
+export function allowed(role: AgentRole | null, method: string): boolean {
+  if (!role) return false;
+  if (method === "GET" || method === "HEAD") return true;
+  return role === "admin" || role === "master";
+}
+
+/** The role a peer certificate's subject carries (its `O` values), or null. */
+export function roleOf(subject: { O?: string | string[] } | undefined): AgentRole | null {
+  const orgs = subject?.O === undefined ? [] : Array.isArray(subject.O) ? subject.O : [subject.O];
+  // A certificate naming several roles gets the least of them.
+  for (const role of [...AGENT_ROLES].reverse()) if (orgs.includes(roleOrg(role))) return role;
+  return null;
+}
+
+export interface RoleFront {
+  stop(): void;
+}
+
+/**
+ * mTLS listeners on `addrs` whose connections are handed to `serve(role)`'s HTTP server; a
+ * certificate without a role is answered 403 by `serve(null)`.
+ */
+export function roleFront(
+  addrs: string[],
+  tls: { ca: string; cert: string; key: string },
+  serve: (role: AgentRole | null, socket: string) => { stop(force?: boolean): void },
+): RoleFront {
+  const dir = mkdtempSync(join(tmpdir(), "planet-agent-"));
+  chmodSync(dir, 0o700);
+  const inner = new Map<string, { socket: string; server: { stop(force?: boolean): void } }>();
+  for (const role of [...AGENT_ROLES, null]) {
+    const socket = join(dir, `${role ?? "none"}.sock`);
+    inner.set(role ?? "none", { socket, server: serve(role, socket) });
+  }
+  const servers: TlsServer[] = addrs.map((addr) => {
+    const i = addr.lastIndexOf(":");
+    const server = createServer({ ...tls, requestCert: true, rejectUnauthorized: true }, (conn: TLSSocket) => {
+      const role = roleOf(conn.getPeerCertificate()?.subject as { O?: string | string[] } | undefined);
+      const to = inner.get(role ?? "none");
+      if (!to) return conn.destroy();
+      const up = connect(to.socket);
+      const end = () => {
+        conn.destroy();
+        up.destroy();
+      };
+      conn.pipe(up);
+      up.pipe(conn);
+      for (const s of [conn, up]) {
+        s.on("error", end);
+        s.on("close", end);
+      }
+    });
+    server.on("tlsClientError", (e) => log.debug(`agent API: TLS refused: ${e.message}`));
+    server.listen(Number(addr.slice(i + 1)), addr.slice(0, i).replace(/^\[|\]$/g, ""));
+    return server;
+  });
+  return {
+    stop() {
+      for (const s of servers) s.close();
+      for (const { server } of inner.values()) server.stop(true);
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
