@@ -5,9 +5,10 @@ import { Etcd3 } from "etcd3";
 import { logger } from "../log.ts";
 import type { Role } from "../plugin.ts";
 import { run } from "../proc.ts";
-import { type AgentView, createApi, type MemberHealth, type NodeHealth } from "./api.ts";
+import { type AgentView, createApi, type LeaderView, type MemberHealth, type NodeHealth } from "./api.ts";
 import { CheckRunner, type RunnableCheck, tlsFiles, withTimeout } from "./checks.ts";
 import { LeaderElection } from "./election.ts";
+import { LeaderFollower } from "./follow.ts";
 import { roleFront } from "./roles.ts";
 import { ClusterLock } from "./upgrade-lock.ts";
 
@@ -44,6 +45,11 @@ export interface AgentOptions {
   membersCommand?: string[];
   /** Campaign for leadership (masters); others only follow the leader. Default true. */
   campaign?: boolean;
+  /**
+   * Without etcd: the masters' IPs, whose agents this one asks who leads (a node holds no etcd
+   * credential). Its client certificate there is `planet-rpc-client` (role node: reads only).
+   */
+  followMasters?: string[];
   /** A hosts file whose `planet-master` line the agent points at each new leader (/etc/hosts). */
   hostsFile?: string;
   timing?: { readyEveryMs: number; healthEveryMs: number };
@@ -55,7 +61,7 @@ export interface AgentOptions {
 
 export interface Agent extends AsyncDisposable {
   runner: CheckRunner;
-  election?: LeaderElection;
+  election?: LeaderElection | LeaderFollower;
   view: AgentView;
   app: ReturnType<typeof createApi>;
   close(): Promise<void>;
@@ -149,11 +155,25 @@ export function pointHost(file: string, name: string, ip: string): boolean {
 
 export async function createAgent(opts: AgentOptions): Promise<Agent> {
   const client = opts.etcd ? etcdClient(opts.etcd) : undefined;
-  const election = client
-    ? new LeaderElection(client, opts.leaderKey, opts.ip, opts.termSeconds, opts.campaign ?? true, (leader) => {
-        if (opts.hostsFile) pointHost(opts.hostsFile, "planet-master", leader);
-      })
-    : undefined;
+  const onLeader = (leader: string) => {
+    if (opts.hostsFile) pointHost(opts.hostsFile, "planet-master", leader);
+  };
+  const election: LeaderElection | LeaderFollower | undefined = client
+    ? new LeaderElection(client, opts.leaderKey, opts.ip, opts.termSeconds, opts.campaign ?? true, onLeader)
+    : opts.followMasters?.length
+      ? new LeaderFollower(
+          opts.followMasters,
+          async (master) => {
+            const res = await fetch(`https://${master}:${opts.rpcPort}/leader`, {
+              tls: tlsFiles(opts.secretsDir, "planet-rpc-client"),
+              signal: AbortSignal.timeout(3000),
+            });
+            if (!res.ok) throw new Error(`HTTP ${res.status}`);
+            return (await res.json()) as LeaderView;
+          },
+          onLeader,
+        )
+      : undefined;
   const now = opts.now ?? Date.now;
   const maxDrift = opts.maxDriftMs ?? 1000;
   // The original's satellite check: this node's clock against the leader's, over the mTLS API.
@@ -206,7 +226,8 @@ export async function createAgent(opts: AgentOptions): Promise<Agent> {
       paused: election?.paused ?? false,
       ...(opts.campaign === false ? { follower: true } : {}),
       etcd: election?.etcdUp ? "up" : "down",
-      ...(election?.error ? { error: election.error } : opts.etcd ? {} : { error: "no etcd endpoints configured" }),
+      ...(election instanceof LeaderFollower ? { via: "masters" as const } : {}),
+      ...(election?.error ? { error: election.error } : election ? {} : { error: "no etcd endpoints configured" }),
     }),
     pause: async () => election?.pause(),
     resume: async () => election?.resume(),
@@ -258,7 +279,7 @@ export async function createAgent(opts: AgentOptions): Promise<Agent> {
   runner.start();
   await election?.start();
   log.info(
-    `agent ${opts.node} (${opts.roles.join("+")}): ${runner.status.size} checks, ${opts.etcd ? `election on ${opts.leaderKey}` : "no etcd"}, api ${[opts.socketPath, ...opts.rpcAddrs].filter(Boolean).join(" ")}`,
+    `agent ${opts.node} (${opts.roles.join("+")}): ${runner.status.size} checks, ${opts.etcd ? `election on ${opts.leaderKey}` : election ? `following the masters ${opts.followMasters?.join(",")}` : "no etcd"}, api ${[opts.socketPath, ...opts.rpcAddrs].filter(Boolean).join(" ")}`,
   );
 
   const close = async () => {

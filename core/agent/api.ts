@@ -27,6 +27,8 @@ export interface LeaderView {
   /** This node never campaigns (not a master): it follows whoever leads. */
   follower?: boolean;
   etcd: "up" | "down";
+  /** `masters`: learned from the masters' agents (a host without an etcd credential); else from etcd. */
+  via?: "masters";
   error?: string;
 }
 
@@ -105,6 +107,11 @@ export function createApi(view: AgentView, role: AgentRole | null = "admin"): Ho
   });
   // The cluster's upgrade lock: read it, take it for an owner, release it (by force: whoever holds it).
   const lock = () => {
+    if (!view.lock && view.leader().via === "masters")
+      throw new PlanetError(
+        "NOT_FOUND",
+        "this host holds no etcd credential (a node): the cluster's upgrade lock is kept on the masters (a roll takes it there)",
+      );
     if (!view.lock) throw new PlanetError("ETCD_UNREACHABLE", "this agent has no etcd, so no cluster upgrade lock");
     return view.lock;
   };

@@ -241,7 +241,8 @@ async function rollback(j: Journal, o: UpgradeOptions, reason: string): Promise<
 
 /**
  * Takes the cluster's upgrade lock through the agent of the bubble at `rootfs`. False when that
- * agent predates the lock (an image older than it): the upgrade goes on without one, said aloud.
+ * agent keeps none (an image older than the lock, or a node, whose agent holds no etcd credential):
+ * the upgrade goes on without one, said aloud.
  */
 export async function takeClusterLock(rootfs: string, owner: string, what: string): Promise<boolean> {
   try {
@@ -249,7 +250,7 @@ export async function takeClusterLock(rootfs: string, owner: string, what: strin
     return true;
   } catch (e) {
     if (!(e instanceof PlanetError && e.code === "NOT_FOUND")) throw e;
-    log.warn("the running image's agent has no cluster upgrade lock (an older planet): upgrading without it");
+    log.warn(`the running bubble's agent keeps no cluster upgrade lock (${e.message}): upgrading without it`);
     return false;
   }
 }

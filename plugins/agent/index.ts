@@ -28,7 +28,8 @@ export default definePlugin({
     },
     // The operator's, in the cluster directory only (no host has the role "admin").
     { name: "planet-rpc-admin", cn: "planet-admin", org: ["planet:admin"], usage: ["client"], roles: [] },
-    // etcd user planet-agent: the leader election's prefix only (etc/planet/etcd-users.d/agent).
-    { name: "agent-etcd-client", cn: "planet-agent", usage: ["client"], issuer: "etcd-ca" },
+    // etcd user planet-agent: the leader election's prefix only (etc/planet/etcd-users.d/agent). Masters
+    // only: a node's agent asks the masters' agents who leads, and holds no etcd credential.
+    { name: "agent-etcd-client", cn: "planet-agent", usage: ["client"], issuer: "etcd-ca", roles: ["master"] },
   ],
 });

@@ -72,6 +72,8 @@ export const agentCmd = defineCommand({
       ...hostChecks({ volumes: (env.PLANET_VOLUMES ?? "").split(",").filter((v) => v && existsSync(v)) }),
     );
     const master = env.KUBE_MASTER_IP ?? "127.0.0.1";
+    const members = parseMembers(args["initial-cluster"] ?? env.PLANET_INITIAL_CLUSTER);
+    const etcdCert = args["etcd-certfile"] && existsSync(args["etcd-certfile"]) ? args["etcd-certfile"] : undefined;
     const endpoints = (args["etcd-endpoints"] || env.PLANET_ETCD_ENDPOINTS || `https://${master}:2379`).split(",");
     const agent = await createAgent({
       node: env.KUBE_NODE_NAME ?? "node",
@@ -88,17 +90,22 @@ export const agentCmd = defineCommand({
       secretsDir: args["secrets-dir"],
       leaderKey: args["leader-key"],
       termSeconds: seconds(args.term, "--term"),
-      etcd: {
-        endpoints,
-        ca: args["etcd-cafile"],
-        cert: args["etcd-certfile"],
-        key: args["etcd-keyfile"],
-        serverName: args["etcd-server-name"],
-      },
+      // A host without an etcd client certificate (a node) learns who leads from the masters' agents.
+      ...(etcdCert
+        ? {
+            etcd: {
+              endpoints,
+              ca: args["etcd-cafile"],
+              cert: etcdCert,
+              key: args["etcd-keyfile"],
+              serverName: args["etcd-server-name"],
+            },
+          }
+        : { followMasters: members.filter((m) => m.ip !== env.PLANET_PUBLIC_IP).map((m) => m.ip) }),
       socketPath: args.socket,
       rpcAddrs: multi(rawArgs, "rpc-addr"),
       rpcPort: Number(args["rpc-port"]),
-      members: parseMembers(args["initial-cluster"] ?? env.PLANET_INITIAL_CLUSTER),
+      members,
       membersCommand: env.PLANET_MEMBERS_COMMAND?.split(" ").filter(Boolean),
       // Masters lead; nodes follow (planet-master points at the leader on every host).
       campaign: roles.includes("master"),
