@@ -50,6 +50,11 @@ export interface CertificateRequest {
   roles?: Role[];
 }
 
+/** Whether a host with these roles is issued the request (a certificate's own `roles`, when it names them). */
+export function issuedTo(c: CertRequest, roles: readonly Role[]): boolean {
+  return !("cn" in c) || !c.roles || c.roles.some((r) => roles.includes(r));
+}
+
 /** An RSA key pair, `<name>.key` / `<name>.pub`, shared by the hosts that need it (service accounts). */
 export interface KeyPairRequest {
   name: string;

@@ -70,7 +70,6 @@ const TABLE: { name: string; subject: string; eku: string[]; sans?: string[]; ca
   { name: "csr-signer", subject: "CN=planet-csr-signer", eku: [] },
   { name: "etcd-root", subject: "CN=root", eku: ["TLS Web Client Authentication"], ca: "etcd-ca" },
   { name: "agent-etcd-client", subject: "CN=planet-agent", eku: ["TLS Web Client Authentication"], ca: "etcd-ca" },
-  { name: "flannel", subject: "CN=flannel", eku: ["TLS Web Client Authentication"], ca: "etcd-ca" },
   {
     name: "etcd",
     ca: "etcd-ca",
@@ -316,14 +315,15 @@ describe("secrets host: one host's own secrets, no CA key it does not need", () 
     const files = readdirSync(nodeDir);
     for (const f of ["root.key", "etcd-ca.key", "csr-signer.key", "front-proxy-ca.key", "etcd.key", "etcd-root.key", "sa.key"])
       expect(files).not.toContain(f);
-    for (const f of ["root.cert", "etcd-ca.cert", "kubelet.kubeconfig", "flannel.key", "agent-etcd-client.key", "serf.key"])
-      expect(files).toContain(f);
+    for (const f of ["root.cert", "etcd-ca.cert", "kubelet.kubeconfig", "serf.key"]) expect(files).toContain(f);
+    // No etcd credential of any kind on a node.
+    for (const f of ["flannel.key", "agent-etcd-client.key", "etcd-root.key", "apiserver-etcd-client.key"])
+      expect(files).not.toContain(f);
     expect(subject(join(nodeDir, "kubelet.cert"))).toBe("subject=CN=system:node:n1, O=system:nodes");
     const server = openssl("x509", "-in", join(nodeDir, "kubelet-server.cert"), "-noout", "-ext", "subjectAltName");
     expect(server).toContain("IP Address:10.212.0.2");
     expect(server).not.toContain("10.211.0.1");
     expect(openssl("verify", "-CAfile", join(nodeDir, "root.cert"), join(nodeDir, "kubelet.cert"))).toContain(": OK");
-    expect(openssl("verify", "-CAfile", join(nodeDir, "etcd-ca.cert"), join(nodeDir, "flannel.cert"))).toContain(": OK");
     // The etcd CA is not the cluster CA: a cluster certificate opens nothing in etcd.
     expect(() => openssl("verify", "-CAfile", join(nodeDir, "etcd-ca.cert"), join(nodeDir, "kubelet.cert"))).toThrow();
     // Shared secrets are the cluster's: the gossip key and the CA certificates.
@@ -354,6 +354,20 @@ describe("secrets host: one host's own secrets, no CA key it does not need", () 
     const again = await issueHost(dir, nodeDir, certRequests("node", ["node"]).requests, HOST);
     expect(again.issued).toEqual([]);
     expect(snapshot(nodeDir)).toEqual(before);
+  });
+
+  test("a host reissued with fewer requests loses the files of the others (a node's former etcd credential)", async () => {
+    const host = join(root, "shrinks");
+    // As issued before nodes lost their etcd client certificate: one more request, issued by etcd's CA.
+    const old = [
+      ...certRequests("node", ["node"]).requests,
+      { name: "flannel", cn: "flannel", usage: ["client" as const], issuer: "etcd-ca" },
+    ];
+    await issueHost(dir, host, old, HOST);
+    expect(existsSync(join(host, "flannel.key"))).toBe(true);
+    await issueHost(dir, host, certRequests("node", ["node"]).requests, HOST);
+    for (const f of ["flannel.cert", "flannel.key"]) expect(existsSync(join(host, f))).toBe(false);
+    expect(existsSync(join(host, "kubelet.key"))).toBe(true);
   });
 
   test("bad input: one clear error each, nothing written", async () => {

@@ -212,14 +212,16 @@ class Batch {
   }
 }
 
+/** What a request's files end in. */
+const OWN_EXTS = [".cert", ".key", ".pub", ".kubeconfig", ".pem"];
+
 /** The directory must be empty, or hold only files we write (or our temp files). */
 function checkDir(dir: string, requests: CertRequest[], previous: Record_ | null): void {
   if (existsSync(dir) && !statSync(dir).isDirectory())
     throw new PlanetError("NOT_A_DIR", `${dir} exists and is not a directory`, { phase });
   if (!existsSync(dir)) return;
   const ours = new Set([RECORD, ...requests.flatMap((r) => filesOf(r))]);
-  for (const name of Object.keys(previous?.files ?? {}))
-    for (const ext of [".cert", ".key", ".pub", ".kubeconfig", ".pem"]) ours.add(`${name}${ext}`);
+  for (const name of Object.keys(previous?.files ?? {})) for (const ext of OWN_EXTS) ours.add(`${name}${ext}`);
   const foreign = readdirSync(dir).filter((f) => !ours.has(f) && !/^\..+\.tmp-\d+$/.test(f));
   if (foreign.length)
     throw new PlanetError(
@@ -390,8 +392,11 @@ export async function issueHost(
           await putLeaf(batch, hostDir, record, r, caPairs, sopts, serviceIp, previous, out);
         }),
     );
-    // A CA key this host may no longer hold goes (its role changed).
+    // A CA key this host may no longer hold goes (its role changed), and so does every file of a
+    // request it is no longer issued (e.g. an etcd client certificate a node held before).
     for (const r of cas) if (!keyGoesTo(r, opts.roles) && read(hostDir, `${r.name}.key`)) rmSync(join(hostDir, `${r.name}.key`));
+    for (const name of Object.keys(previous?.files ?? {}))
+      if (!record.files[name]) for (const ext of OWN_EXTS) rmSync(join(hostDir, `${name}${ext}`), { force: true });
     batch.put(RECORD, `${JSON.stringify(record, null, 2)}\n`, 0o600);
     batch.commit();
   } catch (e) {

@@ -181,7 +181,11 @@ export async function createAgent(opts: AgentOptions): Promise<Agent> {
     name: "host-time-drift",
     plugin: "host",
     probe: async () => {
-      const leader = await withTimeout(election?.currentLeader() ?? Promise.resolve(null), 3000, "etcd: who leads");
+      // A follower asks the masters every few seconds: its last answer is fresh enough.
+      const leader =
+        election instanceof LeaderFollower
+          ? election.leader
+          : await withTimeout(election?.currentLeader() ?? Promise.resolve(null), 3000, "etcd: who leads");
       if (!leader || leader === opts.ip) return;
       const t0 = now();
       const res = await fetch(`https://${leader}:${opts.rpcPort}/time`, {

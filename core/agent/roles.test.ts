@@ -103,8 +103,8 @@ describe("the agent's API by role", () => {
     }
     // The agent's server certificate is not a client certificate at all.
     expect(await call(node, "planet-rpc-server", "GET", "/health")).toBe("refused");
-    // etcd's CA is another CA: TLS itself refuses.
-    expect(await call(node, "flannel", "GET", "/health", join(node, "etcd-ca.cert"))).toBe("refused");
+    // A certificate of etcd's CA (a master's agent-etcd-client) is not from the cluster CA: TLS refuses it.
+    expect(await call(master, "agent-etcd-client", "GET", "/health")).toBe("refused");
   });
 
   test("another cluster's agent certificate and no certificate at all are refused by TLS", async () => {

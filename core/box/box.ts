@@ -5,7 +5,7 @@ import { filesOf, loadRecord } from "../../secrets/store.ts";
 import { PlanetError } from "../errors.ts";
 import { logger } from "../log.ts";
 import { parseCidr } from "../net.ts";
-import type { Role } from "../plugin.ts";
+import { issuedTo, type Role } from "../plugin.ts";
 import { run } from "../proc.ts";
 import { mountSlotRoot, slotOfRootfs, unmountSlotRoot } from "../upgrade/slots.ts";
 import { poll } from "../util.ts";
@@ -74,7 +74,7 @@ async function preflightImage(p: Prepared, opts: StartOptions): Promise<void> {
   const active = (roles: Role[]) => roles.some((r) => p.roles.includes(r));
   const certs = p.manifest.certs.filter((c) => {
     const plugin = p.manifest.plugins.find((x) => x.name === c.plugin);
-    return !plugin || active(plugin.roles);
+    return (!plugin || active(plugin.roles)) && issuedTo(c, p.roles);
   });
   if (certs.length && !opts.secretsDir)
     throw new PlanetError(

@@ -11,12 +11,15 @@ import { definePlugin } from "../../core/plugin.ts";
  */
 export default definePlugin({
   name: "flannel",
-  description: "flannel vxlan overlay: each host's subnet its Node's podCIDR (Kubernetes subnet manager), CNI conflist, masquerade",
+  description:
+    "flannel vxlan overlay: each host's subnet its Node's podCIDR (Kubernetes subnet manager), CNI conflist, masquerade",
   requires: ["secrets", "kube-node"],
   roles: ["master", "node"],
   assets: ["flannel", "cni-flannel"],
   units: ["flannel-cleanup.service", "flanneld.service"],
   files: { "files/": "/" },
+  // Reading every Node (podCIDRs, VTEPs) for the nodes' identity: flannel's only grant.
+  manifests: "manifests",
   checks: [
     { name: "flannel-flanneld-running", unit: "flanneld.service" },
     // subnet.env against the Node's podCIDR (one kubectl get): seconds on a loaded host.

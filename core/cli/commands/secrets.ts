@@ -8,7 +8,7 @@ import { checkSecrets, initSecrets, issueHost, renewSecrets } from "../../../sec
 import { PlanetError } from "../../errors.ts";
 import { logger } from "../../log.ts";
 import { ownImageRootfs, readManifest } from "../../manifest.ts";
-import { type CertRequest, ROLES, type Role } from "../../plugin.ts";
+import { type CertRequest, issuedTo, ROLES, type Role } from "../../plugin.ts";
 import { debugArg, multi } from "../_args.ts";
 
 const log = logger("secrets");
@@ -24,7 +24,7 @@ export function certRequests(
 ): { from: string; requests: CertRequest[] } {
   const active = (pluginRoles: readonly Role[]) => !roles || pluginRoles.some((r) => roles.includes(r));
   // A certificate with its own roles goes only to hosts with one of them.
-  const mine = (c: CertRequest) => !("cn" in c) || !c.roles || active(c.roles);
+  const mine = (c: CertRequest) => !roles || issuedTo(c, roles);
   if (!choice) {
     const own = ownImageRootfs();
     const image = own ? readManifest(own) : null;
