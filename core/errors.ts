@@ -23,6 +23,7 @@ export type ErrorCode =
   | "BAD_IP"
   | "BAD_KUBECONFIG"
   | "BAD_ROLE"
+  | "BAD_TOKEN"
   | "BAD_VOLUME"
   | "BOOT_FAILED"
   | "BUBBLE_RUNNING"

@@ -90,7 +90,16 @@ export async function issue(
   key?: forge.pki.rsa.PrivateKey,
 ): Promise<KeyPair> {
   const privateKey = key ?? (await generateKey()).privateKey;
-  const publicKey = pki.setRsaPublicKey(privateKey.n, privateKey.e);
+  return { cert: certify(req, ca, validityDays, pki.setRsaPublicKey(privateKey.n, privateKey.e)), key: privateKey };
+}
+
+/** A leaf certificate from `ca` for a public key whose private half `ca`'s holder never sees (a CSR's). */
+export function certify(
+  req: IssueRequest,
+  ca: KeyPair,
+  validityDays: number,
+  publicKey: forge.pki.rsa.PublicKey,
+): forge.pki.Certificate {
   const cert = pki.createCertificate();
   cert.publicKey = publicKey;
   cert.serialNumber = serial();
@@ -110,7 +119,29 @@ export async function issue(
   if (req.sans.length) ext.push({ name: "subjectAltName", altNames: altNames(req.sans) });
   cert.setExtensions(ext);
   signCert(cert, ca.key);
-  return { cert, key: privateKey };
+  return cert;
+}
+
+/**
+ * A PKCS#10 request for `key`: what a joining host sends so that its private key never leaves it.
+ * The signer takes only the public key and the proof of possession; names come from its own request.
+ */
+export function csrPem(name: string, key: forge.pki.rsa.PrivateKey): string {
+  const csr = pki.createCertificationRequest();
+  csr.publicKey = pki.setRsaPublicKey(key.n, key.e);
+  csr.setSubject([{ shortName: "CN", value: name }]);
+  csr.sign(key, forge.md.sha256.create());
+  return pki.certificationRequestToPem(csr);
+}
+
+/** The public key of a PKCS#10 request whose signature checks out, or null. */
+export function csrPublicKey(pem: string): forge.pki.rsa.PublicKey | null {
+  try {
+    const csr = pki.certificationRequestFromPem(pem);
+    return csr.verify() ? (csr.publicKey as forge.pki.rsa.PublicKey) : null;
+  } catch {
+    return null;
+  }
 }
 
 export const certPem = (c: forge.pki.Certificate): string => pki.certificateToPem(c);

@@ -56,7 +56,7 @@ export interface SecretsOptions {
   force?: boolean;
 }
 
-interface FileRecord {
+export interface FileRecord {
   kind: "ca" | "cert" | "keypair" | "random" | "bundle";
   /** Hash of what the file was issued for; a different hash means the request changed. */
   hash: string;
@@ -66,7 +66,7 @@ interface FileRecord {
   validityDays?: number;
 }
 
-interface Record_ {
+export interface Record_ {
   schema: 1;
   domain: string;
   serviceSubnet: string;
@@ -86,7 +86,7 @@ export interface InitResult {
 
 const DNS_NAME = /^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$/i;
 
-function validate(opts: SecretsOptions): { serviceIp: string } {
+export function validate(opts: SecretsOptions): { serviceIp: string } {
   if (!opts.domain || !DNS_NAME.test(opts.domain))
     throw new PlanetError(
       "BAD_DOMAIN",
@@ -101,7 +101,7 @@ function validate(opts: SecretsOptions): { serviceIp: string } {
 }
 
 /** Substitutes `$DOMAIN`, `$SERVICE_IP`, `$PUBLIC_IP`, `$IPS`, `$HOSTS`, `$NODE_NAME`. */
-function expand(values: string[], opts: SecretsOptions, serviceIp: string): string[] {
+export function expand(values: string[], opts: SecretsOptions, serviceIp: string): string[] {
   const out: string[] = [];
   for (const v of values) {
     if (v === "$IPS") out.push(...opts.ips);
@@ -112,7 +112,7 @@ function expand(values: string[], opts: SecretsOptions, serviceIp: string): stri
   return [...new Set(out.filter(Boolean))];
 }
 
-function expandOne(v: string, opts: SecretsOptions, serviceIp: string): string {
+export function expandOne(v: string, opts: SecretsOptions, serviceIp: string): string {
   return v
     .replaceAll("$DOMAIN", opts.domain)
     .replaceAll("$SERVICE_IP", serviceIp)
@@ -120,7 +120,7 @@ function expandOne(v: string, opts: SecretsOptions, serviceIp: string): string {
     .replaceAll("$NODE_NAME", opts.nodeName);
 }
 
-function hashOf(value: unknown): string {
+export function hashOf(value: unknown): string {
   return createHash("sha256").update(JSON.stringify(value)).digest("hex").slice(0, 16);
 }
 
@@ -134,7 +134,7 @@ export function filesOf(r: CertRequest, hostRoles?: Role[]): string[] {
   return [`${r.name}.cert`, `${r.name}.key`, ...(r.kubeconfig ? [`${r.name}.kubeconfig`] : [])];
 }
 
-function read(dir: string, file: string): string | null {
+export function read(dir: string, file: string): string | null {
   const p = join(dir, file);
   return existsSync(p) ? readFileSync(p, "utf8") : null;
 }
@@ -169,7 +169,7 @@ export function loadRecord(dir: string): Record_ | null {
 }
 
 /** Loads a CA pair; one file without the other, or a key that does not match, is an error. */
-function loadCA(dir: string, name: string): KeyPair | null {
+export function loadCA(dir: string, name: string): KeyPair | null {
   const certText = read(dir, `${name}.cert`);
   const keyText = read(dir, `${name}.key`);
   if (!certText && !keyText) return null;
@@ -193,7 +193,7 @@ function loadCA(dir: string, name: string): KeyPair | null {
 }
 
 /** Writes files to temp names first, then renames them all: a crash never leaves a half file. */
-class Batch {
+export class Batch {
   private files: { path: string; tmp: string }[] = [];
   constructor(readonly dir: string) {}
   put(name: string, text: string, mode: number): void {
@@ -216,7 +216,7 @@ class Batch {
 const OWN_EXTS = [".cert", ".key", ".pub", ".kubeconfig", ".pem"];
 
 /** The directory must be empty, or hold only files we write (or our temp files). */
-function checkDir(dir: string, requests: CertRequest[], previous: Record_ | null): void {
+export function checkDir(dir: string, requests: CertRequest[], previous: Record_ | null): void {
   if (existsSync(dir) && !statSync(dir).isDirectory())
     throw new PlanetError("NOT_A_DIR", `${dir} exists and is not a directory`, { phase });
   if (!existsSync(dir)) return;
@@ -412,7 +412,7 @@ export function fingerprint(ca: KeyPair): string {
   return createHash("sha256").update(Buffer.from(der, "binary")).digest("hex");
 }
 
-function prepareDir(dir: string): void {
+export function prepareDir(dir: string): void {
   try {
     mkdirSync(dir, { recursive: true, mode: 0o700 });
     chmodSync(dir, 0o700);
@@ -431,7 +431,7 @@ function withRoot(cas: CertificateRequest[]): CertificateRequest[] {
   return cas.some((r) => r.name === "root") ? cas : [{ name: "root", cn: "planet-ca", usage: ["ca"] }, ...cas];
 }
 
-function newRecord(opts: SecretsOptions, serviceIp: string): Record_ {
+export function newRecord(opts: SecretsOptions, serviceIp: string): Record_ {
   return {
     schema: 1,
     domain: opts.domain,

@@ -5,7 +5,7 @@ import { Etcd3 } from "etcd3";
 import { logger } from "../log.ts";
 import type { Role } from "../plugin.ts";
 import { run } from "../proc.ts";
-import { type AgentView, createApi, type LeaderView, type MemberHealth, type NodeHealth } from "./api.ts";
+import { type AgentView, createApi, createJoinApi, type LeaderView, type MemberHealth, type NodeHealth } from "./api.ts";
 import { CheckRunner, type RunnableCheck, tlsFiles, withTimeout } from "./checks.ts";
 import { LeaderElection } from "./election.ts";
 import { LeaderFollower } from "./follow.ts";
@@ -57,6 +57,8 @@ export interface AgentOptions {
   maxDriftMs?: number;
   /** This node's clock (tests skew it). */
   now?: () => number;
+  /** Issue certificates to hosts that join with a token (a master): see secrets/join.ts. */
+  join?: AgentView["join"];
 }
 
 export interface Agent extends AsyncDisposable {
@@ -236,6 +238,7 @@ export async function createAgent(opts: AgentOptions): Promise<Agent> {
     pause: async () => election?.pause(),
     resume: async () => election?.resume(),
     now,
+    ...(opts.join ? { join: opts.join } : {}),
     ...(client ? { lock: new ClusterLock(client, opts.upgradeLockKey ?? `${dirname(opts.leaderKey)}/upgrade`, opts.node) } : {}),
     members: async () => {
       const listed = await listMembers(opts.membersCommand);
@@ -277,7 +280,9 @@ export async function createAgent(opts: AgentOptions): Promise<Agent> {
     const files = tlsFiles(opts.secretsDir, "planet-rpc-server") as { ca: string; cert: string; key: string };
     // Each connection's certificate picks the API it reaches: one HTTP server per role.
     servers.push(
-      roleFront(opts.rpcAddrs, files, (role, socket) => Bun.serve({ unix: socket, fetch: createApi(view, role).fetch })),
+      roleFront(opts.rpcAddrs, files, (role, socket) =>
+        Bun.serve({ unix: socket, fetch: (role === "anonymous" ? createJoinApi(view) : createApi(view, role)).fetch }),
+      ),
     );
   }
   runner.start();

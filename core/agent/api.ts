@@ -54,10 +54,37 @@ export interface AgentView {
   now?(): number;
   /** The cluster's upgrade lock (in etcd); absent without etcd. */
   lock?: ClusterLock;
+  /** Hosts joining with a token (masters only): the cluster CA to pin, and the answer to a join. */
+  join?: { ca(): string; answer(body: unknown): Promise<unknown> };
+}
+
+/**
+ * What a connection without a client certificate reaches on the mTLS port: the join protocol and
+ * nothing else (secrets/join.ts). A host that does not serve joins answers 404.
+ */
+export function createJoinApi(view: AgentView): Hono {
+  const app = new Hono();
+  const join = () => {
+    if (!view.join)
+      throw new PlanetError("NOT_FOUND", "this host does not issue certificates to joining hosts: join through a master");
+    return view.join;
+  };
+  app.get("/join/ca", (c) => c.json({ ca: join().ca() }));
+  app.post("/join", async (c) => c.json(await join().answer(await c.req.json().catch(() => ({})))));
+  app.notFound((c) =>
+    c.json({ error: { code: "FORBIDDEN", message: "a client certificate is required (without one: POST /join only)" } }, 403),
+  );
+  app.onError((err, c) => {
+    const e = toPlanetError(err);
+    return c.json({ error: { code: e.code, message: e.message } }, STATUS[e.code] ?? 500);
+  });
+  return app;
 }
 
 const STATUS: Partial<Record<ErrorCode, 400 | 403 | 404 | 409 | 500 | 503>> = {
   FORBIDDEN: 403,
+  JOIN_REFUSED: 403,
+  BAD_TOKEN: 400,
   NOT_FOUND: 404,
   USAGE: 400,
   ETCD_UNREACHABLE: 503,

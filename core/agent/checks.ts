@@ -64,10 +64,15 @@ export function withTimeout<T>(p: Promise<T>, ms: number, what: string, onTimeou
   return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
 }
 
-/** The cluster CA from a secrets dir, and the named key pair when given (`<name>.cert` / `<name>.key`). */
+/**
+ * What a secrets dir trusts — `client-ca.pem` (the cluster CA and the masters' signer, which signs
+ * the certificates of hosts that joined with a token), or `root.cert` where there is no bundle — and
+ * the named key pair when given (`<name>.cert` / `<name>.key`).
+ */
 export function tlsFiles(dir: string, name?: string): { ca: string; cert?: string; key?: string } {
   const read = (f: string) => readFileSync(join(dir, f), "utf8");
-  return { ca: read("root.cert"), ...(name ? { cert: read(`${name}.cert`), key: read(`${name}.key`) } : {}) };
+  const ca = existsSync(join(dir, "client-ca.pem")) ? read("client-ca.pem") : read("root.cert");
+  return { ca, ...(name ? { cert: read(`${name}.cert`), key: read(`${name}.key`) } : {}) };
 }
 
 /** Per-attempt deadline of a check that does not set its own. */

@@ -107,12 +107,16 @@ describe("the agent's API by role", () => {
     expect(await call(master, "agent-etcd-client", "GET", "/health")).toBe("refused");
   });
 
-  test("another cluster's agent certificate and no certificate at all are refused by TLS", async () => {
+  test("another cluster's agent certificate is refused by TLS; without a certificate only the join protocol answers", async () => {
     expect(await call(other, "planet-rpc-master", "POST", "/leader/pause")).toBe("refused");
-    const bare = await fetch(`https://127.0.0.1:${port}/health`, { tls: { ca: Bun.file(join(cluster, "root.cert")) } })
-      .then((r) => r.status)
-      .catch(() => "refused");
-    expect(bare).toBe("refused");
+    const bare = (path: string, method = "GET") =>
+      fetch(`https://127.0.0.1:${port}${path}`, { method, tls: { ca: Bun.file(join(cluster, "root.cert")) } })
+        .then((r) => r.status)
+        .catch(() => "refused");
+    for (const path of ["/health", "/leader", "/status", "/upgrade/lock"]) expect(await bare(path)).toBe(403);
+    expect(await bare("/leader/pause", "POST")).toBe(403);
+    // This agent serves no joins (no join option): the join protocol itself says so.
+    expect(await bare("/join/ca")).toBe(404);
   });
 
   test("a master and the operator may steer: pause and resume the election", async () => {

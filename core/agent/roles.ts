@@ -7,7 +7,7 @@
  *
  * Bun's HTTP server does not show a request's client certificate, so TLS ends in a `node:tls`
  * server, which does: each connection is piped, by its certificate's role, to an HTTP server of that
- * role on a private unix socket.
+ * role on a private unix socket. A connection without a certificate reaches only the join protocol.
  */
 import { chmodSync, mkdtempSync, rmSync } from "node:fs";
 import { connect } from "node:net";
@@ -50,19 +50,24 @@ export interface RoleFront {
 export function roleFront(
   addrs: string[],
   tls: { ca: string; cert: string; key: string },
-  serve: (role: AgentRole | null, socket: string) => { stop(force?: boolean): void },
+  serve: (role: AgentRole | null | "anonymous", socket: string) => { stop(force?: boolean): void },
 ): RoleFront {
   const dir = mkdtempSync(join(tmpdir(), "planet-agent-"));
   chmodSync(dir, 0o700);
   const inner = new Map<string, { socket: string; server: { stop(force?: boolean): void } }>();
-  for (const role of [...AGENT_ROLES, null]) {
+  for (const role of [...AGENT_ROLES, null, "anonymous" as const]) {
     const socket = join(dir, `${role ?? "none"}.sock`);
     inner.set(role ?? "none", { socket, server: serve(role, socket) });
   }
   const servers: TlsServer[] = addrs.map((addr) => {
     const i = addr.lastIndexOf(":");
-    const server = createServer({ ...tls, requestCert: true, rejectUnauthorized: true }, (conn: TLSSocket) => {
-      const role = roleOf(conn.getPeerCertificate()?.subject as { O?: string | string[] } | undefined);
+    // A certificate is asked for, not required: without one a connection reaches only the join
+    // protocol; with one that does not verify, nothing.
+    const server = createServer({ ...tls, requestCert: true, rejectUnauthorized: false }, (conn: TLSSocket) => {
+      const peer = conn.getPeerCertificate();
+      const presented = !!peer && Object.keys(peer).length > 0;
+      if (presented && !conn.authorized) return conn.destroy();
+      const role = presented ? roleOf(peer.subject as { O?: string | string[] } | undefined) : "anonymous";
       const to = inner.get(role ?? "none");
       if (!to) return conn.destroy();
       const up = connect(to.socket);

@@ -1,6 +1,17 @@
 import { type ChildProcess, spawn } from "node:child_process";
-import { existsSync, mkdirSync, openSync, readFileSync, realpathSync, rmSync, statfsSync, writeFileSync } from "node:fs";
+import {
+  existsSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  realpathSync,
+  rmSync,
+  statfsSync,
+  writeFileSync,
+} from "node:fs";
 import { dirname, join } from "node:path";
+import { joinCluster, joined } from "../../secrets/join.ts";
 import { filesOf, loadRecord } from "../../secrets/store.ts";
 import { PlanetError } from "../errors.ts";
 import { logger } from "../log.ts";
@@ -69,13 +80,50 @@ function removeCgroups(id: string): void {
   for (const d of removeCgroupTree(id, cgroupMode())) log.warn(`cgroup ${d} not removed (processes left in it?)`);
 }
 
-/** Everything the image's plugins need from the host, checked before anything is written. */
-async function preflightImage(p: Prepared, opts: StartOptions): Promise<void> {
+/** The certificate requests of the plugins this bubble's roles run. */
+function hostCerts(p: Prepared): Prepared["manifest"]["certs"] {
   const active = (roles: Role[]) => roles.some((r) => p.roles.includes(r));
-  const certs = p.manifest.certs.filter((c) => {
+  return p.manifest.certs.filter((c) => {
     const plugin = p.manifest.plugins.find((x) => x.name === c.plugin);
     return (!plugin || active(plugin.roles)) && issuedTo(c, p.roles);
   });
+}
+
+/**
+ * `--join`: a host without secrets makes its keys and gets its certificates from a master (its
+ * token checked there, the master's CA checked here against the token). A host that joined before
+ * keeps what it has: a restart needs no token.
+ */
+async function joinFirst(p: Prepared, opts: StartOptions, j: NonNullable<StartOptions["join"]>): Promise<void> {
+  if (!opts.secretsDir)
+    throw new PlanetError("BAD_FLAG", "--join needs --secrets-dir: the folder where this host keeps the keys it makes", {
+      phase: "join",
+    });
+  if (joined(opts.secretsDir)) return;
+  if (existsSync(opts.secretsDir) && readdirSync(opts.secretsDir).length)
+    throw new PlanetError(
+      "NOT_OUR_DIR",
+      `--secrets-dir ${opts.secretsDir} is not empty and holds no host's secrets; give --join an empty or new folder`,
+      { phase: "join" },
+    );
+  log.info(`joining the cluster through ${j.master} with token ${j.token.id}`);
+  const { issued } = await joinCluster({
+    master: j.master,
+    port: Number(p.env.PLANET_AGENT_PORT ?? 7575),
+    token: j.token,
+    dir: opts.secretsDir,
+    nodeName: p.env.KUBE_NODE_NAME as string,
+    ip: p.env.PLANET_PUBLIC_IP as string,
+    roles: p.roles,
+    requests: hostCerts(p),
+    timeoutMs: 15_000,
+  });
+  log.success(`joined: ${issued.length} certificates issued by the masters for ${p.env.KUBE_NODE_NAME}, keys made here`);
+}
+
+/** Everything the image's plugins need from the host, checked before anything is written. */
+async function preflightImage(p: Prepared, opts: StartOptions): Promise<void> {
+  const certs = hostCerts(p);
   if (certs.length && !opts.secretsDir)
     throw new PlanetError(
       "NO_SECRETS",
@@ -114,7 +162,7 @@ async function preflightImage(p: Prepared, opts: StartOptions): Promise<void> {
       );
   }
   for (const { port, plugin, roles } of p.manifest.ports ?? []) {
-    if (!active(roles)) continue;
+    if (!roles.some((r) => p.roles.includes(r))) continue;
     const ss = ["ss", "-Htlnp", `sport = :${port}`];
     const res = await run(opts.netns ? ["ip", "netns", "exec", opts.netns, ...ss] : ss);
     const line = res.stdout.trim();
@@ -215,6 +263,7 @@ export async function start(opts: StartOptions): Promise<number> {
   const p = prepare({ ...opts, rootfs });
   try {
     await claim(p.id, rootfs);
+    if (opts.join) await joinFirst(p, opts, opts.join);
     await preflightImage(p, opts);
   } catch (e) {
     pruneStateRoot(); // `runc state` creates its root; a refused start leaves nothing behind

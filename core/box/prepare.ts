@@ -2,6 +2,7 @@
  * Everything `planet start` decides before it writes anything — flags checked, environment, volumes,
  * the OCI spec — and the files it then writes into the rootfs.
  */
+
 import { createHash } from "node:crypto";
 import {
   existsSync,
@@ -18,6 +19,7 @@ import {
 import { isIP } from "node:net";
 import { hostname as osHostname } from "node:os";
 import { dirname, join, resolve } from "node:path";
+import type { JoinToken } from "../../secrets/token.ts";
 import { PlanetError } from "../errors.ts";
 import { type Manifest, readManifest } from "../manifest.ts";
 import { type Cidr, firstIp, nthIp, overlaps, parseCidr, requireIp } from "../net.ts";
@@ -33,6 +35,8 @@ export interface StartOptions {
   roles?: Role[];
   publicIp?: string;
   masterIp?: string;
+  /** `--join <master> --token <t>`: a fresh host gets its secrets from the masters (secrets/join.ts). */
+  join?: { master: string; token: JoinToken };
   clusterId: string;
   secretsDir?: string;
   volumes: string[];

@@ -42,10 +42,6 @@ export default definePlugin({
     },
     { name: "apiserver-kubelet-client", cn: "kube-apiserver-kubelet-client", org: ["system:masters"], usage: ["client"] },
     { name: "apiserver-etcd-client", cn: "kube-apiserver-etcd-client", usage: ["client"], issuer: "etcd-ca" },
-    // The controller-manager signs approved CSRs with this CA: its key goes to masters only
-    // (the cluster CA's key never leaves where planet secrets init ran); client-ca trusts both.
-    { name: "csr-signer", cn: "planet-csr-signer", usage: ["ca"], keyRoles: ["master"] },
-    { name: "client-ca", bundle: ["root", "csr-signer"] },
     { name: "front-proxy-ca", cn: "front-proxy-ca", usage: ["ca"] },
     { name: "front-proxy-client", cn: "front-proxy-client", usage: ["client"], issuer: "front-proxy-ca" },
     // Also their serving certificates on 10259/10257, so health checks verify them against the CA.

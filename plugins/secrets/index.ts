@@ -13,6 +13,11 @@ export default definePlugin({
     { name: "root", cn: "planet-ca", org: ["planet"], usage: ["ca"] },
     // etcd trusts only its own CA: a certificate from the cluster CA opens nothing there.
     { name: "etcd-ca", cn: "planet-etcd-ca", org: ["planet"], usage: ["ca"] },
+    // The masters' signer at run time: the controller-manager's for approved CSRs (kubelet rotation)
+    // and the masters' agents' for hosts that join with a token. Its key goes to masters only (the
+    // cluster CA's never leaves where planet secrets init ran); client-ca trusts both, on every host.
+    { name: "csr-signer", cn: "planet-csr-signer", usage: ["ca"], keyRoles: ["master"] },
+    { name: "client-ca", bundle: ["root", "csr-signer"] },
   ],
   checks: [
     { name: "secrets-valid", command: ["/usr/bin/planet", "secrets", "check", "--quiet", "/var/state"], severity: "warning" },

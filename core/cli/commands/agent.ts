@@ -1,11 +1,15 @@
-import { existsSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
+import { join } from "node:path";
 import { defineCommand } from "citty";
-import { createAgent } from "../../agent/agent.ts";
+import { answerJoin, type JoinRequest } from "../../../secrets/join.ts";
+import { checkToken } from "../../../secrets/token.ts";
+import { type AgentOptions, createAgent } from "../../agent/agent.ts";
 import { hostChecks, manifestChecks } from "../../agent/checks.ts";
+import { Kube, loadKubeconfig } from "../../e2e/kube.ts";
 import { PlanetError } from "../../errors.ts";
 import { logger } from "../../log.ts";
-import { readManifest } from "../../manifest.ts";
-import type { Role } from "../../plugin.ts";
+import { type Manifest, readManifest } from "../../manifest.ts";
+import { issuedTo, type Role } from "../../plugin.ts";
 import { ruledVersions } from "../../upgrade/skew.ts";
 import { debugArg, multi } from "../_args.ts";
 import { AGENT_SOCKET } from "./status.ts";
@@ -29,6 +33,36 @@ function seconds(text: string, flag: string): number {
   if (!m) throw new PlanetError("BAD_FLAG", `${flag} ${text}: expected a duration such as 10s`);
   const n = Number(m[1]);
   return m[2] === "ms" ? n / 1000 : m[2] === "m" ? n * 60 : n;
+}
+
+/**
+ * A master issues certificates to hosts that join with a token: it holds the signer's key and an
+ * admin credential to read the tokens (bootstrap token Secrets) through the local apiserver.
+ */
+function joinService(dir: string, roles: Role[], manifest: Manifest): { join: NonNullable<AgentOptions["join"]> } | null {
+  if (!roles.includes("master") || !existsSync(join(dir, "csr-signer.key")) || !existsSync(join(dir, "admin.kubeconfig")))
+    return null;
+  const requestsFor = (role: Role) => {
+    const on = new Set(manifest.plugins.filter((p) => p.roles.includes(role)).map((p) => p.name));
+    return manifest.certs.filter((c) => on.has(c.plugin) && issuedTo(c, [role]));
+  };
+  return {
+    join: {
+      ca: () => readFileSync(join(dir, "root.cert"), "utf8"),
+      answer: async (body) => {
+        const b = body as JoinRequest;
+        const m = /^([a-z0-9]{6})\.([a-z0-9]{16})$/.exec(typeof b.token === "string" ? b.token : "");
+        if (!m) throw new PlanetError("BAD_TOKEN", "the join carries no token (<id>.<secret>)");
+        const kube = new Kube(loadKubeconfig(join(dir, "admin.kubeconfig"), "https://127.0.0.1:6443"));
+        const role = await checkToken(kube, { id: m[1] as string, secret: m[2] as string, caHash: "" });
+        const answer = await answerJoin(dir, requestsFor(role), b, role);
+        log.info(
+          `issued ${Object.keys(answer.record.files).length} secrets to ${b.nodeName} (${b.ip}) joining as a ${role} with token ${m[1]}`,
+        );
+        return answer;
+      },
+    },
+  };
 }
 
 export const agentCmd = defineCommand({
@@ -110,6 +144,7 @@ export const agentCmd = defineCommand({
       // Masters lead; nodes follow (planet-master points at the leader on every host).
       campaign: roles.includes("master"),
       hostsFile: args["hosts-file"] || undefined,
+      ...(joinService(args["secrets-dir"], roles, image.manifest) ?? {}),
     });
     await new Promise<void>((resolve) => {
       for (const sig of ["SIGINT", "SIGTERM"] as const) process.on(sig, () => resolve());

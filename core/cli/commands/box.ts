@@ -2,6 +2,7 @@ import { spawn } from "node:child_process";
 import { existsSync, mkdirSync, openSync, readFileSync, rmSync, statSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import { defineCommand } from "citty";
+import { parseToken } from "../../../secrets/token.ts";
 import { boxId, start, stop } from "../../box/box.ts";
 import { parseEnvPair } from "../../box/environment.ts";
 import { execIn } from "../../box/exec.ts";
@@ -9,6 +10,7 @@ import { detachLog, pidAlive, pruneStateRoot, readState } from "../../box/state.
 import { PlanetError } from "../../errors.ts";
 import { logger } from "../../log.ts";
 import { ownImageRootfs } from "../../manifest.ts";
+import { requireIp } from "../../net.ts";
 import type { Role } from "../../plugin.ts";
 import { selfCommand } from "../../proc.ts";
 import { pointer } from "../../upgrade/slots.ts";
@@ -57,6 +59,11 @@ export const startCmd = defineCommand({
     role: { type: "string", description: "master | node (repeatable; default: the image's roles) [PLANET_ROLE]" },
     "public-ip": { type: "string", description: "node address for cluster traffic [PLANET_PUBLIC_IP]" },
     "master-ip": { type: "string", description: "address of the master (default public-ip) [PLANET_MASTER_IP]" },
+    join: {
+      type: "string",
+      description: "a master's address: get this host's certificates from it with --token (keys made here) [PLANET_JOIN]",
+    },
+    token: { type: "string", description: "join token from planet token create on a master [PLANET_TOKEN]" },
     "cluster-id": { type: "string", description: "cluster name; also names the bubble (default local) [PLANET_CLUSTER_ID]" },
     "secrets-dir": {
       type: "string",
@@ -94,12 +101,23 @@ export const startCmd = defineCommand({
   },
   async run({ args, rawArgs }) {
     const roles = multi(rawArgs, "role", { split: true });
+    const joinAt = args.join ?? env("PLANET_JOIN");
+    const tokenText = args.token ?? env("PLANET_TOKEN");
+    if (!!joinAt !== !!tokenText)
+      throw new PlanetError(
+        "BAD_FLAG",
+        joinAt ? "--join needs --token (print one on a master: planet token create)" : "--token goes with --join <master>",
+      );
+    if (joinAt) requireIp(joinAt, "--join");
+    // Checked before anything else: a malformed token writes nothing.
+    const join = joinAt && tokenText ? { master: joinAt, token: parseToken(tokenText) } : undefined;
     const envPairs = [...(env("PLANET_ENV")?.split(",") ?? []), ...multi(rawArgs, "env")];
     const opts = {
       rootfs: ownRootfs(args.rootfs, args["data-dir"]),
       roles: (roles.length ? roles : (env("PLANET_ROLE")?.split(",") ?? [])) as Role[],
       publicIp: args["public-ip"] ?? env("PLANET_PUBLIC_IP"),
-      masterIp: args["master-ip"] ?? env("PLANET_MASTER_IP"),
+      masterIp: args["master-ip"] ?? env("PLANET_MASTER_IP") ?? joinAt,
+      join,
       clusterId: args["cluster-id"] ?? env("PLANET_CLUSTER_ID") ?? "local",
       secretsDir: args["secrets-dir"] ?? env("PLANET_SECRETS_DIR"),
       volumes: [...(env("PLANET_VOLUME")?.split(",") ?? []), ...multi(rawArgs, "volume")],

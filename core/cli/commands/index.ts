@@ -16,6 +16,7 @@ export const commands: Record<string, () => Promise<CommandDef>> = {
   enter: lazy(() => import("./box.ts"), "enterCmd"),
   "dev-host": lazy(() => import("./dev-host.ts")),
   secrets: lazy(() => import("./secrets.ts")),
+  token: lazy(() => import("./token.ts")),
   agent: lazy(() => import("./agent.ts"), "agentCmd"),
   status: lazy(() => import("./status.ts"), "statusCmd"),
   leader: lazy(() => import("./status.ts"), "leaderCmd"),

@@ -1,0 +1,188 @@
+/**
+ * Joining with a token, over the real agent API and TLS: the host's keys stay on the host, the
+ * master's CA is checked against the token, and every bad input is one line with nothing written.
+ * (The tokens' storage as bootstrap token Secrets is tested against a real apiserver in
+ * test/cluster.test.ts.)
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import forge from "node-forge";
+import { type Agent, createAgent } from "../core/agent/agent.ts";
+import { certRequests } from "../core/cli/commands/secrets.ts";
+import type { PlanetError } from "../core/errors.ts";
+import { issuedTo } from "../core/plugin.ts";
+import { answerJoin, type JoinRequest, joinCluster } from "./join.ts";
+import { csrPem, generateKey, parseCert, sansOf, signedBy, subjectText } from "./pki.ts";
+import { filesOf, initSecrets, issueHost } from "./store.ts";
+import { caHash, formatToken, type JoinToken, parseToken, parseTtl } from "./token.ts";
+
+const work = mkdtempSync(join(tmpdir(), "planet-join-"));
+const cluster = join(work, "cluster");
+const master = join(work, "m1");
+const other = join(work, "other");
+const SECRET = "0123456789abcdef";
+let agent: Agent;
+let port = 0;
+let token: JoinToken;
+
+const nodeRequests = () => certRequests("node", ["node"]).requests.filter((c) => issuedTo(c, ["node"]));
+
+beforeAll(async () => {
+  const opts = { domain: "cluster.local", serviceSubnet: "10.100.0.0/16", hosts: [], validityDays: 30 };
+  await initSecrets(cluster, certRequests("dev").requests, { ...opts, ips: ["127.0.0.1"], nodeName: "m1" });
+  await initSecrets(other, certRequests("dev").requests, { ...opts, ips: ["127.0.0.1"], nodeName: "x" });
+  await issueHost(cluster, master, certRequests("master", ["master"]).requests, {
+    nodeName: "m1",
+    ips: ["127.0.0.1"],
+    hosts: [],
+    roles: ["master"],
+    validityDays: 30,
+  });
+  token = { caHash: caHash(readFileSync(join(cluster, "root.cert"), "utf8")), id: "abc123", secret: SECRET };
+  const probe = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
+  port = probe.port;
+  probe.stop(true);
+  agent = await createAgent({
+    node: "m1",
+    ip: "127.0.0.1",
+    roles: ["master"],
+    checks: [],
+    secretsDir: master,
+    leaderKey: "/planet/join/leader",
+    termSeconds: 5,
+    rpcAddrs: [`127.0.0.1:${port}`],
+    rpcPort: port,
+    members: [],
+    join: {
+      ca: () => readFileSync(join(master, "root.cert"), "utf8"),
+      // The apiserver's part (the bootstrap token Secret) stands in as one known token here.
+      answer: async (body) => {
+        const b = body as JoinRequest;
+        if (b.token !== `abc123.${SECRET}`) {
+          const { PlanetError } = await import("../core/errors.ts");
+          throw new PlanetError("JOIN_REFUSED", "token abc123: wrong secret");
+        }
+        return answerJoin(master, nodeRequests(), b, "node");
+      },
+    },
+  });
+}, 60_000);
+
+afterAll(async () => {
+  await agent?.close();
+  rmSync(work, { recursive: true, force: true });
+});
+
+const joinAs = (dir: string, extra: Partial<Parameters<typeof joinCluster>[0]> = {}) =>
+  joinCluster({
+    master: "127.0.0.1",
+    port,
+    token,
+    dir,
+    nodeName: "n9",
+    ip: "10.9.9.9",
+    roles: ["node"],
+    requests: nodeRequests(),
+    timeoutMs: 5000,
+    ...extra,
+  });
+const codeOf = (p: Promise<unknown>) => p.then(() => "ok").catch((e: PlanetError) => `${e.code}: ${e.message}`);
+
+describe("join tokens", () => {
+  test("a token carries the CA hash, an id and a secret; anything else is one line", () => {
+    const text = formatToken(token);
+    expect(parseToken(text)).toEqual(token);
+    expect(parseToken(` ${text}\n`)).toEqual(token);
+    for (const bad of ["", "abc123.0123456789abcdef", `P1${"0".repeat(63)}::abc123.${SECRET}`, `${text}x`, "P1::."])
+      expect(() => parseToken(bad)).toThrow("is not a planet join token");
+    expect(parseTtl("30m")).toBe(1_800_000);
+    expect(() => parseTtl("1y")).toThrow("--ttl 1y");
+    expect(() => parseTtl("0h")).toThrow();
+  });
+});
+
+describe("a host joins through a master's agent", () => {
+  test("its keys are made here, its certificates issued by the masters' signer for its name and address only", async () => {
+    const dir = join(work, "n9");
+    expect(await codeOf(joinAs(dir))).toBe("ok");
+    const files = readdirSync(dir).sort();
+    // Every file a node's plugins need is there: what planet start's preflight checks.
+    for (const r of nodeRequests()) for (const f of filesOf(r, ["node"])) expect(files).toContain(f);
+    for (const f of ["root.key", "csr-signer.key", "etcd-ca.key", "sa.key", "encryption.key", "agent-etcd-client.cert"])
+      expect(files).not.toContain(f);
+    const signer = parseCert(readFileSync(join(cluster, "csr-signer.cert"), "utf8"));
+    const kubelet = parseCert(readFileSync(join(dir, "kubelet.cert"), "utf8"));
+    expect(subjectText(kubelet)).toBe("CN=system:node:n9,O=system:nodes");
+    expect(signedBy(kubelet, signer)).toBe(true);
+    expect(sansOf(parseCert(readFileSync(join(dir, "kubelet-server.cert"), "utf8")))).toEqual(
+      expect.arrayContaining(["n9", "10.9.9.9"]),
+    );
+    expect(subjectText(parseCert(readFileSync(join(dir, "planet-rpc-client.cert"), "utf8")))).toBe(
+      "CN=planet-agent:n9,O=planet:node",
+    );
+    // The trust bundle holds both CAs; the shared gossip key came along.
+    expect(readFileSync(join(dir, "client-ca.pem"), "utf8")).toBe(readFileSync(join(cluster, "client-ca.pem"), "utf8"));
+    expect(readFileSync(join(dir, "serf.key"), "utf8")).toBe(readFileSync(join(cluster, "serf.key"), "utf8"));
+    const record = JSON.parse(readFileSync(join(dir, "planet-secrets.json"), "utf8"));
+    expect(record.host).toEqual({ roles: ["node"], cluster: token.caHash });
+    expect(record.nodeName).toBe("n9");
+    // Its new certificate opens the master's agent as a node: reads, no more.
+    const as = (path: string, method = "GET") =>
+      fetch(`https://127.0.0.1:${port}${path}`, {
+        method,
+        tls: {
+          ca: Bun.file(join(dir, "client-ca.pem")),
+          cert: Bun.file(join(dir, "planet-rpc-client.cert")),
+          key: Bun.file(join(dir, "planet-rpc-client.key")),
+        },
+      }).then((r) => r.status);
+    expect(await as("/health")).toBe(200);
+    expect(await as("/leader/pause", "POST")).toBe(403);
+  });
+
+  test("a master of another cluster is found out by the token's CA hash before anything is sent", async () => {
+    const dir = join(work, "wrong-ca");
+    const forged = { ...token, caHash: caHash(readFileSync(join(other, "root.cert"), "utf8")) };
+    expect(await codeOf(joinAs(dir, { token: forged }))).toStartWith("MASTER_CA_MISMATCH: the master at 127.0.0.1 presents CA");
+    expect(existsSync(dir)).toBe(false);
+  });
+
+  test("a wrong secret, a node token asked for a master, a bad name: refused by the master, nothing written", async () => {
+    const dir = join(work, "refused");
+    expect(await codeOf(joinAs(dir, { token: { ...token, secret: "ffffffffffffffff" } }))).toContain("JOIN_REFUSED");
+    expect(await codeOf(joinAs(dir, { roles: ["master"] }))).toContain("this token admits a node, not master");
+    expect(await codeOf(joinAs(dir, { nodeName: "n9;reboot" }))).toContain("not a DNS label");
+    expect(existsSync(dir)).toBe(false);
+  });
+
+  test("nobody answering is one line", async () => {
+    const dir = join(work, "silent");
+    expect(await codeOf(joinAs(dir, { master: "127.0.0.9" }))).toStartWith("MASTER_UNREACHABLE");
+    expect(existsSync(dir)).toBe(false);
+  });
+
+  test("the master signs only a request signed by its own key, whatever name the request carries", async () => {
+    const key = (await generateKey()).privateKey;
+    const good = csrPem("system:node:m1", key);
+    // A request carrying key's public half but signed by another key: no proof of possession.
+    const csr = forge.pki.createCertificationRequest();
+    csr.publicKey = forge.pki.setRsaPublicKey(key.n, key.e);
+    csr.setSubject([{ shortName: "CN", value: "n8" }]);
+    csr.sign((await generateKey()).privateKey, forge.md.sha256.create());
+    const forged = forge.pki.certificationRequestToPem(csr);
+    const csrs = Object.fromEntries(
+      nodeRequests()
+        .filter((r) => "cn" in r && !r.usage.includes("ca"))
+        .map((r) => [r.name, good]),
+    );
+    const body: JoinRequest = { token: "x", nodeName: "n8", ip: "10.9.9.8", roles: ["node"], csrs };
+    // The request claims CN system:node:m1; the certificate is for n8, as the join says.
+    const answer = await answerJoin(master, nodeRequests(), body, "node");
+    expect(subjectText(parseCert(answer.files["kubelet.cert"] as string))).toBe("CN=system:node:n8,O=system:nodes");
+    await expect(answerJoin(master, nodeRequests(), { ...body, csrs: { ...csrs, kubelet: forged } }, "node")).rejects.toThrow(
+      "no valid signing request for kubelet",
+    );
+  });
+});

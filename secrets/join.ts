@@ -1,0 +1,249 @@
+/**
+ * A host joins with a token instead of a copied secrets folder. The host makes its own keys and
+ * sends certificate signing requests; a master's agent checks the token, then issues the host's
+ * certificates with the masters' signer (`csr-signer`, which every host trusts through
+ * `client-ca.pem`) for exactly the host's name and address and the token's role, and hands over the
+ * trust anchors and the shared secrets that role needs. The private keys never leave the host.
+ *
+ * Protocol (the agent's port, TLS): `GET /join/ca` answers the cluster CA, which the host checks
+ * against the hash its token carries before it trusts anything; `POST /join` (verified against that
+ * CA) takes `{token, nodeName, ip, roles, csrs: {name: pem}}` and answers `{files, record}`.
+ */
+import { existsSync, rmSync } from "node:fs";
+import { isIP } from "node:net";
+import { join } from "node:path";
+import { PlanetError } from "../core/errors.ts";
+import { type CertificateRequest, type CertRequest, isCA, type Role } from "../core/plugin.ts";
+import { certify, certPem, csrPem, csrPublicKey, generateKey, type IssueRequest, keyPem, kubeconfig } from "./pki.ts";
+import {
+  Batch,
+  expand as expandAll,
+  expandOne,
+  type FileRecord,
+  hashOf,
+  loadCA,
+  loadRecord,
+  newRecord,
+  prepareDir,
+  RECORD,
+  type Record_,
+  read,
+  type SecretsOptions,
+  validate,
+} from "./store.ts";
+import { caHash, type JoinToken } from "./token.ts";
+
+const phase = "join";
+const NODE_NAME = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
+/** The masters' run-time signer. */
+export const SIGNER = "csr-signer";
+
+export interface JoinRequest {
+  token: string;
+  nodeName: string;
+  ip: string;
+  roles: Role[];
+  /** Certificate request name → PKCS#10 PEM, one per certificate the host's plugins request. */
+  csrs: Record<string, string>;
+}
+
+export interface JoinAnswer {
+  /** File name → contents: the issued certificates, CA certificates, bundles and shared secrets. */
+  files: Record<string, string>;
+  record: Record_;
+}
+
+/** What the joining host's certificates are issued for: its name and its address only. */
+function hostOptions(cluster: Record_, nodeName: string, ip: string, validityDays: number): SecretsOptions {
+  return {
+    domain: cluster.domain,
+    serviceSubnet: cluster.serviceSubnet,
+    ips: [ip],
+    hosts: [],
+    nodeName,
+    validityDays,
+  };
+}
+
+/**
+ * On a master: the answer to a join whose token admits `tokenRole`. `signerDir` holds the master's
+ * secrets (the signer's key, the CA certificates, the shared secrets); `requests` are the
+ * certificate requests of the plugins a host with the token's role runs, from the master's image.
+ */
+export async function answerJoin(
+  signerDir: string,
+  requests: CertRequest[],
+  body: JoinRequest,
+  tokenRole: Role,
+  validityDays = 365,
+): Promise<JoinAnswer> {
+  const refuse = (why: string) => new PlanetError("JOIN_REFUSED", why, { phase });
+  if (!NODE_NAME.test(body.nodeName ?? "")) throw refuse(`node name ${JSON.stringify(body.nodeName)}: not a DNS label`);
+  if (!body.ip || isIP(body.ip) !== 4) throw refuse(`address ${JSON.stringify(body.ip)}: not an IPv4 address`);
+  const roles = Array.isArray(body.roles) ? body.roles : [];
+  if (!roles.length || roles.some((r) => r !== tokenRole))
+    throw refuse(
+      `this token admits a ${tokenRole}, not ${roles.join("+") || "no role"}: create a token with --role ${roles[0] ?? "node"}`,
+    );
+  if (tokenRole === "master")
+    throw refuse(
+      "a master cannot join with a token yet: its etcd and apiserver certificates need the CA keys, which stay where planet secrets init ran; issue its secrets there with planet secrets host",
+    );
+  const cluster = loadRecord(signerDir);
+  if (!cluster) throw refuse(`this master has no ${RECORD} in ${signerDir}`);
+  const signer = loadCA(signerDir, SIGNER);
+  if (!signer) throw refuse(`this master does not hold the signer's key (${SIGNER}.key); it cannot issue certificates`);
+  const opts = hostOptions(cluster, body.nodeName, body.ip, validityDays);
+  const { serviceIp } = validate(opts);
+  const record = newRecord(opts, serviceIp);
+  const rootPem = read(signerDir, "root.cert");
+  if (!rootPem) throw refuse(`this master has no root.cert in ${signerDir}`);
+  record.host = { roles, cluster: caHash(rootPem) };
+  const files: Record<string, string> = {};
+  const copy = (file: string) => {
+    const text = read(signerDir, file);
+    if (!text) throw refuse(`this master has no ${file} to hand over`);
+    files[file] = text;
+  };
+  for (const r of requests) {
+    if ("randomBytes" in r || "keyPair" in r) {
+      record.files[r.name] =
+        "randomBytes" in r ? { kind: "random", hash: hashOf(r.randomBytes) } : { kind: "keypair", hash: "keypair" };
+      copy(`${r.name}.key`);
+      if ("keyPair" in r) copy(`${r.name}.pub`);
+    } else if ("bundle" in r) {
+      record.files[r.name] = { kind: "bundle", hash: hashOf(r.bundle) };
+      copy(`${r.name}.pem`);
+    } else if (r.usage.includes("ca")) {
+      record.files[r.name] = { kind: "ca", hash: "ca" };
+      copy(`${r.name}.cert`);
+    } else {
+      const issuer = r.issuer ?? "root";
+      if (issuer !== "root") throw refuse(`${r.name} is issued by ${issuer}, whose key no master holds`);
+      const pub = csrPublicKey(body.csrs?.[r.name] ?? "");
+      if (!pub) throw refuse(`no valid signing request for ${r.name} (a PKCS#10 request signed by its own key)`);
+      const req = issueRequest(r, opts, serviceIp);
+      const server = r.kubeconfig ? expandOne(r.kubeconfig, opts, serviceIp) : undefined;
+      files[`${r.name}.cert`] = certPem(certify(req, signer, validityDays, pub));
+      record.files[r.name] = {
+        kind: "cert",
+        hash: hashOf({ req, issuer: SIGNER, server, v: validityDays }),
+        issuer: SIGNER,
+        request: req,
+        ...(server ? { kubeconfig: server } : {}),
+        validityDays,
+      } satisfies FileRecord;
+    }
+  }
+  // The root CA is what the host pins and what its record names: always there.
+  files["root.cert"] = rootPem;
+  record.files.root = { kind: "ca", hash: "ca" };
+  return { files, record };
+}
+
+function issueRequest(r: CertificateRequest, opts: SecretsOptions, serviceIp: string): IssueRequest {
+  return {
+    name: r.name,
+    cn: expandOne(r.cn, opts, serviceIp),
+    org: r.org,
+    sans: expandAll(r.sans ?? [], opts, serviceIp),
+    usage: r.usage,
+  };
+}
+
+export interface JoinOptions {
+  master: string;
+  port: number;
+  token: JoinToken;
+  dir: string;
+  nodeName: string;
+  ip: string;
+  roles: Role[];
+  /** The certificate requests of the plugins this host runs (its own image's). */
+  requests: CertRequest[];
+  timeoutMs?: number;
+}
+
+/**
+ * On the joining host: checks the master's CA against the token, makes a key and a signing request
+ * per certificate, asks the master, and writes the secrets directory (temp files, then renames:
+ * nothing half-written; a directory it created is removed again on failure).
+ */
+export async function joinCluster(o: JoinOptions): Promise<{ issued: string[] }> {
+  const base = `https://${o.master}:${o.port}`;
+  const timeout = () => AbortSignal.timeout(o.timeoutMs ?? 15_000);
+  let caPem: string;
+  try {
+    const res = await fetch(`${base}/join/ca`, { tls: { rejectUnauthorized: false }, signal: timeout() });
+    caPem = ((await res.json()) as { ca: string }).ca;
+  } catch (e) {
+    throw new PlanetError(
+      "MASTER_UNREACHABLE",
+      `no master answers at ${base} (${(e as Error).message}); start a master first or fix --join`,
+      { phase },
+    );
+  }
+  let presented = "";
+  try {
+    presented = caHash(caPem);
+  } catch {
+    presented = "not a certificate";
+  }
+  if (presented !== o.token.caHash)
+    throw new PlanetError(
+      "MASTER_CA_MISMATCH",
+      `the master at ${o.master} presents CA sha256:${presented}, the token pins sha256:${o.token.caHash}: another cluster, or a forged master`,
+      { phase },
+    );
+  const leaves = o.requests.filter((r): r is CertificateRequest => "cn" in r && !isCA(r));
+  const keys = new Map(await Promise.all(leaves.map(async (r) => [r.name, (await generateKey()).privateKey] as const)));
+  const csrs = Object.fromEntries([...keys].map(([name, key]) => [name, csrPem(name, key)]));
+  const body: JoinRequest = { token: `${o.token.id}.${o.token.secret}`, nodeName: o.nodeName, ip: o.ip, roles: o.roles, csrs };
+  let answer: JoinAnswer;
+  try {
+    const res = await fetch(`${base}/join`, {
+      method: "POST",
+      body: JSON.stringify(body),
+      headers: { "content-type": "application/json" },
+      tls: { ca: caPem },
+      signal: timeout(),
+    });
+    const json = (await res.json()) as JoinAnswer & { error?: { code: string; message: string } };
+    if (!res.ok)
+      throw new PlanetError("JOIN_REFUSED", `the master at ${o.master} refused: ${json.error?.message ?? `HTTP ${res.status}`}`, {
+        phase,
+      });
+    answer = json;
+  } catch (e) {
+    if (e instanceof PlanetError) throw e;
+    throw new PlanetError("JOIN_FAILED", `joining through ${o.master}: ${(e as Error).message}`, { phase });
+  }
+  const created = !existsSync(o.dir);
+  prepareDir(o.dir);
+  const batch = new Batch(o.dir);
+  try {
+    for (const [file, text] of Object.entries(answer.files)) {
+      if (!/^[a-z0-9-]+\.(cert|key|pub|pem)$/.test(file)) throw new Error(`the master sent a file named ${JSON.stringify(file)}`);
+      batch.put(file, text, file.endsWith(".key") ? 0o600 : 0o644);
+    }
+    for (const [name, key] of keys) {
+      const cert = answer.files[`${name}.cert`];
+      if (!cert) throw new Error(`the master issued no ${name} certificate`);
+      batch.put(`${name}.key`, keyPem(key), 0o600);
+      const server = answer.record.files[name]?.kubeconfig;
+      if (server) batch.put(`${name}.kubeconfig`, kubeconfig({ server, ca: caPem, cert, key: keyPem(key), user: name }), 0o600);
+    }
+    batch.put(RECORD, `${JSON.stringify(answer.record, null, 2)}\n`, 0o600);
+    batch.commit();
+  } catch (e) {
+    batch.abort();
+    if (created) rmSync(o.dir, { recursive: true, force: true });
+    throw new PlanetError("JOIN_FAILED", `writing ${o.dir}: ${(e as Error).message}`, { phase });
+  }
+  return { issued: [...keys.keys()].sort() };
+}
+
+/** True when `dir` already holds this host's secrets (a restart after a join needs no token). */
+export function joined(dir: string): boolean {
+  return existsSync(join(dir, RECORD)) && !!loadRecord(dir)?.host;
+}
