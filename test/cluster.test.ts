@@ -13,6 +13,7 @@ import { certRequests } from "../core/cli/commands/secrets.ts";
 import { Kube, type KubeError, loadKubeconfig } from "../core/e2e/kube.ts";
 import type { Role } from "../core/plugin.ts";
 import { initSecrets, issueHost } from "../secrets/store.ts";
+import { caHash } from "../secrets/token.ts";
 import { buildTest, canBoot, hostSnapshot, planet, planetAsync, REPO, sh, startArgs, waitFor } from "./helpers.ts";
 
 const BRIDGE = "ptc-br";
@@ -23,6 +24,7 @@ const N2 = { name: "n2", host: "ptc-n2", ip: "10.217.0.3" };
 const work = join(REPO, "build", "test-cluster-work");
 const clusterDir = join(work, "cluster");
 const secretsOf = (name: string) => join(work, `secrets-${name}`);
+const caHashOf = (file: string) => caHash(readFileSync(file, "utf8"));
 
 interface Pod {
   status: { podIP?: string; phase?: string };
@@ -36,6 +38,7 @@ interface Node {
 describe.if(canBoot)("a master and a node in two test hosts on one bridge (master and node images)", () => {
   let masterRootfs = "";
   let nodeRootfs = "";
+  let joinRootfs = "";
   let before: Record<string, unknown> = {};
   let kube: Kube;
 
@@ -72,7 +75,9 @@ describe.if(canBoot)("a master and a node in two test hosts on one bridge (maste
   beforeAll(async () => {
     masterRootfs = join(buildTest("master", ["--target", "master"]), "rootfs");
     nodeRootfs = join(buildTest("node", ["--target", "node"]), "rootfs");
-    for (const r of [masterRootfs, nodeRootfs]) planet("stop", "--rootfs", r);
+    // A second node image (one rootfs boots one bubble): the host that joins with a token.
+    joinRootfs = join(buildTest("node-join", ["--target", "node"]), "rootfs");
+    for (const r of [masterRootfs, nodeRootfs, joinRootfs]) planet("stop", "--rootfs", r);
     for (const h of [M1, N1, N2]) planet("dev-host", "down", h.host);
     rmSync(work, { recursive: true, force: true });
     before = hostSnapshot();
@@ -94,7 +99,7 @@ describe.if(canBoot)("a master and a node in two test hosts on one bridge (maste
   }, 240_000);
 
   afterAll(() => {
-    for (const r of [nodeRootfs, masterRootfs]) if (r) planet("stop", "--rootfs", r);
+    for (const r of [joinRootfs, nodeRootfs, masterRootfs]) if (r) planet("stop", "--rootfs", r);
     for (const h of [M1, N1, N2]) planet("dev-host", "down", h.host);
   });
 
@@ -445,6 +450,82 @@ describe.if(canBoot)("a master and a node in two test hosts on one bridge (maste
       sh(["ip", "netns", "exec", N1.host, "ip", "addr", "del", `${outside}/32`, "dev", "lo"]);
     }
   }, 120_000);
+
+  test("a fresh host joins with a token: its own keys, no CA key, no etcd credential; bad tokens are one line and write nothing", async () => {
+    const dir = secretsOf("n2-joined");
+    const joiner = { ...N2, secrets: dir };
+    const join2 = (token: string, at = M1.ip) => start(joinRootfs, joiner, "--join", at, "--token", token);
+    const token = (...args: string[]) => {
+      const r = inBubble(masterRootfs, "planet", "token", ...args);
+      expect(r.exitCode).toBe(0);
+      return r.stdout.trim();
+    };
+    const refused = async (res: Promise<{ exitCode: number; stderr: string }>, text: string | RegExp) => {
+      const r = await res;
+      expect(r.exitCode).toBe(1);
+      expect(r.stderr).toMatch(text);
+      expect(existsSync(dir)).toBe(false);
+      nothingLeft(N2);
+    };
+    const good = token("create", "--ttl", "10m", "--description", "cluster test");
+    expect(good).toMatch(/^P1[0-9a-f]{64}::[a-z0-9]{6}\.[a-z0-9]{16}$/);
+    // Bad input: a malformed token, a token without --join, another cluster's CA, a revoked and an
+    // expired token, an address where nobody answers. (A node's token asked for a master: secrets/join.test.ts.)
+    await refused(join2("not-a-token"), "BAD_TOKEN");
+    await refused(start(joinRootfs, joiner, "--token", good), "--token goes with --join");
+    const foreignHash = caHashOf(join(work, "foreign", "root.cert"));
+    await refused(join2(good.replace(/^P1[0-9a-f]{64}/, `P1${foreignHash}`)), "MASTER_CA_MISMATCH");
+    const revoked = token("create", "--ttl", "10m");
+    token("revoke", revoked.slice(-23, -17));
+    await refused(join2(revoked), /JOIN_REFUSED.*unknown or revoked/);
+    const expired = token("create", "--ttl", "1s");
+    await Bun.sleep(2000);
+    await refused(join2(expired), /JOIN_REFUSED.*(expired|unknown or revoked)/);
+    await refused(join2(good, "10.217.0.9"), "MASTER_UNREACHABLE");
+    expect(inBubble(masterRootfs, "planet", "token", "create", "--role", "master").stderr).toContain(
+      "a master does not join with a token yet",
+    );
+    // The join itself.
+    const res = await join2(good);
+    expect(res.stderr).toContain("joined:");
+    expect(res.exitCode).toBe(0);
+    await waitFor(
+      "n2 Ready",
+      async () =>
+        (await kube.get<Node>("/api/v1/nodes/n2")).status.conditions?.some((c) => c.type === "Ready" && c.status === "True"),
+      120_000,
+      1000,
+    );
+    await kube.create("/api/v1/namespaces/default/pods", {
+      apiVersion: "v1",
+      kind: "Pod",
+      metadata: { name: "on-n2" },
+      spec: {
+        nodeName: "n2",
+        terminationGracePeriodSeconds: 1,
+        containers: [{ name: "main", image: "docker.io/library/busybox:latest", command: ["sleep", "3600"] }],
+      },
+    });
+    await waitFor(
+      "a pod running on n2",
+      async () => (await kube.get<Pod>("/api/v1/namespaces/default/pods/on-n2")).status.phase === "Running",
+      90_000,
+      500,
+    );
+    const m1Pod = await kube.get<Pod>("/api/v1/namespaces/default/pods/web-m1");
+    const across = await kube.exec("default", "on-n2", [
+      "sh",
+      "-c",
+      `printf 'GET /who HTTP/1.0\\r\\n\\r\\n' | nc -w 5 ${m1Pod.status.podIP} 8080 | tail -n 1`,
+    ]);
+    expect(across.stdout.trim()).toBe("m1");
+    // What it holds: its own keys and certificates; no CA key, no etcd credential, nothing a node does not hold.
+    const files = readdirSync(dir).sort();
+    expect(files).toEqual(readdirSync(secretsOf(N1.name)).sort());
+    for (const f of files) if (f.endsWith(".key")) expect(["root.key", "csr-signer.key", "etcd-ca.key"]).not.toContain(f);
+    expect(token("list")).toContain(good.slice(-23, -17));
+    expect(planet("stop", "--rootfs", joinRootfs).exitCode).toBe(0);
+  }, 420_000);
 
   test("a node that stops leaves: the master's status marks it; both stop and the host is as it was", async () => {
     // A host-wide sysctl as a component in a bubble would change it: it belongs to every bubble
