@@ -84,6 +84,7 @@ export function createJoinApi(view: AgentView): Hono {
 const STATUS: Partial<Record<ErrorCode, 400 | 403 | 404 | 409 | 500 | 503>> = {
   FORBIDDEN: 403,
   JOIN_REFUSED: 403,
+  DUPLICATE_NODE: 409,
   BAD_TOKEN: 400,
   NOT_FOUND: 404,
   USAGE: 400,

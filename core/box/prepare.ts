@@ -244,12 +244,14 @@ export function prepare(opts: StartOptions): Prepared {
   const volumes: Volume[] = declared.map((v) => ({ source: join(dataDir, v.name), destination: v.path, readonly: false }));
   env.PLANET_VOLUMES = declared.map((v) => v.path).join(",");
   if (opts.secretsDir) {
-    if (!existsSync(opts.secretsDir))
+    // With --join the folder is made by the join, before the bubble starts.
+    if (!existsSync(opts.secretsDir) && !opts.join)
       throw new PlanetError(
         "NO_SECRETS",
         `--secrets-dir ${opts.secretsDir} does not exist (create it: planet secrets init --domain D ${opts.secretsDir})`,
       );
-    volumes.push({ source: realpathSync(opts.secretsDir), destination: "/var/state", readonly: true });
+    const source = existsSync(opts.secretsDir) ? realpathSync(opts.secretsDir) : resolve(opts.secretsDir);
+    volumes.push({ source, destination: "/var/state", readonly: true });
   }
   for (const v of opts.volumes) {
     const vol = parseVolume(v);

@@ -55,6 +55,19 @@ function joinService(dir: string, roles: Role[], manifest: Manifest): { join: No
         if (!m) throw new PlanetError("BAD_TOKEN", "the join carries no token (<id>.<secret>)");
         const kube = new Kube(loadKubeconfig(join(dir, "admin.kubeconfig"), "https://127.0.0.1:6443"));
         const role = await checkToken(kube, { id: m[1] as string, secret: m[2] as string, caHash: "" });
+        // A live host keeps its name: a Ready Node of that name elsewhere refuses the join.
+        const node = await kube
+          .get<{ status: { addresses?: { type: string; address: string }[]; conditions?: { type: string; status: string }[] } }>(
+            `/api/v1/nodes/${encodeURIComponent(String(b.nodeName))}`,
+          )
+          .catch(() => null);
+        const ready = node?.status.conditions?.some((c) => c.type === "Ready" && c.status === "True");
+        const at = node?.status.addresses?.find((a) => a.type === "InternalIP")?.address;
+        if (ready && at !== b.ip)
+          throw new PlanetError(
+            "DUPLICATE_NODE",
+            `a host named ${b.nodeName} already runs at ${at}; give this one another --node-name`,
+          );
         const answer = await answerJoin(dir, requestsFor(role), b, role);
         log.info(
           `issued ${Object.keys(answer.record.files).length} secrets to ${b.nodeName} (${b.ip}) joining as a ${role} with token ${m[1]}`,
