@@ -103,6 +103,8 @@ export type ErrorCode =
   | "PORT_IN_USE"
   | "RECIPE_INVALID"
   | "REGISTRY_PUSH"
+  | "RENEW_FAILED"
+  | "RENEW_REFUSED"
   | "REQUIREMENT_CYCLE"
   | "SECRETS_OTHER_HOST"
   | "SLOT_MOUNT"

@@ -14,7 +14,8 @@ import { certRequests } from "../core/cli/commands/secrets.ts";
 import type { PlanetError } from "../core/errors.ts";
 import { issuedTo } from "../core/plugin.ts";
 import { answerJoin, type JoinRequest, joinCluster } from "./join.ts";
-import { csrPem, generateKey, parseCert, sansOf, signedBy, subjectText } from "./pki.ts";
+import { csrPem, generateKey, issue, parseCert, parseKey, sansOf, signedBy, subjectText } from "./pki.ts";
+import { answerRenew, type RenewRequest, renewThroughMasters } from "./renew.ts";
 import { filesOf, initSecrets, issueHost } from "./store.ts";
 import { caHash, formatToken, type JoinToken, parseToken, parseTtl } from "./token.ts";
 
@@ -55,6 +56,7 @@ beforeAll(async () => {
     rpcAddrs: [`127.0.0.1:${port}`],
     rpcPort: port,
     members: [],
+    renew: async (body) => answerRenew(master, certRequests("dev").requests, body as RenewRequest),
     join: {
       ca: () => readFileSync(join(master, "root.cert"), "utf8"),
       // The apiserver's part (the bootstrap token Secret) stands in as one known token here.
@@ -184,5 +186,90 @@ describe("a host joins through a master's agent", () => {
     await expect(answerJoin(master, nodeRequests(), { ...body, csrs: { ...csrs, kubelet: forged } }, "node")).rejects.toThrow(
       "no valid signing request for kubelet",
     );
+  });
+});
+
+describe("a host renews its certificates through a master, with no CA key", () => {
+  const dir = join(work, "n9");
+  const cert = (d: string, name: string) => parseCert(readFileSync(join(d, `${name}.cert`), "utf8"));
+
+  test("every due certificate comes back for the same names and key, from the masters' signer, with its kubeconfig", async () => {
+    const before = cert(dir, "kubelet");
+    const beforeKubeconfig = readFileSync(join(dir, "kubelet.kubeconfig"), "utf8");
+    // Everything issued for 365 days is due within 400.
+    const renewed = await renewThroughMasters({ dir, masters: ["127.0.0.9", "127.0.0.1"], port, warnDays: 400, timeoutMs: 5000 });
+    expect(renewed).toEqual(expect.arrayContaining(["kubelet", "kubelet-server", "kube-proxy", "coredns", "planet-rpc-client"]));
+    const after = cert(dir, "kubelet");
+    expect(after.serialNumber).not.toBe(before.serialNumber);
+    expect(subjectText(after)).toBe(subjectText(before));
+    expect(sansOf(cert(dir, "kubelet-server"))).toEqual(expect.arrayContaining(["n9", "10.9.9.9"]));
+    expect(after.validity.notAfter.getTime()).toBeGreaterThanOrEqual(before.validity.notAfter.getTime());
+    expect(signedBy(after, parseCert(readFileSync(join(cluster, "csr-signer.cert"), "utf8")))).toBe(true);
+    const key = parseKey(readFileSync(join(dir, "kubelet.key"), "utf8"));
+    expect((after.publicKey as forge.pki.rsa.PublicKey).n.equals(key.n)).toBe(true);
+    expect(readFileSync(join(dir, "kubelet.kubeconfig"), "utf8")).not.toBe(beforeKubeconfig);
+    // Nothing is due now: a second run asks nothing.
+    expect(await renewThroughMasters({ dir, masters: ["127.0.0.1"], port, warnDays: 30 })).toEqual([]);
+  });
+
+  test("another host's certificate, another cluster's, an expired one or a CA: refused, with the exact reason", async () => {
+    const mine = parseKey(readFileSync(join(dir, "kubelet.key"), "utf8"));
+    const n1 = join(work, "n1-renew");
+    await issueHost(cluster, n1, nodeRequests(), {
+      nodeName: "n1",
+      ips: ["10.9.9.1"],
+      hosts: [],
+      roles: ["node"],
+      validityDays: 30,
+    });
+    const body = (certPem: string, key = mine, name = "kubelet"): RenewRequest => ({
+      certs: { [name]: certPem },
+      csrs: { [name]: csrPem(name, key) },
+    });
+    const reason = (b: RenewRequest) =>
+      codeOf(Promise.resolve().then(() => answerRenew(master, certRequests("dev").requests, b)));
+    // n1's kubelet certificate with a request signed by this host's key: a certificate for another node's name.
+    expect(await reason(body(readFileSync(join(n1, "kubelet.cert"), "utf8")))).toContain(
+      "not signed with the certificate's own key",
+    );
+    expect(
+      await reason(
+        body(readFileSync(join(other, "kubelet.cert"), "utf8"), parseKey(readFileSync(join(other, "kubelet.key"), "utf8"))),
+      ),
+    ).toContain("was not issued by this cluster");
+    const root = {
+      cert: parseCert(readFileSync(join(cluster, "root.cert"), "utf8")),
+      key: parseKey(readFileSync(join(cluster, "root.key"), "utf8")),
+    };
+    const old = await issue(
+      { name: "kubelet", cn: "system:node:n9", org: ["system:nodes"], sans: [], usage: ["client"] },
+      root,
+      -1,
+      mine,
+    );
+    const { certPem } = await import("./pki.ts");
+    expect(await reason(body(certPem(old.cert)))).toContain("expired");
+    expect(await reason(body(readFileSync(join(cluster, "root.cert"), "utf8"), mine, "root"))).toContain(
+      "not a certificate a host renews",
+    );
+    // A kubelet certificate whose name is not a node's (the admin's, under the kubelet's name).
+    const admin = readFileSync(join(cluster, "admin.cert"), "utf8");
+    expect(await reason(body(admin, parseKey(readFileSync(join(cluster, "admin.key"), "utf8"))))).toContain("names admin");
+  });
+
+  test("on the agent's port a renewal needs a host's certificate: without one it is forbidden", async () => {
+    const post = (tls: Record<string, unknown>) =>
+      fetch(`https://127.0.0.1:${port}/renew`, {
+        method: "POST",
+        body: "{}",
+        tls: { ca: Bun.file(join(cluster, "root.cert")), ...tls },
+      })
+        .then((r) => r.json())
+        .then((j) => (j as { error?: { code: string } }).error?.code);
+    expect(await post({})).toBe("FORBIDDEN");
+    // A node's certificate reaches the renewal itself (which finds nothing to renew in an empty body).
+    expect(
+      await post({ cert: Bun.file(join(dir, "planet-rpc-client.cert")), key: Bun.file(join(dir, "planet-rpc-client.key")) }),
+    ).toBe("RENEW_REFUSED");
   });
 });

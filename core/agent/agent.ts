@@ -59,6 +59,8 @@ export interface AgentOptions {
   now?: () => number;
   /** Issue certificates to hosts that join with a token (a master): see secrets/join.ts. */
   join?: AgentView["join"];
+  /** Renew hosts' certificates (a master): see secrets/renew.ts. */
+  renew?: AgentView["renew"];
 }
 
 export interface Agent extends AsyncDisposable {
@@ -239,6 +241,7 @@ export async function createAgent(opts: AgentOptions): Promise<Agent> {
     resume: async () => election?.resume(),
     now,
     ...(opts.join ? { join: opts.join } : {}),
+    ...(opts.renew ? { renew: opts.renew } : {}),
     ...(client ? { lock: new ClusterLock(client, opts.upgradeLockKey ?? `${dirname(opts.leaderKey)}/upgrade`, opts.node) } : {}),
     members: async () => {
       const listed = await listMembers(opts.membersCommand);

@@ -56,6 +56,8 @@ export interface AgentView {
   lock?: ClusterLock;
   /** Hosts joining with a token (masters only): the cluster CA to pin, and the answer to a join. */
   join?: { ca(): string; answer(body: unknown): Promise<unknown> };
+  /** A host's certificates renewed with the masters' signer (masters only; secrets/renew.ts). */
+  renew?(body: unknown): Promise<Record<string, string>>;
 }
 
 /**
@@ -85,6 +87,7 @@ const STATUS: Partial<Record<ErrorCode, 400 | 403 | 404 | 409 | 500 | 503>> = {
   FORBIDDEN: 403,
   JOIN_REFUSED: 403,
   DUPLICATE_NODE: 409,
+  RENEW_REFUSED: 403,
   BAD_TOKEN: 400,
   NOT_FOUND: 404,
   USAGE: 400,
@@ -100,7 +103,7 @@ const STATUS: Partial<Record<ErrorCode, 400 | 403 | 404 | 409 | 500 | 503>> = {
 export function createApi(view: AgentView, role: AgentRole | null = "admin"): Hono {
   const app = new Hono();
   app.use("*", async (c, next) => {
-    if (!allowed(role, c.req.method))
+    if (!allowed(role, c.req.method, c.req.path))
       throw new PlanetError(
         "FORBIDDEN",
         role
@@ -124,6 +127,10 @@ export function createApi(view: AgentView, role: AgentRole | null = "admin"): Ho
     return c.json({ status, leader: view.leader(), members });
   });
   app.get("/leader", (c) => c.json(view.leader()));
+  app.post("/renew", async (c) => {
+    if (!view.renew) throw new PlanetError("NOT_FOUND", "this host does not renew certificates: ask a master");
+    return c.json({ certs: await view.renew(await c.req.json().catch(() => ({}))) });
+  });
   app.get("/time", (c) => c.json({ now: view.now?.() ?? Date.now() }));
   app.post("/leader/pause", async (c) => {
     await view.pause();

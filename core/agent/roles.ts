@@ -24,10 +24,17 @@ export type AgentRole = (typeof AGENT_ROLES)[number];
 /** The organisation that gives a certificate its role on the agent's API. */
 export const roleOrg = (role: AgentRole) => `planet:${role}`;
 
-/** What each role may call: reading is everyone's; steering the cluster is the masters' and admins'. */
-export function allowed(role: AgentRole | null, method: string): boolean {
+/** Calls any host may make about itself: renewing its own certificates (proved by their keys). */
+const SELF_SERVICE = new Set(["POST /renew"]);
+
+/**
+ * What each role may call: reading is everyone's; a host's own certificates are renewed by nodes
+ * and masters alike; steering the cluster is the masters' and admins'.
+ */
+export function allowed(role: AgentRole | null, method: string, path = ""): boolean {
   if (!role) return false;
   if (method === "GET" || method === "HEAD") return true;
+  if (SELF_SERVICE.has(`${method} ${path}`) && role !== "reader") return true;
   return role === "admin" || role === "master";
 }
 

@@ -20,6 +20,13 @@ export default definePlugin({
     { name: "client-ca", bundle: ["root", "csr-signer"] },
   ],
   checks: [
+    // Due within 30 days: renewal has a month to happen (the daily timer). Within 7: nothing renewed
+    // it, and the host is days from failing TLS, so it turns the host degraded.
     { name: "secrets-valid", command: ["/usr/bin/planet", "secrets", "check", "--quiet", "/var/state"], severity: "warning" },
+    {
+      name: "secrets-expiry-critical",
+      command: ["/usr/bin/planet", "secrets", "check", "--quiet", "--warn-days", "7", "/var/state"],
+      severity: "critical",
+    },
   ],
 });

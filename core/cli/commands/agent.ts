@@ -2,6 +2,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { defineCommand } from "citty";
 import { answerJoin, type JoinRequest } from "../../../secrets/join.ts";
+import { answerRenew, type RenewRequest } from "../../../secrets/renew.ts";
 import { checkToken } from "../../../secrets/token.ts";
 import { type AgentOptions, createAgent } from "../../agent/agent.ts";
 import { hostChecks, manifestChecks } from "../../agent/checks.ts";
@@ -39,7 +40,11 @@ function seconds(text: string, flag: string): number {
  * A master issues certificates to hosts that join with a token: it holds the signer's key and an
  * admin credential to read the tokens (bootstrap token Secrets) through the local apiserver.
  */
-function joinService(dir: string, roles: Role[], manifest: Manifest): { join: NonNullable<AgentOptions["join"]> } | null {
+function joinService(
+  dir: string,
+  roles: Role[],
+  manifest: Manifest,
+): { join: NonNullable<AgentOptions["join"]>; renew: NonNullable<AgentOptions["renew"]> } | null {
   if (!roles.includes("master") || !existsSync(join(dir, "csr-signer.key")) || !existsSync(join(dir, "admin.kubeconfig")))
     return null;
   const requestsFor = (role: Role) => {
@@ -47,6 +52,12 @@ function joinService(dir: string, roles: Role[], manifest: Manifest): { join: No
     return manifest.certs.filter((c) => on.has(c.plugin) && issuedTo(c, [role]));
   };
   return {
+    // Every certificate of the cluster CA a host may hold; the proof is the key (secrets/renew.ts).
+    renew: async (body) => {
+      const certs = answerRenew(dir, manifest.certs, body as RenewRequest);
+      log.info(`renewed ${Object.keys(certs).join(", ")}`);
+      return certs;
+    },
     join: {
       ca: () => readFileSync(join(dir, "root.cert"), "utf8"),
       answer: async (body) => {

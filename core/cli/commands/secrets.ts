@@ -1,14 +1,17 @@
-import { existsSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { hostname } from "node:os";
 import { join } from "node:path";
 import { defineCommand } from "citty";
 import { targets } from "../../../build.assets/targets.ts";
 import { plugins } from "../../../plugins/index.ts";
-import { checkSecrets, initSecrets, issueHost, renewSecrets } from "../../../secrets/store.ts";
+import { renewThroughMasters } from "../../../secrets/renew.ts";
+import { checkSecrets, initSecrets, issueHost, loadRecord, renewSecrets } from "../../../secrets/store.ts";
 import { PlanetError } from "../../errors.ts";
 import { logger } from "../../log.ts";
 import { ownImageRootfs, readManifest } from "../../manifest.ts";
+import { requireIp } from "../../net.ts";
 import { type CertRequest, issuedTo, ROLES, type Role } from "../../plugin.ts";
+import { run } from "../../proc.ts";
 import { debugArg, multi } from "../_args.ts";
 
 const log = logger("secrets");
@@ -47,6 +50,42 @@ export function certRequests(
     return active(p.roles) ? (p.certs ?? []).filter(mine) : [];
   });
   return { from: choice ? `--plugins ${choice}` : `target ${fallback}`, requests };
+}
+
+/** Masters' addresses from `name:ip,…` or `ip,…`. */
+function mastersOf(text?: string): string[] {
+  const ips = (text ?? "")
+    .split(",")
+    .filter(Boolean)
+    .map((m) => m.split(":").pop() as string);
+  if (!ips.length)
+    throw new PlanetError(
+      "BAD_FLAG",
+      "a host's certificates are renewed by the masters: pass --masters ip,… (or run it inside the bubble)",
+    );
+  for (const ip of ips) requireIp(ip, "--masters");
+  return ips;
+}
+
+/**
+ * Restarts, one at a time, every unit whose file names one of the renewed certificates
+ * (`/var/state/<name>.`): components read their certificates when they start.
+ */
+async function restartUsers(renewed: string[]): Promise<void> {
+  const dir = "/etc/systemd/system";
+  const units = existsSync(dir) ? readdirSync(dir).filter((f) => f.endsWith(".service")) : [];
+  const uses = (unit: string) => {
+    const text = readFileSync(join(dir, unit), "utf8");
+    return (
+      renewed.some((n) => text.includes(`/var/state/${n}.`)) ||
+      (unit === "planet-agent.service" && renewed.some((n) => n.startsWith("planet-rpc")))
+    );
+  };
+  for (const unit of units.filter(uses)) {
+    const res = await run(["systemctl", "try-restart", unit], { timeoutMs: 120_000 });
+    if (res.exitCode !== 0) log.warn(`${unit} did not restart: ${res.stderr.trim()}`);
+    else log.info(`restarted ${unit}`);
+  }
 }
 
 const dirArg = { dir: { type: "positional", description: "secrets directory", required: true } } as const;
@@ -175,11 +214,31 @@ const renew = defineCommand({
     ...dirArg,
     "warn-days": { type: "string", description: "renew what expires within this many days", default: "30" },
     validity: { type: "string", description: "new validity in days (default: as issued, at least a year)" },
+    masters: {
+      type: "string",
+      description: "a host's directory: the masters that renew it, name:ip,… or ip,… (default PLANET_INITIAL_CLUSTER)",
+    },
+    "restart-units": {
+      type: "boolean",
+      description: "inside a bubble: restart, one at a time, the units whose files name a renewed certificate",
+    },
   },
   async run({ args }) {
     if (!existsSync(join(args.dir))) throw new PlanetError("NO_SECRETS", `${args.dir} does not exist`);
-    const renewed = await renewSecrets(args.dir, Number(args["warn-days"]), args.validity ? Number(args.validity) : undefined);
+    const warnDays = Number(args["warn-days"]);
+    if (!Number.isFinite(warnDays) || warnDays < 0)
+      throw new PlanetError("BAD_FLAG", `--warn-days ${args["warn-days"]}: expected days`);
+    // A host's own directory holds no CA key: its certificates are renewed by a master.
+    const renewed = loadRecord(args.dir)?.host
+      ? await renewThroughMasters({
+          dir: args.dir,
+          masters: mastersOf(args.masters ?? process.env.PLANET_INITIAL_CLUSTER),
+          port: Number(process.env.PLANET_AGENT_PORT ?? 7575),
+          warnDays,
+        })
+      : await renewSecrets(args.dir, warnDays, args.validity ? Number(args.validity) : undefined);
     log.success(renewed.length ? `renewed ${renewed.join(", ")}` : "nothing to renew");
+    if (renewed.length && args["restart-units"]) await restartUsers(renewed);
   },
 });
 
