@@ -12,6 +12,7 @@ import { readState } from "../core/box/state.ts";
 import { certRequests } from "../core/cli/commands/secrets.ts";
 import { Kube, type KubeError, loadKubeconfig } from "../core/e2e/kube.ts";
 import type { Role } from "../core/plugin.ts";
+import { parseCert, signedBy } from "../secrets/pki.ts";
 import { initSecrets, issueHost } from "../secrets/store.ts";
 import { caHash } from "../secrets/token.ts";
 import { buildTest, canBoot, hostSnapshot, planet, planetAsync, REPO, sh, startArgs, waitFor } from "./helpers.ts";
@@ -531,6 +532,55 @@ describe.if(canBoot)("a master and a node in two test hosts on one bridge (maste
     expect(token("list")).toContain(good.slice(-23, -17));
     expect(planet("stop", "--rootfs", joinRootfs).exitCode).toBe(0);
   }, 420_000);
+
+  test("the node renews every certificate through the master, inside its bubble: its units restart one by one, it stays Ready", async () => {
+    const serial = (name: string) => parseCert(readFileSync(join(secretsOf(N1.name), `${name}.cert`), "utf8")).serialNumber;
+    const before = Object.fromEntries(
+      ["kubelet", "kubelet-server", "kube-proxy", "coredns", "planet-rpc-client"].map((n) => [n, serial(n)]),
+    );
+    // What the daily timer runs, with every certificate counted as due (they were issued for a year).
+    const res = inBubble(
+      nodeRootfs,
+      "unshare",
+      "-m",
+      "--propagation",
+      "private",
+      "sh",
+      "-c",
+      "set -a; . /etc/container-environment; set +a; mount -o remount,bind,rw /var/state && exec planet secrets renew --warn-days 400 --restart-units /var/state",
+    );
+    expect(res.exitCode).toBe(0);
+    const said = `${res.stdout}${res.stderr}`;
+    for (const unit of ["kubelet.service", "kube-proxy.service", "coredns.service", "planet-agent.service"])
+      expect(said).toContain(`restarted ${unit}`);
+    for (const [name, was] of Object.entries(before)) expect(serial(name)).not.toBe(was);
+    const signer = parseCert(readFileSync(join(clusterDir, "csr-signer.cert"), "utf8"));
+    expect(signedBy(parseCert(readFileSync(join(secretsOf(N1.name), "kubelet.cert"), "utf8")), signer)).toBe(true);
+    await waitFor(
+      "n1 Ready after its renewal",
+      async () =>
+        (await kube.get<Node>("/api/v1/nodes/n1")).status.conditions?.some((c) => c.type === "Ready" && c.status === "True"),
+      60_000,
+      1000,
+    );
+    // The apiserver reaches the kubelet's renewed serving certificate (exec), and pods still talk across hosts.
+    const m1Pod = await kube.get<Pod>("/api/v1/namespaces/default/pods/web-m1");
+    const across = await waitFor(
+      "n1's pod reaches m1's",
+      async () => {
+        const r = await kube.exec("default", "web-n1", [
+          "sh",
+          "-c",
+          `printf 'GET /who HTTP/1.0\\r\\n\\r\\n' | nc -w 5 ${m1Pod.status.podIP} 8080 | tail -n 1`,
+        ]);
+        return r.stdout.trim() === "m1" ? r : null;
+      },
+      60_000,
+      1000,
+    );
+    expect(across.stdout.trim()).toBe("m1");
+    await waitFor("n1 healthy", () => planet("status", "--rootfs", nodeRootfs, "--local").exitCode === 0, 120_000, 2000);
+  }, 300_000);
 
   test("a node that stops leaves: the master's status marks it; both stop and the host is as it was", async () => {
     // A host-wide sysctl as a component in a bubble would change it: it belongs to every bubble

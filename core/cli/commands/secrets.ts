@@ -1,4 +1,4 @@
-import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { hostname } from "node:os";
 import { join } from "node:path";
 import { defineCommand } from "citty";
@@ -74,8 +74,15 @@ function mastersOf(text?: string): string[] {
 async function restartUsers(renewed: string[]): Promise<void> {
   const dir = "/etc/systemd/system";
   const units = existsSync(dir) ? readdirSync(dir).filter((f) => f.endsWith(".service")) : [];
-  const uses = (unit: string) => {
+  // A unit's file and the config files and scripts it names (kube-proxy.yaml, coredns-config…).
+  const textOf = (unit: string) => {
     const text = readFileSync(join(dir, unit), "utf8");
+    const named = [...text.matchAll(/(\/(?:etc|usr\/lib\/planet)\/[\w./-]+)/g)].map((m) => m[1] as string);
+    const files = named.filter((f) => existsSync(f) && statSync(f).isFile());
+    return [text, ...files.map((f) => readFileSync(f, "utf8"))].join("\n");
+  };
+  const uses = (unit: string) => {
+    const text = textOf(unit);
     return (
       renewed.some((n) => text.includes(`/var/state/${n}.`)) ||
       (unit === "planet-agent.service" && renewed.some((n) => n.startsWith("planet-rpc")))
