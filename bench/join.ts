@@ -1,0 +1,137 @@
+#!/usr/bin/env bun
+/**
+ * A node joins a running master with a token, then renews every certificate it holds through the
+ * master, while a writer creates a ConfigMap through the API every 100 ms:
+ * token → Ready, the renewal's time, and the writes that failed during each (target 0).
+ */
+import { rmSync } from "node:fs";
+import { join } from "node:path";
+import type { Kube } from "../core/e2e/kube.ts";
+import { Fleet } from "../test/fleet.ts";
+import { planet, waitFor } from "../test/helpers.ts";
+import { CLI, check, REPO, run, table } from "./_table.ts";
+
+const image = (target: string) => {
+  const out = join(REPO, "build", `bench-${target}`);
+  check(run([...CLI, "build", "--target", target, "--out", out]));
+  return join(out, "rootfs");
+};
+const fleet = new Fleet({
+  cluster: "benchjoin",
+  bridge: "pbj-br",
+  work: join(REPO, "build", "bench-join-work"),
+  masterImage: image("master"),
+  nodeImage: image("node"),
+  hosts: [
+    { name: "m1", host: "pbj-m1", ip: "10.222.0.1", role: "master" },
+    { name: "n1", host: "pbj-n1", ip: "10.222.0.2", role: "node" },
+  ],
+});
+const master = fleet.host("m1");
+const node = fleet.host("n1");
+const s = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
+
+async function ready(kube: Kube, name: string): Promise<boolean> {
+  const n = await kube.get<{ status: { conditions?: { type: string; status: string }[] } }>(`/api/v1/nodes/${name}`);
+  return n.status.conditions?.some((c) => c.type === "Ready" && c.status === "True") ?? false;
+}
+
+/** ConfigMaps written every 100 ms until stopped: how many were acknowledged, how many failed. */
+function writer(kube: Kube) {
+  let ok = 0;
+  let failed = 0;
+  let on = true;
+  const loop = (async () => {
+    for (let i = 0; on; i++) {
+      await kube
+        .create("/api/v1/namespaces/default/configmaps", {
+          apiVersion: "v1",
+          kind: "ConfigMap",
+          metadata: { name: `w-${Date.now()}-${i}` },
+        })
+        .then(() => ok++)
+        .catch(() => failed++);
+      await Bun.sleep(100);
+    }
+  })();
+  return {
+    mark: () => ({ ok, failed }),
+    stop: async () => {
+      on = false;
+      await loop;
+      return { ok, failed };
+    },
+  };
+}
+
+try {
+  await fleet.prepare();
+  // The node gets nothing copied: it joins with a token.
+  rmSync(fleet.secrets(node), { recursive: true, force: true });
+  const started = await fleet.start(master);
+  if (started.exitCode !== 0) throw new Error(started.stderr.slice(-800));
+  const kube = fleet.kube();
+  await waitFor("m1 Ready", () => ready(kube, "m1").catch(() => false), 240_000, 500);
+  const w = writer(kube);
+  const t0 = performance.now();
+  const token = planet("exec", "--rootfs", fleet.rootfs(master), "--", "planet", "token", "create", "--ttl", "30m");
+  if (token.exitCode !== 0) throw new Error(token.stderr);
+  const tokenMs = performance.now() - t0;
+  const atJoin = w.mark();
+  const j0 = performance.now();
+  const joined = await fleet.start(node, "--join", master.ip, "--token", token.stdout.trim());
+  if (joined.exitCode !== 0) throw new Error(joined.stderr.slice(-800));
+  const startedMs = performance.now() - j0;
+  await waitFor("n1 Ready", () => ready(kube, "n1").catch(() => false), 180_000, 200);
+  const readyMs = performance.now() - j0;
+  const afterJoin = w.mark();
+  const r0 = performance.now();
+  const renew = planet(
+    "exec",
+    "--rootfs",
+    fleet.rootfs(node),
+    "--",
+    "unshare",
+    "-m",
+    "--propagation",
+    "private",
+    "sh",
+    "-c",
+    "set -a; . /etc/container-environment; set +a; mount -o remount,bind,rw /var/state && exec planet secrets renew --warn-days 400 --restart-units /var/state",
+  );
+  if (renew.exitCode !== 0) throw new Error(renew.stderr.slice(-800));
+  const renewMs = performance.now() - r0;
+  await waitFor("n1 Ready after the renewal", () => ready(kube, "n1").catch(() => false), 120_000, 200);
+  const renewedReadyMs = performance.now() - r0;
+  const healthy = await waitFor(
+    "n1 healthy",
+    () => planet("status", "--rootfs", fleet.rootfs(node), "--local").exitCode === 0,
+    180_000,
+    1000,
+  ).then(
+    () => performance.now() - r0,
+    () => Number.NaN,
+  );
+  const end = await w.stop();
+  const renewed = `${renew.stdout}${renew.stderr}`.match(/renewed ([\w, -]+)/)?.[1]?.split(", ").length ?? 0;
+  table("token join and renewal through the master (one master + one node, 2-core VM)", [
+    ["measure", "value", "target"],
+    ["planet token create (inside the master)", s(tokenMs), ""],
+    ["planet start --join → ready (keys, CSRs, start)", s(startedMs), ""],
+    ["planet start --join → Node Ready", s(readyMs), ""],
+    [
+      "API writes during the join: acknowledged / failed",
+      `${afterJoin.ok - atJoin.ok} / ${afterJoin.failed - atJoin.failed}`,
+      "0 failed",
+    ],
+    [`renewal of every leaf on the node (${renewed} certificates, units restarted)`, s(renewMs), ""],
+    ["renewal → Node Ready / → every check green", `${s(renewedReadyMs)} / ${s(healthy)}`, ""],
+    [
+      "API writes during the renewal: acknowledged / failed",
+      `${end.ok - afterJoin.ok} / ${end.failed - afterJoin.failed}`,
+      "0 failed",
+    ],
+  ]);
+} finally {
+  fleet.down();
+}
