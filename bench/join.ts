@@ -9,7 +9,7 @@ import { join } from "node:path";
 import type { Kube } from "../core/e2e/kube.ts";
 import { Fleet } from "../test/fleet.ts";
 import { planet, waitFor } from "../test/helpers.ts";
-import { CLI, check, REPO, run, table } from "./_table.ts";
+import { CLI, check, REPO, run, runAsync, table } from "./_table.ts";
 
 const image = (target: string) => {
   const out = join(REPO, "build", `bench-${target}`);
@@ -86,7 +86,9 @@ try {
   const readyMs = performance.now() - j0;
   const afterJoin = w.mark();
   const r0 = performance.now();
-  const renew = planet(
+  // Asynchronously: the writer keeps writing while the node renews (a spawnSync would freeze it).
+  const renew = await runAsync([
+    ...CLI,
     "exec",
     "--rootfs",
     fleet.rootfs(node),
@@ -98,8 +100,8 @@ try {
     "sh",
     "-c",
     "set -a; . /etc/container-environment; set +a; mount -o remount,bind,rw /var/state && exec planet secrets renew --warn-days 400 --restart-units /var/state",
-  );
-  if (renew.exitCode !== 0) throw new Error(renew.stderr.slice(-800));
+  ]);
+  if (renew.code !== 0) throw new Error(renew.err.slice(-800));
   const renewMs = performance.now() - r0;
   await waitFor("n1 Ready after the renewal", () => ready(kube, "n1").catch(() => false), 120_000, 200);
   const renewedReadyMs = performance.now() - r0;
@@ -113,7 +115,7 @@ try {
     () => Number.NaN,
   );
   const end = await w.stop();
-  const renewed = `${renew.stdout}${renew.stderr}`.match(/renewed ([\w, -]+)/)?.[1]?.split(", ").length ?? 0;
+  const renewed = `${renew.out}${renew.err}`.match(/renewed ([\w, -]+)/)?.[1]?.split(", ").length ?? 0;
   table("token join and renewal through the master (one master + one node, 2-core VM)", [
     ["measure", "value", "target"],
     ["planet token create (inside the master)", s(tokenMs), ""],
