@@ -212,6 +212,9 @@ export class Batch {
   }
 }
 
+/** The keys a rotation puts beside a shared secret: the one coming in and the one going out. */
+export const rotating = (name: string) => [`${name}-next`, `${name}-old`];
+
 /** What a request's files end in. */
 const OWN_EXTS = [".cert", ".key", ".pub", ".kubeconfig", ".pem"];
 
@@ -271,6 +274,8 @@ export async function initSecrets(dir: string, requests: CertRequest[], opts: Se
       leaves.map(async (r) => {
         if ("randomBytes" in r) {
           record.files[r.name] = { kind: "random", hash: hashOf(r.randomBytes) };
+          // A key being rotated in or out (secrets/encryption.ts) stays with its record.
+          for (const c of rotating(r.name)) if (previous?.files[c] && read(dir, `${c}.key`)) record.files[c] = previous.files[c];
           if (read(dir, `${r.name}.key`) && !opts.force) return void out.kept.push(r.name);
           batch.put(`${r.name}.key`, `${randomBytes(r.randomBytes).toString("base64")}\n`, 0o600);
           return void out.issued.push(r.name);
@@ -385,6 +390,14 @@ export async function issueHost(
             record.files[r.name] =
               "randomBytes" in r ? { kind: "random", hash: hashOf(r.randomBytes) } : { kind: "keypair", hash: "keypair" };
             batch.put(`${r.name}.key`, shared(r, `${r.name}.key`), 0o600);
+            // The keys a rotation has beside it go along; once the cluster's are gone, the host's go too.
+            for (const c of "randomBytes" in r ? rotating(r.name) : []) {
+              const text = cluster.files[c] ? read(clusterDir, `${c}.key`) : null;
+              if (text) {
+                record.files[c] = cluster.files[c] as FileRecord;
+                batch.put(`${c}.key`, text, 0o600);
+              }
+            }
             if ("keyPair" in r) batch.put(`${r.name}.pub`, shared(r, `${r.name}.pub`), 0o644);
             return;
           }

@@ -4,8 +4,10 @@ import { join } from "node:path";
 import { defineCommand } from "citty";
 import { targets } from "../../../build.assets/targets.ts";
 import { plugins } from "../../../plugins/index.ts";
+import { reencryptSecrets, rotateEncryption, STAGES, type Stage } from "../../../secrets/encryption.ts";
 import { renewThroughMasters } from "../../../secrets/renew.ts";
 import { checkSecrets, initSecrets, issueHost, loadRecord, renewSecrets } from "../../../secrets/store.ts";
+import { Kube, loadKubeconfig } from "../../e2e/kube.ts";
 import { PlanetError } from "../../errors.ts";
 import { logger } from "../../log.ts";
 import { ownImageRootfs, readManifest } from "../../manifest.ts";
@@ -249,7 +251,43 @@ const renew = defineCommand({
   },
 });
 
+const rotateEncryptionCmd = defineCommand({
+  meta: {
+    name: "rotate-encryption",
+    description: "rotate the key Secrets are encrypted with: --stage prepare, rotate, then (after reencrypt) finish",
+  },
+  args: {
+    ...debugArg,
+    ...dirArg,
+    stage: { type: "string", description: `${STAGES.join(" | ")}`, required: true },
+  },
+  run({ args }) {
+    if (!STAGES.includes(args.stage as Stage))
+      throw new PlanetError("BAD_FLAG", `--stage ${args.stage}: one of ${STAGES.join(", ")}, in that order`);
+    log.success(rotateEncryption(args.dir, args.stage as Stage));
+  },
+});
+
+const reencrypt = defineCommand({
+  meta: { name: "reencrypt", description: "on a master: rewrite every Secret, so each is stored under the current key" },
+  args: {
+    ...debugArg,
+    "secrets-dir": { type: "string", description: "a master's secrets (admin.kubeconfig)", default: "/var/state" },
+    server: { type: "string", description: "apiserver URL (default the kubeconfig's)" },
+  },
+  async run({ args }) {
+    const kubeconfigFile = join(args["secrets-dir"], "admin.kubeconfig");
+    if (!existsSync(kubeconfigFile))
+      throw new PlanetError(
+        "NO_SECRETS",
+        `${kubeconfigFile} is missing: run it on a master (planet exec planet secrets reencrypt)`,
+      );
+    const n = await reencryptSecrets(new Kube(loadKubeconfig(kubeconfigFile, args.server)));
+    log.success(`rewrote ${n} Secrets under the current key`);
+  },
+});
+
 export default defineCommand({
-  meta: { name: "secrets", description: "the cluster PKI: init, host, check, renew" },
-  subCommands: { init, host, check, renew },
+  meta: { name: "secrets", description: "the cluster PKI: init, host, check, renew, rotate-encryption, reencrypt" },
+  subCommands: { init, host, check, renew, "rotate-encryption": rotateEncryptionCmd, reencrypt },
 });
