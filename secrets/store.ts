@@ -95,8 +95,8 @@ export function validate(opts: SecretsOptions): { serviceIp: string } {
     );
   for (const ip of opts.ips) requireIp(ip, "--ip");
   for (const h of opts.hosts) if (!DNS_NAME.test(h)) throw new PlanetError("BAD_HOST", `--host ${h}: not a DNS name`, { phase });
-  if (!Number.isInteger(opts.validityDays) || opts.validityDays < 1)
-    throw new PlanetError("BAD_FLAG", `--validity ${opts.validityDays}: expected a number of days ≥ 1`, { phase });
+  if (!(opts.validityDays >= 1 / 1440))
+    throw new PlanetError("BAD_FLAG", `--validity ${opts.validityDays}: expected at least a minute (1m)`, { phase });
   return { serviceIp: firstIp(parseCidr(opts.serviceSubnet, "--service-subnet")) };
 }
 

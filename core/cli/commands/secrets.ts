@@ -54,6 +54,18 @@ export function certRequests(
   return { from: choice ? `--plugins ${choice}` : `target ${fallback}`, requests };
 }
 
+/** A validity in days: `365`, or `30d`, `12h`, `10m` (short ones are for tests of renewal). */
+export function parseValidity(text: string): number {
+  const m = /^(\d+(?:\.\d+)?)(d|h|m)?$/.exec(text.trim());
+  const days = m ? Number(m[1]) / { d: 1, h: 24, m: 1440 }[(m[2] ?? "d") as "d"] : Number.NaN;
+  if (!(days >= 1 / 1440))
+    throw new PlanetError(
+      "BAD_FLAG",
+      `--validity ${text}: expected days (365) or a duration such as 30d, 12h or 10m (at least 1m)`,
+    );
+  return days;
+}
+
 /** Masters' addresses from `name:ip,…` or `ip,…`. */
 function mastersOf(text?: string): string[] {
   const ips = (text ?? "")
@@ -114,7 +126,7 @@ const init = defineCommand({
     host: { type: "string", description: "extra DNS name for SANs (repeatable)" },
     "node-name": { type: "string", description: "Kubernetes node name for the kubelet certs (default hostname)" },
     plugins: { type: "string", description: "target name or comma list of plugins whose requests to issue" },
-    validity: { type: "string", description: "leaf validity in days", default: "365" },
+    validity: { type: "string", description: "leaf validity: days, or with a unit (30d, 12h, 10m for tests)", default: "365" },
     force: { type: "boolean", description: "reissue every leaf certificate (never the CA)" },
   },
   async run({ args, rawArgs }) {
@@ -127,7 +139,7 @@ const init = defineCommand({
       ips: multi(rawArgs, "ip", { split: true }),
       hosts: multi(rawArgs, "host", { split: true }),
       nodeName: args["node-name"] ?? hostname(),
-      validityDays: Number(args.validity),
+      validityDays: parseValidity(args.validity),
       force: !!args.force,
     });
     const ms = Math.round(performance.now() - t0);
@@ -155,7 +167,7 @@ const host = defineCommand({
     role: { type: "string", description: "master and/or node (repeatable; required)" },
     host: { type: "string", description: "extra DNS name for the host's SANs (repeatable)" },
     plugins: { type: "string", description: "target or comma list of plugins (default: the target named by the role)" },
-    validity: { type: "string", description: "leaf validity in days", default: "365" },
+    validity: { type: "string", description: "leaf validity: days, or with a unit (30d, 12h, 10m for tests)", default: "365" },
     force: { type: "boolean", description: "reissue every leaf certificate" },
   },
   async run({ args, rawArgs }) {
@@ -169,7 +181,7 @@ const host = defineCommand({
       ips: multi(rawArgs, "ip", { split: true }),
       hosts: multi(rawArgs, "host", { split: true }),
       roles,
-      validityDays: Number(args.validity),
+      validityDays: parseValidity(args.validity),
       force: !!args.force,
     });
     log.success(
@@ -237,15 +249,18 @@ const renew = defineCommand({
     const warnDays = Number(args["warn-days"]);
     if (!Number.isFinite(warnDays) || warnDays < 0)
       throw new PlanetError("BAD_FLAG", `--warn-days ${args["warn-days"]}: expected days`);
-    // A host's own directory holds no CA key: its certificates are renewed by a master.
-    const renewed = loadRecord(args.dir)?.host
-      ? await renewThroughMasters({
-          dir: args.dir,
-          masters: mastersOf(args.masters ?? process.env.PLANET_INITIAL_CLUSTER),
-          port: Number(process.env.PLANET_AGENT_PORT ?? 7575),
-          warnDays,
-        })
-      : await renewSecrets(args.dir, warnDays, args.validity ? Number(args.validity) : undefined);
+    // A node's own directory holds no CA key: its certificates are renewed by a master. A master's
+    // serving certificates chain to the CAs themselves: renewed where they are (renewSecrets says so).
+    const host = loadRecord(args.dir)?.host;
+    const renewed =
+      host && !host.roles.includes("master")
+        ? await renewThroughMasters({
+            dir: args.dir,
+            masters: mastersOf(args.masters ?? process.env.PLANET_INITIAL_CLUSTER),
+            port: Number(process.env.PLANET_AGENT_PORT ?? 7575),
+            warnDays,
+          })
+        : await renewSecrets(args.dir, warnDays, args.validity ? parseValidity(args.validity) : undefined);
     log.success(renewed.length ? `renewed ${renewed.join(", ")}` : "nothing to renew");
     if (renewed.length && args["restart-units"]) await restartUsers(renewed);
   },
