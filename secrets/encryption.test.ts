@@ -71,16 +71,59 @@ describe("rotating the encryption key, stage by stage", () => {
     expect(() => rotateEncryption(m1, "prepare")).toThrow("holds host m1's secrets");
   });
 
-  test("a rotate killed after its renames is completed by running it again, never rotating twice", () => {
+  test("every kill window of a stage is completed by running the stage again, never rotating twice", async () => {
+    const record = () => Object.keys(loadRecord(dir)?.files ?? {});
+    const put = (f: string, text: string) => writeFileSync(join(dir, f), text, { mode: 0o600 });
+    const drop = (f: string) => rmSync(join(dir, f), { force: true });
+    const setRecord = (edit: (files: Record<string, unknown>) => void) => {
+      const r = JSON.parse(readFileSync(join(dir, "planet-secrets.json"), "utf8"));
+      edit(r.files);
+      writeFileSync(join(dir, "planet-secrets.json"), JSON.stringify(r));
+    };
+    // The previous test left a key prepared: a whole rotation first.
+    rotateEncryption(dir, "rotate");
+    rotateEncryption(dir, "finish");
+    // prepare killed after the key, before the record.
+    rotateEncryption(dir, "prepare");
     const next = key(dir, "encryption-next.key") as string;
     const current = key(dir, "encryption.key") as string;
+    setRecord((f) => delete f["encryption-next"]);
+    expect(rotateEncryption(dir, "prepare")).toContain("interrupted prepare, completed");
+    expect(record()).toContain("encryption-next");
+    expect(key(dir, "encryption-next.key")).toBe(next);
+    // rotate killed after its first rename (the old key written), before the current one.
+    put("encryption-old.key", current);
     rotateEncryption(dir, "rotate");
-    // As a kill -9 between the renames and the removal leaves it: the prepared copy still there.
-    writeFileSync(join(dir, "encryption-next.key"), next, { mode: 0o600 });
-    expect(rotateEncryption(dir, "rotate")).toContain("interrupted rotation is complete");
-    expect(key(dir, "encryption.key")).toBe(next);
-    expect(key(dir, "encryption-old.key")).toBe(current);
-    expect(key(dir, "encryption-next.key")).toBeNull();
+    expect([key(dir, "encryption.key"), key(dir, "encryption-old.key"), key(dir, "encryption-next.key")]).toEqual([
+      next,
+      current,
+      null,
+    ]);
+    // rotate killed after both renames, before the record and the removal.
+    put("encryption-next.key", next);
+    setRecord((f) => {
+      f["encryption-next"] = { kind: "random", hash: "x" };
+      delete f["encryption-old"];
+    });
+    expect(rotateEncryption(dir, "rotate")).toContain("interrupted rotation, completed");
+    expect(record()).toContain("encryption-old");
+    expect(record()).not.toContain("encryption-next");
+    expect([key(dir, "encryption.key"), key(dir, "encryption-old.key"), key(dir, "encryption-next.key")]).toEqual([
+      next,
+      current,
+      null,
+    ]);
+    // finish killed after the record, before the removal.
+    setRecord((f) => delete f["encryption-old"]);
     rotateEncryption(dir, "finish");
+    expect(key(dir, "encryption-old.key")).toBeNull();
+    // Masters given the directory now hold exactly the current key.
+    await issueMaster();
+    expect([key(m1, "encryption.key"), key(m1, "encryption-old.key"), key(m1, "encryption-next.key")]).toEqual([
+      next,
+      null,
+      null,
+    ]);
+    drop("encryption-next.key");
   });
 });

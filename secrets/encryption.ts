@@ -40,46 +40,57 @@ export function rotateEncryption(dir: string, stage: Stage): string {
   if (!current) throw fail(`${dir} has no ${KEY}.key: issue it first (planet secrets init)`);
   const batch = new Batch(dir);
   const entry = { kind: "random" as const, hash: hashOf(32) };
-  let said = "";
+  const saveRecord = () => {
+    batch.put(RECORD, `${JSON.stringify(record, null, 2)}\n`, 0o600);
+    try {
+      batch.commit();
+    } catch (e) {
+      batch.abort();
+      throw e;
+    }
+  };
+  // Each branch first recognises a stage a kill interrupted (files renamed, record not yet, or the
+  // reverse) and completes it, so running a stage again is always safe.
   if (stage === "prepare") {
-    if (next || old)
-      throw fail(
-        next ? "a new key is already prepared: rotate next" : "the previous rotation is not finished: reencrypt, then finish",
-      );
+    if (next && !record.files[nextName]) {
+      record.files[nextName] = entry;
+      saveRecord();
+      return `prepared ${nextName}.key (an interrupted prepare, completed): give it to every master, restart their apiservers, then rotate`;
+    }
+    if (next) throw fail("a new key is already prepared: rotate next");
+    if (old) throw fail("the previous rotation is not finished: reencrypt, then finish");
     batch.put(`${nextName}.key`, `${randomBytes(32).toString("base64")}\n`, 0o600);
     record.files[nextName] = entry;
-    said = `prepared ${nextName}.key: give it to every master and restart their apiservers, then rotate`;
-  } else if (stage === "rotate") {
+    saveRecord();
+    return `prepared ${nextName}.key: give it to every master and restart their apiservers, then rotate`;
+  }
+  if (stage === "rotate") {
     if (next && next === current) {
-      // A rotate killed after its renames: only the prepared copy is left to remove.
+      // Killed after the key files were renamed: the record and the prepared copy are left.
+      record.files[oldName] = entry;
+      delete record.files[nextName];
+      saveRecord();
       rmSync(join(dir, `${nextName}.key`), { force: true });
-      return "rotated (the interrupted rotation is complete)";
+      return "rotated (an interrupted rotation, completed): restart the apiservers, planet secrets reencrypt, then finish";
     }
     if (!next) throw fail("no key is prepared: run --stage prepare first");
-    if (old) throw fail("the previous rotation is not finished: reencrypt, then finish");
+    // An old key equal to the current one is a rotate killed after its first rename: go on.
+    if (old && old !== current) throw fail("the previous rotation is not finished: reencrypt, then finish");
     batch.put(`${oldName}.key`, current, 0o600);
     batch.put(`${KEY}.key`, next, 0o600);
     record.files[oldName] = entry;
     delete record.files[nextName];
-    said =
-      "rotated: Secrets are written with the new key once the apiservers restart; then planet secrets reencrypt, then finish";
-  } else {
-    if (next) throw fail("a new key is prepared but not rotated in: rotate first");
-    if (!old) throw fail("no old key to drop: nothing is being rotated");
-    delete record.files[oldName];
-    said = "finished: the old key is gone; give the directory to every master and restart their apiservers";
+    saveRecord();
+    // Removed last: until now the prepared key and the record naming it were both there.
+    rmSync(join(dir, `${nextName}.key`), { force: true });
+    return "rotated: Secrets are written with the new key once the apiservers restart; then planet secrets reencrypt, then finish";
   }
-  batch.put(RECORD, `${JSON.stringify(record, null, 2)}\n`, 0o600);
-  try {
-    batch.commit();
-  } catch (e) {
-    batch.abort();
-    throw e;
-  }
-  // Renamed away last: until now the old key and the record naming it were both there.
-  if (stage === "rotate") rmSync(join(dir, `${nextName}.key`), { force: true });
-  if (stage === "finish") rmSync(join(dir, `${oldName}.key`), { force: true });
-  return said;
+  if (next) throw fail("a new key is prepared but not rotated in: rotate first");
+  if (!old && !record.files[oldName]) throw fail("no old key to drop: nothing is being rotated");
+  delete record.files[oldName];
+  saveRecord();
+  rmSync(join(dir, `${oldName}.key`), { force: true });
+  return "finished: the old key is gone; give the directory to every master and restart their apiservers";
 }
 
 /** Rewrites every Secret unchanged, so the apiserver stores each under its current key. */

@@ -11,13 +11,14 @@ import { join } from "node:path";
 import forge from "node-forge";
 import { type Agent, createAgent } from "../core/agent/agent.ts";
 import { certRequests } from "../core/cli/commands/secrets.ts";
+import type { Kube } from "../core/e2e/kube.ts";
 import type { PlanetError } from "../core/errors.ts";
 import { issuedTo } from "../core/plugin.ts";
 import { answerJoin, type JoinRequest, joinCluster } from "./join.ts";
 import { csrPem, generateKey, issue, parseCert, parseKey, sansOf, signedBy, subjectText } from "./pki.ts";
 import { answerRenew, type RenewRequest, renewThroughMasters } from "./renew.ts";
 import { filesOf, initSecrets, issueHost } from "./store.ts";
-import { caHash, formatToken, type JoinToken, parseToken, parseTtl } from "./token.ts";
+import { caHash, checkToken, formatToken, type JoinToken, parseToken, parseTtl } from "./token.ts";
 
 const work = mkdtempSync(join(tmpdir(), "planet-join-"));
 const cluster = join(work, "cluster");
@@ -56,17 +57,17 @@ beforeAll(async () => {
     rpcAddrs: [`127.0.0.1:${port}`],
     rpcPort: port,
     members: [],
-    renew: async (body) => answerRenew(master, certRequests("dev").requests, body as RenewRequest),
+    renew: async (body) => answerRenew(master, nodeRequests(), body as RenewRequest).certs,
     join: {
       ca: () => readFileSync(join(master, "root.cert"), "utf8"),
       // The apiserver's part (the bootstrap token Secret) stands in as one known token here.
-      answer: async (body) => {
+      answer: async (body, peer) => {
         const b = body as JoinRequest;
         if (b.token !== `abc123.${SECRET}`) {
           const { PlanetError } = await import("../core/errors.ts");
           throw new PlanetError("JOIN_REFUSED", "token abc123: wrong secret");
         }
-        return answerJoin(master, nodeRequests(), b, "node");
+        return answerJoin(master, nodeRequests(), b, "node", peer);
       },
     },
   });
@@ -84,7 +85,7 @@ const joinAs = (dir: string, extra: Partial<Parameters<typeof joinCluster>[0]> =
     token,
     dir,
     nodeName: "n9",
-    ip: "10.9.9.9",
+    ip: "127.0.0.1",
     roles: ["node"],
     requests: nodeRequests(),
     timeoutMs: 5000,
@@ -105,6 +106,36 @@ describe("join tokens", () => {
   });
 });
 
+describe("a token checked against its bootstrap token Secret", () => {
+  const secretOf = (data: Record<string, string>, labels: Record<string, string> = { "planet.local/join-role": "node" }) => ({
+    type: "bootstrap.kubernetes.io/token",
+    metadata: { name: "bootstrap-token-abc123", labels },
+    data: Object.fromEntries(Object.entries(data).map(([k, v]) => [k, Buffer.from(v).toString("base64")])),
+  });
+  /** The apiserver's answer for the one Secret, or a 404. */
+  const kubeWith = (secret: unknown) =>
+    ({
+      get: async () => {
+        if (!secret) throw Object.assign(new Error("not found"), { status: 404 });
+        return secret;
+      },
+    }) as unknown as Kube;
+  const future = new Date(Date.now() + 600_000).toISOString();
+  const t = { caHash: "", id: "abc123", secret: SECRET };
+  const why = (secret: unknown) => codeOf(checkToken(kubeWith(secret), t));
+
+  test("the role of a token that exists, matches and has not expired; anything else refused with its reason", async () => {
+    expect(await checkToken(kubeWith(secretOf({ "token-secret": SECRET, expiration: future })), t)).toBe("node");
+    expect(await why(null)).toContain("unknown or revoked");
+    expect(await why(secretOf({ "token-secret": "ffffffffffffffff", expiration: future }))).toContain("wrong secret");
+    expect(await why(secretOf({ "token-secret": SECRET, expiration: new Date(Date.now() - 1000).toISOString() }))).toContain(
+      "expired at",
+    );
+    expect(await why(secretOf({ "token-secret": SECRET }))).toContain("expired");
+    expect(await why(secretOf({ "token-secret": SECRET, expiration: future }, {}))).toContain("names no role");
+  });
+});
+
 describe("a host joins through a master's agent", () => {
   test("its keys are made here, its certificates issued by the masters' signer for its name and address only", async () => {
     const dir = join(work, "n9");
@@ -119,7 +150,7 @@ describe("a host joins through a master's agent", () => {
     expect(subjectText(kubelet)).toBe("CN=system:node:n9,O=system:nodes");
     expect(signedBy(kubelet, signer)).toBe(true);
     expect(sansOf(parseCert(readFileSync(join(dir, "kubelet-server.cert"), "utf8")))).toEqual(
-      expect.arrayContaining(["n9", "10.9.9.9"]),
+      expect.arrayContaining(["n9", "127.0.0.1"]),
     );
     expect(subjectText(parseCert(readFileSync(join(dir, "planet-rpc-client.cert"), "utf8")))).toBe(
       "CN=planet-agent:n9,O=planet:node",
@@ -156,6 +187,10 @@ describe("a host joins through a master's agent", () => {
     expect(await codeOf(joinAs(dir, { token: { ...token, secret: "ffffffffffffffff" } }))).toContain("JOIN_REFUSED");
     expect(await codeOf(joinAs(dir, { roles: ["master"] }))).toContain("this token admits a node, not master");
     expect(await codeOf(joinAs(dir, { nodeName: "n9;reboot" }))).toContain("not a DNS label");
+    // Certificates for another host's address: the join comes from 127.0.0.1.
+    expect(await codeOf(joinAs(dir, { ip: "10.9.9.1" }))).toContain(
+      "this host connects from 127.0.0.1, not its --public-ip 10.9.9.1",
+    );
     expect(existsSync(dir)).toBe(false);
   });
 
@@ -181,11 +216,11 @@ describe("a host joins through a master's agent", () => {
     );
     const body: JoinRequest = { token: "x", nodeName: "n8", ip: "10.9.9.8", roles: ["node"], csrs };
     // The request claims CN system:node:m1; the certificate is for n8, as the join says.
-    const answer = await answerJoin(master, nodeRequests(), body, "node");
+    const answer = await answerJoin(master, nodeRequests(), body, "node", body.ip);
     expect(subjectText(parseCert(answer.files["kubelet.cert"] as string))).toBe("CN=system:node:n8,O=system:nodes");
-    await expect(answerJoin(master, nodeRequests(), { ...body, csrs: { ...csrs, kubelet: forged } }, "node")).rejects.toThrow(
-      "no valid signing request for kubelet",
-    );
+    await expect(
+      answerJoin(master, nodeRequests(), { ...body, csrs: { ...csrs, kubelet: forged } }, "node", body.ip),
+    ).rejects.toThrow("no valid signing request for kubelet");
   });
 });
 
@@ -202,7 +237,7 @@ describe("a host renews its certificates through a master, with no CA key", () =
     const after = cert(dir, "kubelet");
     expect(after.serialNumber).not.toBe(before.serialNumber);
     expect(subjectText(after)).toBe(subjectText(before));
-    expect(sansOf(cert(dir, "kubelet-server"))).toEqual(expect.arrayContaining(["n9", "10.9.9.9"]));
+    expect(sansOf(cert(dir, "kubelet-server"))).toEqual(expect.arrayContaining(["n9", "127.0.0.1"]));
     expect(after.validity.notAfter.getTime()).toBeGreaterThanOrEqual(before.validity.notAfter.getTime());
     expect(signedBy(after, parseCert(readFileSync(join(cluster, "csr-signer.cert"), "utf8")))).toBe(true);
     const key = parseKey(readFileSync(join(dir, "kubelet.key"), "utf8"));
@@ -226,8 +261,7 @@ describe("a host renews its certificates through a master, with no CA key", () =
       certs: { [name]: certPem },
       csrs: { [name]: csrPem(name, key) },
     });
-    const reason = (b: RenewRequest) =>
-      codeOf(Promise.resolve().then(() => answerRenew(master, certRequests("dev").requests, b)));
+    const reason = (b: RenewRequest) => codeOf(Promise.resolve().then(() => answerRenew(master, nodeRequests(), b)));
     // n1's kubelet certificate with a request signed by this host's key: a certificate for another node's name.
     expect(await reason(body(readFileSync(join(n1, "kubelet.cert"), "utf8")))).toContain(
       "not signed with the certificate's own key",
@@ -255,6 +289,28 @@ describe("a host renews its certificates through a master, with no CA key", () =
     // A kubelet certificate whose name is not a node's (the admin's, under the kubelet's name).
     const admin = readFileSync(join(cluster, "admin.cert"), "utf8");
     expect(await reason(body(admin, parseKey(readFileSync(join(cluster, "admin.key"), "utf8"))))).toContain("names admin");
+    // A certificate named like the kubelet's but with another usage (a server certificate): not renewed as a client one.
+    const server = await issue(
+      { name: "kubelet", cn: "system:node:n9", org: ["system:nodes"], sans: [], usage: ["server"] },
+      root,
+      30,
+      mine,
+    );
+    expect(await reason(body(certPem(server.cert)))).toContain("organisations or usages");
+    // Two nodes' certificates in one renewal.
+    const n1Key = parseKey(readFileSync(join(n1, "coredns.key"), "utf8"));
+    const mixed: RenewRequest = {
+      certs: {
+        kubelet: readFileSync(join(dir, "kubelet.cert"), "utf8"),
+        coredns: readFileSync(join(n1, "coredns.cert"), "utf8"),
+      },
+      csrs: { kubelet: csrPem("kubelet", mine), coredns: csrPem("coredns", n1Key) },
+    };
+    expect(await reason(mixed)).toContain("one renewal is one node's");
+    // A master's or an operator's certificate is never renewed this way.
+    expect(await reason(body(admin, parseKey(readFileSync(join(cluster, "admin.key"), "utf8")), "admin"))).toContain(
+      "not a certificate a host renews",
+    );
   });
 
   test("on the agent's port a renewal needs a host's certificate: without one it is forbidden", async () => {

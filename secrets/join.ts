@@ -75,11 +75,17 @@ export async function answerJoin(
   requests: CertRequest[],
   body: JoinRequest,
   tokenRole: Role,
+  /** The address the join came from: certificates are issued for that address and no other. */
+  peer: string,
   validityDays = 365,
 ): Promise<JoinAnswer> {
   const refuse = (why: string) => new PlanetError("JOIN_REFUSED", why, { phase });
   if (!NODE_NAME.test(body.nodeName ?? "")) throw refuse(`node name ${JSON.stringify(body.nodeName)}: not a DNS label`);
   if (!body.ip || isIP(body.ip) !== 4) throw refuse(`address ${JSON.stringify(body.ip)}: not an IPv4 address`);
+  if (body.ip !== peer)
+    throw refuse(
+      `this host connects from ${peer || "an unknown address"}, not its --public-ip ${body.ip}: join from the address it will use`,
+    );
   const roles = Array.isArray(body.roles) ? body.roles : [];
   if (!roles.length || roles.some((r) => r !== tokenRole))
     throw refuse(

@@ -15,11 +15,13 @@ import {
   csrPem,
   csrPublicKey,
   type IssueRequest,
+  keyMatches,
   kubeconfig,
   parseCert,
   parseKey,
   sansOf,
   signedBy,
+  subjectText,
 } from "./pki.ts";
 import { Batch, checkSecrets, hashOf, loadCA, loadRecord, RECORD, read } from "./store.ts";
 
@@ -32,23 +34,38 @@ export interface RenewRequest {
   csrs: Record<string, string>;
 }
 
-/** A template's CN as a pattern: `system:node:$NODE_NAME` → `^system:node:[a-z0-9-]+$`. */
+/** A template's CN as a pattern whose group is the node: `system:node:$NODE_NAME` → `^system:node:(…)$`. */
 function cnPattern(cn: string): RegExp {
   const parts = cn.split("$NODE_NAME").map((p) => p.replace(/[.*+?^${}()|[\]\\]/g, "\\$&"));
-  return new RegExp(`^${parts.join("[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")}$`);
+  return new RegExp(`^${parts.join("([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)")}$`);
 }
 
+/** The extended key usages a certificate carries, as the requests' usage words. */
+function usageOf(cert: forge.pki.Certificate): string {
+  const eku = cert.getExtension("extKeyUsage") as { serverAuth?: boolean; clientAuth?: boolean } | null;
+  return [eku?.serverAuth ? "server" : "", eku?.clientAuth ? "client" : ""].filter(Boolean).join(",");
+}
+const usageWanted = (r: CertificateRequest) =>
+  [
+    r.usage.includes("server") || r.usage.includes("peer") ? "server" : "",
+    r.usage.includes("client") || r.usage.includes("peer") ? "client" : "",
+  ]
+    .filter(Boolean)
+    .join(",");
+
 /**
- * On a master: re-issues each presented certificate that is one of `requests` (the certificates a
- * host of this role holds), was issued by the cluster CA or the signer, is still valid, and whose
- * signing request carries its own public key. Anything else refuses the whole renewal.
+ * On a master: re-issues each presented certificate that is one of `requests` (a node's: never a
+ * master's or an operator's), was issued by the cluster CA or the signer, is still valid, carries
+ * that request's organisations and usages, names one and the same node, and whose signing request
+ * carries its own public key. Anything else refuses the whole renewal. Returns the certificates and
+ * the node they belong to, which the caller checks is still a member (a removed node renews nothing).
  */
 export function answerRenew(
   signerDir: string,
   requests: CertRequest[],
   body: RenewRequest,
   validityDays = 365,
-): Record<string, string> {
+): { certs: Record<string, string>; node: string } {
   const refuse = (why: string) => new PlanetError("RENEW_REFUSED", why, { phase });
   const signer = loadCA(signerDir, SIGNER);
   const rootPem = read(signerDir, "root.cert");
@@ -57,6 +74,7 @@ export function answerRenew(
   const names = Object.keys(body?.certs ?? {});
   if (!names.length) throw refuse("no certificate to renew");
   const out: Record<string, string> = {};
+  let node = "";
   for (const name of names) {
     const r = requests.find((x): x is CertificateRequest => x.name === name && "cn" in x);
     if (!r || r.usage.includes("ca") || (r.issuer && r.issuer !== "root"))
@@ -71,7 +89,15 @@ export function answerRenew(
     if (current.validity.notAfter.getTime() <= Date.now())
       throw refuse(`${name} expired at ${current.validity.notAfter.toISOString()}: join again with a token`);
     const cn = String(current.subject.getField("CN")?.value ?? "");
-    if (!cnPattern(r.cn).test(cn)) throw refuse(`${name} names ${cn}, not what a ${name} certificate names`);
+    const m = cnPattern(r.cn).exec(cn);
+    if (!m) throw refuse(`${name} names ${cn}, not what a ${name} certificate names`);
+    if (m[1]) {
+      if (node && node !== m[1]) throw refuse(`one renewal is one node's: ${name} names ${m[1]}, another names ${node}`);
+      node = m[1];
+    }
+    const orgs = current.subject.attributes.filter((a) => a.shortName === "O").map((a) => String(a.value));
+    if (orgs.join(",") !== (r.org ?? []).join(",") || usageOf(current) !== usageWanted(r))
+      throw refuse(`${name}: its organisations or usages are not a ${name} certificate's`);
     const pub = csrPublicKey(body.csrs?.[name] ?? "");
     const own = current.publicKey as forge.pki.rsa.PublicKey;
     if (!pub?.n.equals(own.n) || !pub.e.equals(own.e))
@@ -79,13 +105,14 @@ export function answerRenew(
     const req: IssueRequest = {
       name,
       cn,
-      org: current.subject.attributes.filter((a) => a.shortName === "O").map((a) => String(a.value)),
+      org: orgs,
       sans: sansOf(current),
       usage: r.usage,
     };
     out[name] = certPem(certify(req, signer, validityDays, pub));
   }
-  return out;
+  if (!node) throw refuse("a renewal names its node: include a certificate that does (the kubelet's)");
+  return { certs: out, node };
 }
 
 export interface HostRenewOptions {
@@ -116,7 +143,8 @@ export async function renewThroughMasters(o: HostRenewOptions): Promise<string[]
     body.certs[name] = read(o.dir, `${name}.cert`) as string;
     body.csrs[name] = csrPem(name, parseKey(read(o.dir, `${name}.key`) as string));
   }
-  const ca = read(o.dir, "client-ca.pem") ?? (read(o.dir, "root.cert") as string);
+  // Masters' agents serve certificates of the cluster CA itself: a host's (from the signer) is not a master.
+  const ca = read(o.dir, "root.cert") as string;
   const tls = { ca, cert: read(o.dir, "planet-rpc-client.cert") ?? "", key: read(o.dir, "planet-rpc-client.key") ?? "" };
   const errors: string[] = [];
   let issued: Record<string, string> | null = null;
@@ -144,6 +172,18 @@ export async function renewThroughMasters(o: HostRenewOptions): Promise<string[]
     for (const name of due) {
       const cert = issued[name];
       if (!cert) throw new Error(`the master renewed no ${name}`);
+      // What comes back is this certificate again: the same key and names, from this cluster.
+      const was = parseCert(read(o.dir, `${name}.cert`) as string);
+      const now = parseCert(cert);
+      const trust =
+        (read(o.dir, "client-ca.pem") ?? ca).match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
+      if (
+        !keyMatches(now, parseKey(read(o.dir, `${name}.key`) as string)) ||
+        subjectText(now) !== subjectText(was) ||
+        sansOf(now).join(",") !== sansOf(was).join(",") ||
+        !trust.some((pem) => signedBy(now, parseCert(pem)))
+      )
+        throw new Error(`the master sent a ${name} certificate that is not this one renewed`);
       const entry = record.files[name];
       if (!entry) continue;
       batch.put(`${name}.cert`, cert, 0o644);

@@ -283,8 +283,11 @@ export async function createAgent(opts: AgentOptions): Promise<Agent> {
     const files = tlsFiles(opts.secretsDir, "planet-rpc-server") as { ca: string; cert: string; key: string };
     // Each connection's certificate picks the API it reaches: one HTTP server per role.
     servers.push(
-      roleFront(opts.rpcAddrs, files, (role, socket) =>
-        Bun.serve({ unix: socket, fetch: (role === "anonymous" ? createJoinApi(view) : createApi(view, role)).fetch }),
+      roleFront(
+        opts.rpcAddrs,
+        files,
+        (role, socket) => Bun.serve({ unix: socket, fetch: createApi(view, role).fetch }),
+        createJoinApi(view).fetch,
       ),
     );
   }

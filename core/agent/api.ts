@@ -2,7 +2,7 @@ import { Hono } from "hono";
 import { type ErrorCode, PlanetError, toPlanetError } from "../errors.ts";
 import type { Role } from "../plugin.ts";
 import type { CheckStatus } from "./checks.ts";
-import { type AgentRole, allowed } from "./roles.ts";
+import { type AgentRole, allowed, PEER_HEADER } from "./roles.ts";
 import type { ClusterLock } from "./upgrade-lock.ts";
 
 export interface NodeHealth {
@@ -55,7 +55,7 @@ export interface AgentView {
   /** The cluster's upgrade lock (in etcd); absent without etcd. */
   lock?: ClusterLock;
   /** Hosts joining with a token (masters only): the cluster CA to pin, and the answer to a join. */
-  join?: { ca(): string; answer(body: unknown): Promise<unknown> };
+  join?: { ca(): string; answer(body: unknown, peer: string): Promise<unknown> };
   /** A host's certificates renewed with the masters' signer (masters only; secrets/renew.ts). */
   renew?(body: unknown): Promise<Record<string, string>>;
 }
@@ -72,7 +72,10 @@ export function createJoinApi(view: AgentView): Hono {
     return view.join;
   };
   app.get("/join/ca", (c) => c.json({ ca: join().ca() }));
-  app.post("/join", async (c) => c.json(await join().answer(await c.req.json().catch(() => ({})))));
+  // The connection's source address, as the TLS front saw it (roles.ts): what the host's claim is checked against.
+  app.post("/join", async (c) =>
+    c.json(await join().answer(await c.req.json().catch(() => ({})), c.req.header(PEER_HEADER) ?? "")),
+  );
   app.notFound((c) =>
     c.json({ error: { code: "FORBIDDEN", message: "a client certificate is required (without one: POST /join only)" } }, 403),
   );

@@ -85,6 +85,10 @@ describe("the agent's API by role", () => {
     expect(roleOf(undefined)).toBeNull();
     expect(allowed("reader", "GET")).toBe(true);
     expect(allowed("node", "POST")).toBe(false);
+    // A host renews its own certificates (node or master); a reader does not.
+    expect(allowed("node", "POST", "/renew")).toBe(true);
+    expect(allowed("reader", "POST", "/renew")).toBe(false);
+    expect(allowed("node", "POST", "/leader/pause")).toBe(false);
     expect(allowed(null, "GET")).toBe(false);
   });
 

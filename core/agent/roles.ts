@@ -10,6 +10,7 @@
  * role on a private unix socket. A connection without a certificate reaches only the join protocol.
  */
 import { chmodSync, mkdtempSync, rmSync } from "node:fs";
+import { createServer as createHttpServer } from "node:http";
 import { connect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -50,19 +51,49 @@ export interface RoleFront {
   stop(): void;
 }
 
+/** The header that carries a connection's source address to the join protocol; a client's own is dropped. */
+export const PEER_HEADER = "x-planet-peer";
+
+/**
+ * Serves one connection without a client certificate with `fetch` (the join protocol), through
+ * node's HTTP parser, so that each request carries the connection's real source address in
+ * `PEER_HEADER`: what the join checks the host's claimed address against.
+ */
+function anonymousHttp(fetch: (req: Request) => Response | Promise<Response>) {
+  return createHttpServer(async (req, res) => {
+    try {
+      const chunks: Buffer[] = [];
+      for await (const c of req) chunks.push(c as Buffer);
+      const headers = new Headers();
+      for (const [k, v] of Object.entries(req.headers)) if (k !== PEER_HEADER && typeof v === "string") headers.set(k, v);
+      headers.set(PEER_HEADER, (req.socket.remoteAddress ?? "").replace(/^::ffff:/, ""));
+      const body = chunks.length && req.method !== "GET" && req.method !== "HEAD" ? Buffer.concat(chunks) : undefined;
+      const answer = await fetch(new Request(`http://agent${req.url ?? "/"}`, { method: req.method, headers, body }));
+      res.writeHead(answer.status, Object.fromEntries(answer.headers));
+      res.end(Buffer.from(await answer.arrayBuffer()));
+    } catch (e) {
+      res.writeHead(500, { "content-type": "application/json" });
+      res.end(JSON.stringify({ error: { code: "INTERNAL", message: (e as Error).message } }));
+    }
+  });
+}
+
 /**
  * mTLS listeners on `addrs` whose connections are handed to `serve(role)`'s HTTP server; a
- * certificate without a role is answered 403 by `serve(null)`.
+ * certificate without a role is answered 403 by `serve(null)`; a connection without a certificate
+ * is answered by `anonymous` (the join protocol), which sees its source address.
  */
 export function roleFront(
   addrs: string[],
   tls: { ca: string; cert: string; key: string },
-  serve: (role: AgentRole | null | "anonymous", socket: string) => { stop(force?: boolean): void },
+  serve: (role: AgentRole | null, socket: string) => { stop(force?: boolean): void },
+  anonymous: (req: Request) => Response | Promise<Response>,
 ): RoleFront {
   const dir = mkdtempSync(join(tmpdir(), "planet-agent-"));
   chmodSync(dir, 0o700);
+  const joinHttp = anonymousHttp(anonymous);
   const inner = new Map<string, { socket: string; server: { stop(force?: boolean): void } }>();
-  for (const role of [...AGENT_ROLES, null, "anonymous" as const]) {
+  for (const role of [...AGENT_ROLES, null]) {
     const socket = join(dir, `${role ?? "none"}.sock`);
     inner.set(role ?? "none", { socket, server: serve(role, socket) });
   }
@@ -74,7 +105,8 @@ export function roleFront(
       const peer = conn.getPeerCertificate();
       const presented = !!peer && Object.keys(peer).length > 0;
       if (presented && !conn.authorized) return conn.destroy();
-      const role = presented ? roleOf(peer.subject as { O?: string | string[] } | undefined) : "anonymous";
+      if (!presented) return void joinHttp.emit("connection", conn);
+      const role = roleOf(peer.subject as { O?: string | string[] } | undefined);
       const to = inner.get(role ?? "none");
       if (!to) return conn.destroy();
       const up = connect(to.socket);
@@ -96,6 +128,7 @@ export function roleFront(
   return {
     stop() {
       for (const s of servers) s.close();
+      joinHttp.close();
       for (const { server } of inner.values()) server.stop(true);
       rmSync(dir, { recursive: true, force: true });
     },

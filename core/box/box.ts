@@ -99,6 +99,13 @@ async function joinFirst(p: Prepared, opts: StartOptions, j: NonNullable<StartOp
     throw new PlanetError("BAD_FLAG", "--join needs --secrets-dir: the folder where this host keeps the keys it makes", {
       phase: "join",
     });
+  const had = loadRecord(opts.secretsDir)?.host;
+  if (had && had.cluster !== j.token.caHash)
+    throw new PlanetError(
+      "SECRETS_OTHER_HOST",
+      `--secrets-dir ${opts.secretsDir} holds the secrets of another cluster (CA sha256:${had.cluster}); give --join an empty folder`,
+      { phase: "join" },
+    );
   if (joined(opts.secretsDir)) return;
   if (existsSync(opts.secretsDir) && readdirSync(opts.secretsDir).length)
     throw new PlanetError(

@@ -6,7 +6,7 @@ import { answerRenew, type RenewRequest } from "../../../secrets/renew.ts";
 import { checkToken } from "../../../secrets/token.ts";
 import { type AgentOptions, createAgent } from "../../agent/agent.ts";
 import { hostChecks, manifestChecks } from "../../agent/checks.ts";
-import { Kube, loadKubeconfig } from "../../e2e/kube.ts";
+import { Kube, type KubeError, loadKubeconfig } from "../../e2e/kube.ts";
 import { PlanetError } from "../../errors.ts";
 import { logger } from "../../log.ts";
 import { type Manifest, readManifest } from "../../manifest.ts";
@@ -51,35 +51,47 @@ function joinService(
     const on = new Set(manifest.plugins.filter((p) => p.roles.includes(role)).map((p) => p.name));
     return manifest.certs.filter((c) => on.has(c.plugin) && issuedTo(c, [role]));
   };
+  const kubeOf = () => new Kube(loadKubeconfig(join(dir, "admin.kubeconfig"), "https://127.0.0.1:6443"));
   return {
-    // Every certificate of the cluster CA a host may hold; the proof is the key (secrets/renew.ts).
+    // A node's certificates, proved by their keys (secrets/renew.ts), for a node that is still a member.
     renew: async (body) => {
-      const certs = answerRenew(dir, manifest.certs, body as RenewRequest);
-      log.info(`renewed ${Object.keys(certs).join(", ")}`);
+      const { certs, node } = answerRenew(dir, requestsFor("node"), body as RenewRequest);
+      await kubeOf()
+        .get(`/api/v1/nodes/${node}`)
+        .catch((e: KubeError) => {
+          throw new PlanetError(
+            "RENEW_REFUSED",
+            e.status === 404
+              ? `${node} is no Node of this cluster (removed?): join again with a token`
+              : `cannot check ${node}: ${e.message}`,
+          );
+        });
+      log.info(`renewed ${Object.keys(certs).join(", ")} of ${node}`);
       return certs;
     },
     join: {
       ca: () => readFileSync(join(dir, "root.cert"), "utf8"),
-      answer: async (body) => {
+      answer: async (body, peer) => {
         const b = body as JoinRequest;
         const m = /^([a-z0-9]{6})\.([a-z0-9]{16})$/.exec(typeof b.token === "string" ? b.token : "");
         if (!m) throw new PlanetError("BAD_TOKEN", "the join carries no token (<id>.<secret>)");
-        const kube = new Kube(loadKubeconfig(join(dir, "admin.kubeconfig"), "https://127.0.0.1:6443"));
+        const kube = kubeOf();
         const role = await checkToken(kube, { id: m[1] as string, secret: m[2] as string, caHash: "" });
-        // A live host keeps its name: a Ready Node of that name elsewhere refuses the join.
-        const node = await kube
-          .get<{ status: { addresses?: { type: string; address: string }[]; conditions?: { type: string; status: string }[] } }>(
-            `/api/v1/nodes/${encodeURIComponent(String(b.nodeName))}`,
-          )
-          .catch(() => null);
-        const ready = node?.status.conditions?.some((c) => c.type === "Ready" && c.status === "True");
-        const at = node?.status.addresses?.find((a) => a.type === "InternalIP")?.address;
-        if (ready && at !== b.ip)
+        // A name stays with its host: a Node of that name (Ready or not) refuses the join, until it is
+        // removed (kubectl delete node). An apiserver that cannot say refuses too.
+        const exists = await kube.get(`/api/v1/nodes/${encodeURIComponent(String(b.nodeName))}`).then(
+          () => true,
+          (e: KubeError) => {
+            if (e.status === 404) return false;
+            throw new PlanetError("JOIN_REFUSED", `cannot check whether ${b.nodeName} is taken: ${e.message}`);
+          },
+        );
+        if (exists)
           throw new PlanetError(
             "DUPLICATE_NODE",
-            `a host named ${b.nodeName} already runs at ${at}; give this one another --node-name`,
+            `a Node named ${b.nodeName} exists; give this host another --node-name, or remove that one first (kubectl delete node ${b.nodeName})`,
           );
-        const answer = await answerJoin(dir, requestsFor(role), b, role);
+        const answer = await answerJoin(dir, requestsFor(role), b, role, peer);
         log.info(
           `issued ${Object.keys(answer.record.files).length} secrets to ${b.nodeName} (${b.ip}) joining as a ${role} with token ${m[1]}`,
         );
