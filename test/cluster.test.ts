@@ -483,10 +483,10 @@ describe.if(canBoot)("a master and a node in two test hosts on one bridge (maste
     await Bun.sleep(2000);
     await refused(join2(expired), /JOIN_REFUSED.*(expired|unknown or revoked)/);
     await refused(join2(good, "10.217.0.9"), "MASTER_UNREACHABLE");
-    // The name of a live host: refused by the master before it issues anything.
+    // The name of an existing Node: refused by the master before it issues anything.
     await refused(
       start(joinRootfs, { ...joiner, name: "n1" }, "--join", M1.ip, "--token", good),
-      /already runs at 10\.217\.0\.2/,
+      /a Node named n1 exists; give this host another --node-name/,
     );
     expect(inBubble(masterRootfs, "planet", "token", "create", "--role", "master").stderr).toContain(
       "a master does not join with a token yet",
