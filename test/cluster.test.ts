@@ -628,17 +628,21 @@ describe.if(canBoot)("a master and a node in two test hosts on one bridge (maste
     writeFileSync(knob, String(Number(original) + 1));
     expect(planet("stop", "--rootfs", nodeRootfs).exitCode).toBe(0);
     expect(readFileSync(knob, "utf8").trim()).toBe(String(Number(original) + 1));
+    let last = "";
     const st = await waitFor(
       "n1 marked left",
       () => {
-        const j = JSON.parse(planet("status", "--rootfs", masterRootfs, "--json").stdout || "{}") as {
+        last = planet("status", "--rootfs", masterRootfs, "--json").stdout;
+        const j = JSON.parse(last || "{}") as {
           members?: { name: string; status: string }[];
         };
         return j.members?.find((m) => m.name === "n1" && m.status === "left") ? j : null;
       },
       60_000,
       1000,
-    );
+    ).catch((e) => {
+      throw new Error(`${(e as Error).message}; the master's status said: ${last.slice(0, 1500)}`);
+    });
     expect(st.members?.find((m) => m.name === "m1")?.status).not.toBe("left");
     expect(planet("stop", "--rootfs", masterRootfs).exitCode).toBe(0);
     expect(readFileSync(knob, "utf8").trim()).toBe(original); // the last bubble restored it

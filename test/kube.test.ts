@@ -184,8 +184,8 @@ describe.if(canBoot)("Kubernetes in the bubble (dev target)", () => {
         "the apiserver back",
         () =>
           kube
-            .get("/readyz")
-            .then(() => true)
+            .request<string>("GET", "/readyz", undefined, "text/plain")
+            .then((t) => t.trim() === "ok")
             .catch(() => false),
         90_000,
         500,
