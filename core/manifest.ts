@@ -2,7 +2,7 @@ import { createHash } from "node:crypto";
 import { existsSync, readFileSync } from "node:fs";
 import { PlanetError } from "./errors.ts";
 import type { ObjectRef } from "./manifests.ts";
-import type { CertRequest, CheckDef, Role, UpgradeDef } from "./plugin.ts";
+import { type CertRequest, type CheckDef, issuedTo, type Role, type UpgradeDef } from "./plugin.ts";
 import { shapeProblem } from "./util.ts";
 
 /** Where the manifest lives inside an image. */
@@ -105,4 +105,13 @@ export function readManifest(rootfs = "/"): { manifest: Manifest; digest: string
 export function ownImageRootfs(exe = process.execPath): string | undefined {
   const suffix = "/rootfs/usr/bin/planet";
   return exe.endsWith(suffix) ? exe.slice(0, exe.length - suffix.length + "/rootfs".length) : undefined;
+}
+
+/** The certificate requests of an image's plugins that run on `roles`, each issued to those roles. */
+export function certsFor(manifest: Manifest, roles: readonly Role[]): Manifest["certs"] {
+  const active = (pluginRoles: readonly Role[]) => pluginRoles.some((r) => roles.includes(r));
+  return manifest.certs.filter((c) => {
+    const plugin = manifest.plugins.find((x) => x.name === c.plugin);
+    return (!plugin || active(plugin.roles)) && issuedTo(c, roles);
+  });
 }

@@ -11,13 +11,14 @@ import {
   writeFileSync,
 } from "node:fs";
 import { dirname, join } from "node:path";
-import { joinCluster, joined } from "../../secrets/join.ts";
+import { joined } from "../../secrets/join.ts";
 import { filesOf, loadRecord } from "../../secrets/store.ts";
-import { PlanetError } from "../errors.ts";
+import { formatToken } from "../../secrets/token.ts";
+import { type ErrorCode, PlanetError } from "../errors.ts";
 import { logger } from "../log.ts";
+import { certsFor } from "../manifest.ts";
 import { parseCidr } from "../net.ts";
-import { issuedTo, type Role } from "../plugin.ts";
-import { run } from "../proc.ts";
+import { run, selfCommand } from "../proc.ts";
 import { mountSlotRoot, slotOfRootfs, unmountSlotRoot } from "../upgrade/slots.ts";
 import { poll } from "../util.ts";
 import { cgroupMode, removeCgroupTree } from "./cgroups.ts";
@@ -80,21 +81,12 @@ function removeCgroups(id: string): void {
   for (const d of removeCgroupTree(id, cgroupMode())) log.warn(`cgroup ${d} not removed (processes left in it?)`);
 }
 
-/** The certificate requests of the plugins this bubble's roles run. */
-function hostCerts(p: Prepared): Prepared["manifest"]["certs"] {
-  const active = (roles: Role[]) => roles.some((r) => p.roles.includes(r));
-  return p.manifest.certs.filter((c) => {
-    const plugin = p.manifest.plugins.find((x) => x.name === c.plugin);
-    return (!plugin || active(plugin.roles)) && issuedTo(c, p.roles);
-  });
-}
-
 /**
  * `--join`: a host without secrets makes its keys and gets its certificates from a master (its
  * token checked there, the master's CA checked here against the token). A host that joined before
  * keeps what it has: a restart needs no token.
  */
-async function joinFirst(p: Prepared, opts: StartOptions, j: NonNullable<StartOptions["join"]>): Promise<void> {
+async function joinFirst(p: Prepared, opts: StartOptions, j: NonNullable<StartOptions["join"]>, rootfs: string): Promise<void> {
   if (!opts.secretsDir)
     throw new PlanetError("BAD_FLAG", "--join needs --secrets-dir: the folder where this host keeps the keys it makes", {
       phase: "join",
@@ -114,23 +106,50 @@ async function joinFirst(p: Prepared, opts: StartOptions, j: NonNullable<StartOp
       { phase: "join" },
     );
   log.info(`joining the cluster through ${j.master} with token ${j.token.id}`);
-  const { issued } = await joinCluster({
-    master: j.master,
-    port: Number(p.env.PLANET_AGENT_PORT ?? 7575),
-    token: j.token,
-    dir: opts.secretsDir,
-    nodeName: p.env.KUBE_NODE_NAME as string,
-    ip: p.env.PLANET_PUBLIC_IP as string,
-    roles: p.roles,
-    requests: hostCerts(p),
-    timeoutMs: 15_000,
-  });
-  log.success(`joined: ${issued.length} certificates issued by the masters for ${p.env.KUBE_NODE_NAME}, keys made here`);
+  // From the bubble's network (a test host's namespace, else the host's): the master issues
+  // certificates for the address the join comes from. The token travels in the environment.
+  const cmd = [
+    ...(opts.netns ? ["ip", "netns", "exec", opts.netns] : []),
+    ...selfCommand(),
+    "secrets",
+    "join",
+    opts.secretsDir,
+    "--master",
+    j.master,
+    "--node-name",
+    p.env.KUBE_NODE_NAME as string,
+    "--ip",
+    p.env.PLANET_PUBLIC_IP as string,
+    "--role",
+    p.roles.join(","),
+    "--rootfs",
+    rootfs,
+    "--port",
+    String(p.env.PLANET_AGENT_PORT ?? 7575),
+  ];
+  const res = await run(cmd, { env: { ...process.env, PLANET_TOKEN: formatToken(j.token) }, timeoutMs: 120_000 });
+  if (res.exitCode !== 0) {
+    const line =
+      res.stderr
+        .trim()
+        .split("\n")
+        .filter((l) => /^[A-Z_]+: /.test(l))
+        .pop() ?? res.stderr.trim();
+    const m = /^([A-Z_]+): (.*)$/.exec(line);
+    throw new PlanetError((m?.[1] as ErrorCode | undefined) ?? "JOIN_FAILED", m?.[2] ?? line, { phase: "join" });
+  }
+  log.success(
+    res.stderr
+      .trim()
+      .split("\n")
+      .pop()
+      ?.replace(/^.*?\] /, "") ?? "joined",
+  );
 }
 
 /** Everything the image's plugins need from the host, checked before anything is written. */
 async function preflightImage(p: Prepared, opts: StartOptions): Promise<void> {
-  const certs = hostCerts(p);
+  const certs = certsFor(p.manifest, p.roles);
   if (certs.length && !opts.secretsDir)
     throw new PlanetError(
       "NO_SECRETS",
@@ -270,7 +289,7 @@ export async function start(opts: StartOptions): Promise<number> {
   const p = prepare({ ...opts, rootfs });
   try {
     await claim(p.id, rootfs);
-    if (opts.join) await joinFirst(p, opts, opts.join);
+    if (opts.join) await joinFirst(p, opts, opts.join, rootfs);
     await preflightImage(p, opts);
   } catch (e) {
     pruneStateRoot(); // `runc state` creates its root; a refused start leaves nothing behind

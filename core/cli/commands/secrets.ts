@@ -5,12 +5,14 @@ import { defineCommand } from "citty";
 import { targets } from "../../../build.assets/targets.ts";
 import { plugins } from "../../../plugins/index.ts";
 import { reencryptSecrets, rotateEncryption, STAGES, type Stage } from "../../../secrets/encryption.ts";
+import { joinCluster } from "../../../secrets/join.ts";
 import { renewThroughMasters } from "../../../secrets/renew.ts";
 import { checkSecrets, initSecrets, issueHost, loadRecord, renewSecrets } from "../../../secrets/store.ts";
+import { parseToken } from "../../../secrets/token.ts";
 import { Kube, loadKubeconfig } from "../../e2e/kube.ts";
 import { PlanetError } from "../../errors.ts";
 import { logger } from "../../log.ts";
-import { ownImageRootfs, readManifest } from "../../manifest.ts";
+import { certsFor, ownImageRootfs, readManifest } from "../../manifest.ts";
 import { requireIp } from "../../net.ts";
 import { type CertRequest, issuedTo, ROLES, type Role } from "../../plugin.ts";
 import { run } from "../../proc.ts";
@@ -276,6 +278,61 @@ const renew = defineCommand({
   },
 });
 
+const joinCmd = defineCommand({
+  meta: {
+    name: "join",
+    description:
+      "a host's secrets from a master, with a token (PLANET_TOKEN or --token): keys made here, certificates issued there (what planet start --join runs)",
+  },
+  args: {
+    ...debugArg,
+    dir: { type: "positional", description: "the host's secrets directory (new or empty)", required: true },
+    master: { type: "string", description: "a master's address (required)" },
+    token: { type: "string", description: "join token (default PLANET_TOKEN: a command line is visible to every process)" },
+    "node-name": { type: "string", description: "the host's Kubernetes node name (required)" },
+    ip: { type: "string", description: "the host's address, the one it joins from (required)" },
+    role: { type: "string", description: "the host's role (node)", default: "node" },
+    rootfs: {
+      type: "string",
+      description: "the image whose plugins' certificates to ask for (default: the image planet runs from)",
+    },
+    port: { type: "string", description: "the masters' agent port", default: "7575" },
+  },
+  async run({ args, rawArgs }) {
+    const text = args.token ?? process.env.PLANET_TOKEN;
+    if (!text)
+      throw new PlanetError(
+        "BAD_FLAG",
+        "a join token is required: PLANET_TOKEN or --token (print one on a master: planet token create)",
+      );
+    const token = parseToken(text);
+    for (const [flag, v] of [
+      ["--master", args.master],
+      ["--node-name", args["node-name"]],
+      ["--ip", args.ip],
+    ] as const)
+      if (!v) throw new PlanetError("BAD_FLAG", `${flag} is required`);
+    requireIp(args.master as string, "--master");
+    requireIp(args.ip as string, "--ip");
+    const roles = multi(rawArgs, "role", { split: true }) as Role[];
+    const image = readManifest(args.rootfs ?? ownImageRootfs() ?? "/");
+    const requests = image
+      ? certsFor(image.manifest, roles.length ? roles : ["node"])
+      : certRequests(undefined, roles, "node").requests;
+    const { issued } = await joinCluster({
+      master: args.master as string,
+      port: Number(args.port),
+      token,
+      dir: args.dir,
+      nodeName: args["node-name"] as string,
+      ip: args.ip as string,
+      roles: roles.length ? roles : ["node"],
+      requests,
+    });
+    log.success(`joined: ${issued.length} certificates issued by the masters for ${args["node-name"]}, keys made here`);
+  },
+});
+
 const rotateEncryptionCmd = defineCommand({
   meta: {
     name: "rotate-encryption",
@@ -313,6 +370,6 @@ const reencrypt = defineCommand({
 });
 
 export default defineCommand({
-  meta: { name: "secrets", description: "the cluster PKI: init, host, check, renew, rotate-encryption, reencrypt" },
-  subCommands: { init, host, check, renew, "rotate-encryption": rotateEncryptionCmd, reencrypt },
+  meta: { name: "secrets", description: "the cluster PKI: init, host, join, check, renew, rotate-encryption, reencrypt" },
+  subCommands: { init, host, join: joinCmd, check, renew, "rotate-encryption": rotateEncryptionCmd, reencrypt },
 });
