@@ -9,11 +9,12 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import forge from "node-forge";
-import { type Agent, createAgent } from "../core/agent/agent.ts";
+import type { Agent } from "../core/agent/agent.ts";
 import { certRequests } from "../core/cli/commands/secrets.ts";
 import type { Kube } from "../core/e2e/kube.ts";
 import type { PlanetError } from "../core/errors.ts";
 import { issuedTo } from "../core/plugin.ts";
+import { loopbackMaster } from "../test/helpers.ts";
 import { answerJoin, type JoinRequest, joinCluster } from "./join.ts";
 import { csrPem, generateKey, issue, parseCert, parseKey, sansOf, signedBy, subjectText } from "./pki.ts";
 import { answerRenew, type RenewRequest, renewThroughMasters } from "./renew.ts";
@@ -43,20 +44,7 @@ beforeAll(async () => {
     validityDays: 30,
   });
   token = { caHash: caHash(readFileSync(join(cluster, "root.cert"), "utf8")), id: "abc123", secret: SECRET };
-  const probe = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
-  port = probe.port;
-  probe.stop(true);
-  agent = await createAgent({
-    node: "m1",
-    ip: "127.0.0.1",
-    roles: ["master"],
-    checks: [],
-    secretsDir: master,
-    leaderKey: "/planet/join/leader",
-    termSeconds: 5,
-    rpcAddrs: [`127.0.0.1:${port}`],
-    rpcPort: port,
-    members: [],
+  ({ agent, port } = await loopbackMaster(master, {
     renew: async (body) => answerRenew(master, nodeRequests(), body as RenewRequest).certs,
     join: {
       ca: () => readFileSync(join(master, "root.cert"), "utf8"),
@@ -70,7 +58,7 @@ beforeAll(async () => {
         return answerJoin(master, nodeRequests(), b, "node", peer);
       },
     },
-  });
+  }));
 }, 60_000);
 
 afterAll(async () => {

@@ -8,19 +8,12 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type Agent, createAgent } from "../core/agent/agent.ts";
 import { CheckRunner, hostChecks, manifestChecks } from "../core/agent/checks.ts";
-import { devSecrets, REPO, waitFor } from "./helpers.ts";
+import { devSecrets, freePort, REPO, waitFor } from "./helpers.ts";
 
 const hasEtcd = Bun.which("etcd") !== null;
 const work = mkdtempSync(join(tmpdir(), "planet-agent-"));
 const secrets = join(work, "secrets");
 const TERM = 2;
-
-async function freePort(): Promise<number> {
-  const s = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
-  const port = s.port;
-  s.stop(true);
-  return port;
-}
 
 let etcd: ReturnType<typeof Bun.spawn> | undefined;
 let endpoint = "";

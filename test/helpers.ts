@@ -2,6 +2,7 @@
 
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
+import { type Agent, type AgentOptions, createAgent } from "../core/agent/agent.ts";
 import { RUNC_ROOT } from "../core/box/state.ts";
 import { certRequests } from "../core/cli/commands/secrets.ts";
 import type { Kube } from "../core/e2e/kube.ts";
@@ -269,4 +270,34 @@ export function hostSnapshot(): Record<string, unknown> {
       .replace(/^\d+: /gm, ""),
     netns: existsSync("/run/netns") ? readdirSync("/run/netns") : null,
   };
+}
+
+/** A TCP port free on loopback right now. */
+export function freePort(): number {
+  const s = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
+  const port = s.port;
+  s.stop(true);
+  return port;
+}
+
+/** A master's agent on 127.0.0.1 (no etcd) with `secretsDir`'s certificates and its mTLS API on a free port. */
+export async function loopbackMaster(
+  secretsDir: string,
+  extra: Partial<AgentOptions> = {},
+): Promise<{ agent: Agent; port: number }> {
+  const port = freePort();
+  const agent = await createAgent({
+    node: "m1",
+    ip: "127.0.0.1",
+    roles: ["master"],
+    checks: [],
+    secretsDir,
+    leaderKey: "/planet/test/leader",
+    termSeconds: 5,
+    rpcAddrs: [`127.0.0.1:${port}`],
+    rpcPort: port,
+    members: [],
+    ...extra,
+  });
+  return { agent, port };
 }

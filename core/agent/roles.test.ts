@@ -7,8 +7,9 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { initSecrets, issueHost } from "../../secrets/store.ts";
+import { loopbackMaster } from "../../test/helpers.ts";
 import { certRequests } from "../cli/commands/secrets.ts";
-import { type Agent, createAgent } from "./agent.ts";
+import type { Agent } from "./agent.ts";
 import { allowed, roleOf } from "./roles.ts";
 
 const work = mkdtempSync(join(tmpdir(), "planet-roles-"));
@@ -34,21 +35,7 @@ beforeAll(async () => {
       roles: [role],
       validityDays: 30,
     });
-  const probe = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
-  port = probe.port;
-  probe.stop(true);
-  agent = await createAgent({
-    node: "m1",
-    ip: "127.0.0.1",
-    roles: ["master"],
-    checks: [],
-    secretsDir: master,
-    leaderKey: "/planet/roles/leader",
-    termSeconds: 5,
-    rpcAddrs: [`127.0.0.1:${port}`],
-    rpcPort: port,
-    members: [],
-  });
+  ({ agent, port } = await loopbackMaster(master));
 }, 60_000);
 
 afterAll(async () => {
