@@ -298,6 +298,19 @@ describe.if(canBoot)("a master and a node in two test hosts on one bridge (maste
       .then(() => 0)
       .catch((e: KubeError) => e.status);
     expect(refused).toBe(403);
+    // Nor the master's pod subnet (its podCIDR, which flannel routes), its heartbeat lease, or its status.
+    const status = (p: Promise<unknown>) => p.then(() => 0).catch((e: KubeError) => e.status);
+    const merge = (path: string, body: unknown) =>
+      status(n1.request("PATCH", path, body, "application/json", "application/merge-patch+json"));
+    expect(await merge("/api/v1/nodes/m1", { spec: { podCIDR: "10.244.9.0/24" } })).toBe(403);
+    expect(
+      await merge("/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/m1", { spec: { holderIdentity: "n1" } }),
+    ).toBe(403);
+    expect(
+      await merge("/api/v1/nodes/m1/status", {
+        metadata: { annotations: { "flannel.alpha.coreos.com/public-ip": "10.217.0.66" } },
+      }),
+    ).toBe(403);
     const own = await n1.request(
       "PATCH",
       "/api/v1/nodes/n1",
@@ -306,7 +319,7 @@ describe.if(canBoot)("a master and a node in two test hosts on one bridge (maste
       "application/merge-patch+json",
     );
     expect(own).toBeTruthy();
-    // etcd: flannel reads its prefix but not the cluster's state; the apiserver's user reads both.
+    // etcd: the agents' user reads its prefix but not the cluster's state; the apiserver's user reads both.
     const kv = (cert: string, key: string) =>
       inBubble(
         masterRootfs,
