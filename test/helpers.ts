@@ -86,7 +86,11 @@ export function derivedImage(
   return dest;
 }
 
-/** The PKI of a dev bubble (master and node) at `ip`, valid 30 days: what most tests boot with. */
+/**
+ * The PKI of a dev bubble (master and node) at `ip`, valid a year: what most tests boot with. (Not less
+ * than the renewal window: the renew timer, 2 minutes after boot, would renew everything and restart
+ * every unit under a test.)
+ */
 export async function devSecrets(dir: string, o: { domain: string; ips: string[]; node: string }): Promise<void> {
   await initSecrets(dir, certRequests("dev").requests, {
     domain: o.domain,
@@ -94,7 +98,7 @@ export async function devSecrets(dir: string, o: { domain: string; ips: string[]
     ips: o.ips,
     hosts: [],
     nodeName: o.node,
-    validityDays: 30,
+    validityDays: 365,
   });
 }
 
