@@ -128,6 +128,8 @@ describe.if(canBoot)("conformance slice (planet test --conformance)", () => {
     await waitFor("default service account", () => kube.get("/api/v1/namespaces/default/serviceaccounts/default"), 120_000);
     const run = await conformance("--rootfs", rootfs, "--focus", focus, "--parallel", "2", "--report-dir", report);
     process.stderr.write(run.stdout.split("\n").slice(-30).join("\n"));
+    if (run.exitCode !== 0)
+      process.stderr.write(`\nplanet test --conformance exited ${run.exitCode}: ${run.stderr.slice(-2000)}\n`);
     expect(run.stdout).toMatch(/imported \d+ images into the registry/);
     expect(run.stdout).toMatch(/\[\dm\d\ds\] \d+\/20 specs done, 0 failed/);
     expect(run.stdout.trim().split("\n").at(-1)).toBe("Ran 20 of 20 specs: 20 passed, 0 failed, 0 skipped");
