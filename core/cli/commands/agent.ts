@@ -9,8 +9,8 @@ import { hostChecks, manifestChecks } from "../../agent/checks.ts";
 import { Kube, type KubeError, loadKubeconfig } from "../../e2e/kube.ts";
 import { PlanetError } from "../../errors.ts";
 import { logger } from "../../log.ts";
-import { type Manifest, readManifest } from "../../manifest.ts";
-import { issuedTo, type Role } from "../../plugin.ts";
+import { certsFor, type Manifest, readManifest } from "../../manifest.ts";
+import type { Role } from "../../plugin.ts";
 import { ruledVersions } from "../../upgrade/skew.ts";
 import { debugArg, multi } from "../_args.ts";
 import { AGENT_SOCKET } from "./status.ts";
@@ -47,15 +47,11 @@ function joinService(
 ): { join: NonNullable<AgentOptions["join"]>; renew: NonNullable<AgentOptions["renew"]> } | null {
   if (!roles.includes("master") || !existsSync(join(dir, "csr-signer.key")) || !existsSync(join(dir, "admin.kubeconfig")))
     return null;
-  const requestsFor = (role: Role) => {
-    const on = new Set(manifest.plugins.filter((p) => p.roles.includes(role)).map((p) => p.name));
-    return manifest.certs.filter((c) => on.has(c.plugin) && issuedTo(c, [role]));
-  };
   const kubeOf = () => new Kube(loadKubeconfig(join(dir, "admin.kubeconfig"), "https://127.0.0.1:6443"));
   return {
     // A node's certificates, proved by their keys (secrets/renew.ts), for a node that is still a member.
     renew: async (body) => {
-      const { certs, node } = answerRenew(dir, requestsFor("node"), body as RenewRequest);
+      const { certs, node } = answerRenew(dir, certsFor(manifest, ["node"]), body as RenewRequest);
       await kubeOf()
         .get(`/api/v1/nodes/${node}`)
         .catch((e: KubeError) => {
@@ -91,7 +87,7 @@ function joinService(
             "DUPLICATE_NODE",
             `a Node named ${b.nodeName} exists; give this host another --node-name, or remove that one first (kubectl delete node ${b.nodeName})`,
           );
-        const answer = await answerJoin(dir, requestsFor(role), b, role, peer);
+        const answer = await answerJoin(dir, certsFor(manifest, [role]), b, role, peer);
         log.info(
           `issued ${Object.keys(answer.record.files).length} secrets to ${b.nodeName} (${b.ip}) joining as a ${role} with token ${m[1]}`,
         );
