@@ -66,7 +66,8 @@ export function parseUnit(text: string, name: string): UnitFile {
     if (eq <= 0) throw new UnitParseError(lineNo, `expected Key=Value, got "${line}"`);
     if (!current) throw new UnitParseError(lineNo, "assignment outside of any section");
     const key = line.slice(0, eq).trim();
-    if (!/^[A-Za-z][A-Za-z0-9]*$/.test(key)) throw new UnitParseError(lineNo, `invalid key "${key}"`);
+    // Keys of our own start with X- (systemd ignores them), as sections may.
+    if (!/^(X-[A-Za-z0-9-]+|[A-Za-z][A-Za-z0-9]*)$/.test(key)) throw new UnitParseError(lineNo, `invalid key "${key}"`);
     const values = current.get(key) ?? [];
     values.push(line.slice(eq + 1).trim());
     current.set(key, values);

@@ -14,10 +14,12 @@ import { certRequests } from "../core/cli/commands/secrets.ts";
 import type { Kube } from "../core/e2e/kube.ts";
 import type { PlanetError } from "../core/errors.ts";
 import { issuedTo } from "../core/plugin.ts";
+import { plugins } from "../plugins/index.ts";
 import { loopbackMaster } from "../test/helpers.ts";
 import { answerJoin, type JoinRequest, joinCluster } from "./join.ts";
-import { csrPem, generateKey, issue, parseCert, parseKey, sansOf, signedBy, subjectText } from "./pki.ts";
-import { answerRenew, type RenewRequest, renewThroughMasters } from "./renew.ts";
+import { csrPem, generateKey, issue, parseCert, parseKey, pemsOf, sansOf, signedBy, subjectText } from "./pki.ts";
+import { answerRenew, type RenewRequest, renewThroughMasters, trustFiles } from "./renew.ts";
+import { rotateCA } from "./rotate-ca.ts";
 import { filesOf, initSecrets, issueHost } from "./store.ts";
 import { caHash, checkToken, formatToken, type JoinToken, parseToken, parseTtl } from "./token.ts";
 
@@ -46,6 +48,7 @@ beforeAll(async () => {
   token = { caHash: caHash(readFileSync(join(cluster, "root.cert"), "utf8")), id: "abc123", secret: SECRET };
   ({ agent, port } = await loopbackMaster(master, {
     renew: async (body) => answerRenew(master, nodeRequests(), body as RenewRequest).certs,
+    trust: () => trustFiles(master),
     join: {
       ca: () => readFileSync(join(master, "root.cert"), "utf8"),
       // The apiserver's part (the bootstrap token Secret) stands in as one known token here.
@@ -315,5 +318,43 @@ describe("a host renews its certificates through a master, with no CA key", () =
     expect(
       await post({ cert: Bun.file(join(dir, "planet-rpc-client.cert")), key: Bun.file(join(dir, "planet-rpc-client.key")) }),
     ).toBe("RENEW_REFUSED");
+  });
+
+  test("a cluster CA rotation reaches a host that joined with a token through the masters: both CAs, then the new alone", async () => {
+    const every = plugins.flatMap((p) => p.certs ?? []);
+    const issueMaster = () =>
+      issueHost(cluster, master, certRequests("master", ["master"]).requests, {
+        nodeName: "m1",
+        ips: ["127.0.0.1"],
+        hosts: [],
+        roles: ["master"],
+        validityDays: 30,
+      });
+    const cns = (file: string) =>
+      pemsOf(readFileSync(join(dir, file), "utf8")).map((p) => parseCert(p).subject.getField("CN").value);
+    const kubeconfigCas = () => {
+      const data = /certificate-authority-data: (\S+)/.exec(readFileSync(join(dir, "kubelet.kubeconfig"), "utf8"))?.[1] ?? "";
+      return pemsOf(Buffer.from(data, "base64").toString("utf8")).length;
+    };
+    const sync = () => renewThroughMasters({ dir, masters: ["127.0.0.1"], port, warnDays: 30 });
+    await rotateCA(cluster, "root", "prepare", every);
+    await issueMaster();
+    expect(await sync()).toEqual(["root.cert", "client-ca.pem"]);
+    expect(cns("root.cert")).toEqual(["planet-ca", "planet-ca-2"]);
+    expect(cns("client-ca.pem")).toEqual(["planet-ca", "planet-ca-2", "planet-csr-signer"]);
+    expect(kubeconfigCas()).toBe(2);
+    // Its leaves are the signer's, which this rotation leaves as it is: none is due.
+    await rotateCA(cluster, "root", "rotate", every);
+    await issueMaster();
+    expect(await sync()).toEqual(["root.cert", "client-ca.pem"]);
+    expect(cns("root.cert")).toEqual(["planet-ca-2", "planet-ca"]);
+    await rotateCA(cluster, "root", "finish", every);
+    await issueMaster();
+    expect(await sync()).toEqual(["root.cert", "client-ca.pem"]);
+    expect(cns("root.cert")).toEqual(["planet-ca-2"]);
+    expect(kubeconfigCas()).toBe(1);
+    // This agent was not restarted since the rotate stage: it still presents the old CA's certificate,
+    // which the host trusts no more (a real master's renew timer restarts its agent on the new one).
+    await expect(sync()).rejects.toThrow("no master answered /trust");
   });
 });

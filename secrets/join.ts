@@ -125,7 +125,7 @@ export async function answerJoin(
       copy(`${r.name}.cert`);
     } else {
       const issuer = r.issuer ?? "root";
-      if (issuer !== "root") throw refuse(`${r.name} is issued by ${issuer}, whose key no master holds`);
+      if (issuer !== "root" && issuer !== SIGNER) throw refuse(`${r.name} is issued by ${issuer}, whose key no master holds`);
       const pub = csrPublicKey(body.csrs?.[r.name] ?? "");
       if (!pub) throw refuse(`no valid signing request for ${r.name} (a PKCS#10 request signed by its own key)`);
       const req = issueRequest(r, opts, serviceIp);

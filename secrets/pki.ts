@@ -156,6 +156,25 @@ export function parseKey(pem: string): forge.pki.rsa.PrivateKey {
   return pki.privateKeyFromPem(pem) as forge.pki.rsa.PrivateKey;
 }
 
+/** Every certificate of a PEM text (a CA's trust during a rotation holds two), each as its own PEM. */
+export function pemsOf(text: string): string[] {
+  return (
+    text
+      .match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----(\r?\n)?/g)
+      ?.map((p) => (p.endsWith("\n") ? p : `${p}\r\n`)) ?? []
+  );
+}
+
+/** Whether two PEM certificates are the same certificate (whatever their line endings). */
+export function sameCert(a: string, b: string): boolean {
+  return a.replace(/\s/g, "") === b.replace(/\s/g, "");
+}
+
+/** True when any certificate of the PEM text `trust` signed `cert`. */
+export function signedByAny(cert: forge.pki.Certificate, trust: string): boolean {
+  return pemsOf(trust).some((pem) => signedBy(cert, parseCert(pem)));
+}
+
 /** True when `key` is the private half of `cert`'s public key. */
 export function keyMatches(cert: forge.pki.Certificate, key: forge.pki.rsa.PrivateKey): boolean {
   const pub = cert.publicKey as forge.pki.rsa.PublicKey;

@@ -19,11 +19,13 @@ import {
   kubeconfig,
   parseCert,
   parseKey,
+  pemsOf,
   sansOf,
   signedBy,
+  signedByAny,
   subjectText,
 } from "./pki.ts";
-import { Batch, checkSecrets, hashOf, loadCA, loadRecord, RECORD, read } from "./store.ts";
+import { Batch, checkSecrets, hashOf, loadCA, loadRecord, RECORD, read, rotating } from "./store.ts";
 
 const phase = "renew";
 
@@ -70,14 +72,13 @@ export function answerRenew(
   const signer = loadCA(signerDir, SIGNER);
   const rootPem = read(signerDir, "root.cert");
   if (!signer || !rootPem) throw refuse(`this master holds no ${SIGNER} key: it cannot renew certificates`);
-  const root = parseCert(rootPem);
   const names = Object.keys(body?.certs ?? {});
   if (!names.length) throw refuse("no certificate to renew");
   const out: Record<string, string> = {};
   let node = "";
   for (const name of names) {
     const r = requests.find((x): x is CertificateRequest => x.name === name && "cn" in x);
-    if (!r || r.usage.includes("ca") || (r.issuer && r.issuer !== "root"))
+    if (!r || r.usage.includes("ca") || (r.issuer && r.issuer !== "root" && r.issuer !== SIGNER))
       throw refuse(`${name} is not a certificate a host renews through the masters`);
     let current: forge.pki.Certificate;
     try {
@@ -85,7 +86,9 @@ export function answerRenew(
     } catch {
       throw refuse(`${name}: not a certificate`);
     }
-    if (!signedBy(current, root) && !signedBy(current, signer.cert)) throw refuse(`${name} was not issued by this cluster`);
+    // Either CA of a rotation's overlap counts: a host renews while the old one is still trusted.
+    if (!signedByAny(current, rootPem) && !signedByAny(current, read(signerDir, `${SIGNER}.cert`) ?? ""))
+      throw refuse(`${name} was not issued by this cluster`);
     if (current.validity.notAfter.getTime() <= Date.now())
       throw refuse(`${name} expired at ${current.validity.notAfter.toISOString()}: join again with a token`);
     const cn = String(current.subject.getField("CN")?.value ?? "");
@@ -125,78 +128,124 @@ export interface HostRenewOptions {
 }
 
 /**
- * On a host without CA keys: renews every certificate due within `warnDays` through a master,
- * authenticated by the host's agent certificate, and writes them (temp files, then renames) with
- * their kubeconfigs. Returns the names renewed.
+ * The trust a master hands out (`GET /trust` on its agent): the certificate file of every CA and
+ * bundle in its directory — public certificates only. During a CA rotation they hold old and new.
+ */
+export function trustFiles(dir: string): Record<string, string> {
+  const record = loadRecord(dir);
+  const out: Record<string, string> = {};
+  for (const [name, f] of Object.entries(record?.files ?? {})) {
+    if (rotating("").some((suffix) => name.endsWith(suffix))) continue;
+    const file = f.kind === "ca" ? `${name}.cert` : f.kind === "bundle" ? `${name}.pem` : null;
+    const text = file ? read(dir, file) : null;
+    if (file && text) out[file] = text;
+  }
+  return out;
+}
+
+/** Asks the masters in turn over the agents' mTLS API; the first answer wins. */
+async function askMasters<T>(o: HostRenewOptions, path: string, body?: unknown): Promise<T> {
+  // Masters' agents serve certificates of the cluster CA itself: a host's (from the signer) is not a master.
+  const tls = {
+    ca: read(o.dir, "root.cert") ?? "",
+    cert: read(o.dir, "planet-rpc-client.cert") ?? "",
+    key: read(o.dir, "planet-rpc-client.key") ?? "",
+  };
+  const errors: string[] = [];
+  for (const master of o.masters) {
+    try {
+      const res = await fetch(`https://${master}:${o.port}${path}`, {
+        method: body === undefined ? "GET" : "POST",
+        ...(body === undefined ? {} : { body: JSON.stringify(body), headers: { "content-type": "application/json" } }),
+        tls,
+        signal: AbortSignal.timeout(o.timeoutMs ?? 15_000),
+      });
+      const json = (await res.json()) as T & { error?: { message: string } };
+      if (!res.ok) throw new Error(json.error?.message ?? `HTTP ${res.status}`);
+      return json;
+    } catch (e) {
+      errors.push(`${master}: ${(e as Error).message}`);
+    }
+  }
+  throw new PlanetError("RENEW_FAILED", `no master answered ${path}: ${errors.join("; ")}`, { phase });
+}
+
+/**
+ * On a host without CA keys: takes up the masters' trust (a CA rotation's new CA, then the old one
+ * dropped), and renews through a master every certificate due within `warnDays` or no longer signed
+ * by the CA that signs now; authenticated by the host's agent certificate. Writes everything at once
+ * (temp files, then renames), kubeconfigs included. Returns the names of what changed.
  */
 export async function renewThroughMasters(o: HostRenewOptions): Promise<string[]> {
   const record = loadRecord(o.dir);
   if (!record?.host)
     throw new PlanetError("NO_RECORD", `${o.dir} holds no host's secrets (planet secrets host or --join)`, { phase });
+  const trust = (await askMasters<{ files?: Record<string, string> }>(o, "/trust")).files ?? {};
+  const held = (name: string) =>
+    record.files[name]?.kind === "ca" ? `${name}.cert` : record.files[name]?.kind === "bundle" ? `${name}.pem` : null;
+  const newTrust: Record<string, string> = {};
+  for (const name of Object.keys(record.files)) {
+    const file = held(name);
+    const text = file ? trust[file] : undefined;
+    if (!file || !text || !pemsOf(text).length) continue;
+    if (text !== read(o.dir, file)) newTrust[file] = text;
+  }
+  const textOf = (file: string) => newTrust[file] ?? read(o.dir, file) ?? "";
+  // The CA that signs now is the first certificate of its file.
+  const signsNow = (issuer: string) => pemsOf(textOf(`${issuer}.cert`))[0];
   const due = checkSecrets(o.dir, o.warnDays)
-    .filter((r) => r.status === "expiring" && record.files[r.name]?.kind === "cert")
-    .map((r) => r.name)
-    .filter((n) => ["root", SIGNER, undefined].includes(record.files[n]?.issuer));
-  if (!due.length) return [];
+    .filter((r) => record.files[r.name]?.kind === "cert")
+    .filter((r) => ["root", SIGNER, undefined].includes(record.files[r.name]?.issuer))
+    .filter((r) => {
+      if (r.status === "expiring") return true;
+      const ca = signsNow(record.files[r.name]?.issuer ?? "root");
+      const signer = pemsOf(textOf(`${SIGNER}.cert`))[0];
+      const cert = parseCert(read(o.dir, `${r.name}.cert`) as string);
+      // A leaf of a CA going out: renewed now, while that CA is still trusted.
+      return !!ca && !signedBy(cert, parseCert(ca)) && !(signer && signedBy(cert, parseCert(signer)));
+    })
+    .map((r) => r.name);
+  if (!due.length && !Object.keys(newTrust).length) return [];
   const body: RenewRequest = { certs: {}, csrs: {} };
   for (const name of due) {
     body.certs[name] = read(o.dir, `${name}.cert`) as string;
     body.csrs[name] = csrPem(name, parseKey(read(o.dir, `${name}.key`) as string));
   }
-  // Masters' agents serve certificates of the cluster CA itself: a host's (from the signer) is not a master.
-  const ca = read(o.dir, "root.cert") as string;
-  const tls = { ca, cert: read(o.dir, "planet-rpc-client.cert") ?? "", key: read(o.dir, "planet-rpc-client.key") ?? "" };
-  const errors: string[] = [];
-  let issued: Record<string, string> | null = null;
-  for (const master of o.masters) {
-    try {
-      const res = await fetch(`https://${master}:${o.port}/renew`, {
-        method: "POST",
-        body: JSON.stringify(body),
-        headers: { "content-type": "application/json" },
-        tls,
-        signal: AbortSignal.timeout(o.timeoutMs ?? 15_000),
-      });
-      const json = (await res.json()) as { certs?: Record<string, string>; error?: { message: string } };
-      if (!res.ok) throw new Error(json.error?.message ?? `HTTP ${res.status}`);
-      issued = json.certs ?? {};
-      break;
-    } catch (e) {
-      errors.push(`${master}: ${(e as Error).message}`);
-    }
-  }
-  if (!issued) throw new PlanetError("RENEW_FAILED", `no master renewed ${due.join(", ")}: ${errors.join("; ")}`, { phase });
+  const issued = due.length ? ((await askMasters<{ certs?: Record<string, string> }>(o, "/renew", body)).certs ?? {}) : {};
   const batch = new Batch(o.dir);
-  const rootPem = read(o.dir, "root.cert") as string;
+  const rootPem = textOf("root.cert");
   try {
+    for (const [file, text] of Object.entries(newTrust)) batch.put(file, text, 0o644);
     for (const name of due) {
       const cert = issued[name];
       if (!cert) throw new Error(`the master renewed no ${name}`);
       // What comes back is this certificate again: the same key and names, from this cluster.
       const was = parseCert(read(o.dir, `${name}.cert`) as string);
       const now = parseCert(cert);
-      const trust =
-        (read(o.dir, "client-ca.pem") ?? ca).match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
       if (
         !keyMatches(now, parseKey(read(o.dir, `${name}.key`) as string)) ||
         subjectText(now) !== subjectText(was) ||
         sansOf(now).join(",") !== sansOf(was).join(",") ||
-        !trust.some((pem) => signedBy(now, parseCert(pem)))
+        !signedByAny(now, textOf("client-ca.pem") || rootPem)
       )
         throw new Error(`the master sent a ${name} certificate that is not this one renewed`);
       const entry = record.files[name];
       if (!entry) continue;
       batch.put(`${name}.cert`, cert, 0o644);
-      if (entry.kubeconfig)
-        batch.put(
-          `${name}.kubeconfig`,
-          kubeconfig({ server: entry.kubeconfig, ca: rootPem, cert, key: read(o.dir, `${name}.key`) as string, user: name }),
-          0o600,
-        );
-      const days = Math.round((parseCert(cert).validity.notAfter.getTime() - Date.now()) / 86_400_000);
+      const days = Math.round((now.validity.notAfter.getTime() - Date.now()) / 86_400_000);
       entry.issuer = SIGNER;
       entry.validityDays = days;
       entry.hash = hashOf({ req: entry.request, issuer: SIGNER, server: entry.kubeconfig, v: days });
+    }
+    // Every kubeconfig with its certificate (renewed or not) and the cluster CA's file as it is now.
+    for (const [name, entry] of Object.entries(record.files)) {
+      if (entry.kind !== "cert" || !entry.kubeconfig || (!due.includes(name) && !newTrust["root.cert"])) continue;
+      const cert = issued[name] ?? (read(o.dir, `${name}.cert`) as string);
+      batch.put(
+        `${name}.kubeconfig`,
+        kubeconfig({ server: entry.kubeconfig, ca: rootPem, cert, key: read(o.dir, `${name}.key`) as string, user: name }),
+        0o600,
+      );
     }
     batch.put(RECORD, `${JSON.stringify(record, null, 2)}\n`, 0o600);
     batch.commit();
@@ -204,5 +253,5 @@ export async function renewThroughMasters(o: HostRenewOptions): Promise<string[]
     batch.abort();
     throw new PlanetError("RENEW_FAILED", `writing ${o.dir}: ${(e as Error).message}`, { phase });
   }
-  return due;
+  return [...Object.keys(newTrust), ...due];
 }

@@ -78,7 +78,13 @@ const TABLE: { name: string; subject: string; eku: string[]; sans?: string[]; ca
     sans: ["DNS:localhost", "DNS:etcd", "IP Address:127.0.0.1", "IP Address:10.211.0.1", "DNS:node-a.example"],
   },
   { name: "kubelet", subject: "CN=system:node:node-a, O=system:nodes", eku: ["TLS Web Client Authentication"] },
-  { name: "kubelet-server", subject: "CN=node-a", eku: ["TLS Web Server Authentication"], sans: ["DNS:node-a", "DNS:localhost"] },
+  {
+    name: "kubelet-server",
+    ca: "csr-signer",
+    subject: "CN=node-a",
+    eku: ["TLS Web Server Authentication"],
+    sans: ["DNS:node-a", "DNS:localhost"],
+  },
   {
     name: "scheduler",
     subject: "CN=system:kube-scheduler",

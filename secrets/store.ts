@@ -37,6 +37,7 @@ import {
   publicKeyPem,
   sansOf,
   signedBy,
+  signedByAny,
   subjectText,
 } from "./pki.ts";
 
@@ -258,6 +259,8 @@ export async function initSecrets(dir: string, requests: CertRequest[], opts: Se
   const out: InitResult = { issued: [], kept: [] };
   try {
     const caPairs = new Map<string, KeyPair>();
+    // What each CA's certificate file holds: its certificate, and during a rotation the other one too.
+    const trust = new Map<string, string>();
     for (const r of cas) {
       let pair = loaded.get(r.name) ?? null;
       if (!pair) {
@@ -267,7 +270,10 @@ export async function initSecrets(dir: string, requests: CertRequest[], opts: Se
         out.issued.push(r.name);
       } else out.kept.push(r.name);
       caPairs.set(r.name, pair);
+      trust.set(r.name, read(dir, `${r.name}.cert`) ?? certPem(pair.cert));
       record.files[r.name] = { kind: "ca", hash: "ca" };
+      // A CA being rotated (secrets/rotate-ca.ts) keeps its companions: the one coming in, the one going out.
+      for (const c of rotating(r.name)) if (previous?.files[c] && read(dir, `${c}.cert`)) record.files[c] = previous.files[c];
     }
     const leaves = requests.filter((r) => !isCA(r));
     await Promise.all(
@@ -289,8 +295,8 @@ export async function initSecrets(dir: string, requests: CertRequest[], opts: Se
           batch.put(`${r.name}.pub`, publicKeyPem(key), 0o644);
           return void out.issued.push(r.name);
         }
-        if ("bundle" in r) return putBundle(batch, record, r, caPairs, out);
-        await putLeaf(batch, dir, record, r, caPairs, opts, serviceIp, previous, out);
+        if ("bundle" in r) return putBundle(batch, record, r, trust, out);
+        await putLeaf(batch, dir, record, r, caPairs, trust, opts, serviceIp, previous, out);
       }),
     );
     batch.put(RECORD, `${JSON.stringify(record, null, 2)}\n`, 0o600);
@@ -350,6 +356,7 @@ export async function issueHost(
 
   const cas = withRoot(requests.filter(isCA));
   const caPairs = new Map<string, KeyPair>();
+  const trust = new Map<string, string>();
   for (const r of cas) {
     const pair = loadCA(clusterDir, r.name);
     if (!pair)
@@ -359,6 +366,7 @@ export async function issueHost(
         { phase },
       );
     caPairs.set(r.name, pair);
+    trust.set(r.name, read(clusterDir, `${r.name}.cert`) as string);
   }
   const shared = (r: CertRequest, file: string): string => {
     const text = read(clusterDir, file);
@@ -378,7 +386,7 @@ export async function issueHost(
   try {
     for (const r of cas) {
       const pair = caPairs.get(r.name) as KeyPair;
-      batch.put(`${r.name}.cert`, certPem(pair.cert), 0o644);
+      batch.put(`${r.name}.cert`, trust.get(r.name) as string, 0o644);
       if (keyGoesTo(r, opts.roles)) batch.put(`${r.name}.key`, keyPem(pair.key), 0o600);
       record.files[r.name] = { kind: "ca", hash: "ca" };
     }
@@ -401,8 +409,8 @@ export async function issueHost(
             if ("keyPair" in r) batch.put(`${r.name}.pub`, shared(r, `${r.name}.pub`), 0o644);
             return;
           }
-          if ("bundle" in r) return putBundle(batch, record, r, caPairs, out);
-          await putLeaf(batch, hostDir, record, r, caPairs, sopts, serviceIp, previous, out);
+          if ("bundle" in r) return putBundle(batch, record, r, trust, out);
+          await putLeaf(batch, hostDir, record, r, caPairs, trust, sopts, serviceIp, previous, out);
         }),
     );
     // A CA key this host may no longer hold goes (its role changed), and so does every file of a
@@ -457,11 +465,11 @@ export function newRecord(opts: SecretsOptions, serviceIp: string): Record_ {
   };
 }
 
-function putBundle(batch: Batch, record: Record_, r: BundleRequest, cas: Map<string, KeyPair>, out: InitResult): void {
+function putBundle(batch: Batch, record: Record_, r: BundleRequest, trust: Map<string, string>, out: InitResult): void {
   const pems = r.bundle.map((name) => {
-    const ca = cas.get(name);
-    if (!ca) throw new PlanetError("UNKNOWN_CERT", `bundle ${r.name}: CA ${name} is not requested`, { phase });
-    return certPem(ca.cert);
+    const text = trust.get(name);
+    if (!text) throw new PlanetError("UNKNOWN_CERT", `bundle ${r.name}: CA ${name} is not requested`, { phase });
+    return text;
   });
   record.files[r.name] = { kind: "bundle", hash: hashOf(r.bundle) };
   if (read(batch.dir, `${r.name}.pem`) === pems.join("")) return void out.kept.push(r.name);
@@ -476,6 +484,7 @@ async function putLeaf(
   record: Record_,
   r: CertificateRequest,
   caPairs: Map<string, KeyPair>,
+  trust: Map<string, string>,
   opts: SecretsOptions,
   serviceIp: string,
   previous: Record_ | null,
@@ -501,17 +510,24 @@ async function putLeaf(
     validityDays: opts.validityDays,
   };
   record.files[r.name] = entry;
-  if (!opts.force && leafStillGood(dir, r.name, ca, previous?.files[r.name]?.hash === entry.hash, !!server))
+  const rootTrust = trust.get("root") ?? certPem(ca.cert);
+  if (!opts.force && leafStillGood(dir, r.name, ca, previous?.files[r.name]?.hash === entry.hash, server ? rootTrust : null))
     return void out.kept.push(r.name);
-  await writeLeaf(batch, dir, entry, ca, caPairs.get("root") ?? ca);
+  await writeLeaf(batch, dir, entry, ca, rootTrust);
   out.issued.push(r.name);
 }
 
-function leafStillGood(dir: string, name: string, ca: KeyPair, sameRequest: boolean, needsKubeconfig: boolean): boolean {
+/**
+ * Whether a leaf may stay: same request, its key, signed by the CA that signs now, not expired, and
+ * its kubeconfig (when it has one) trusting what the cluster CA's file holds now.
+ */
+function leafStillGood(dir: string, name: string, ca: KeyPair, sameRequest: boolean, kubeconfigCa: string | null): boolean {
   if (!sameRequest) return false;
   const c = read(dir, `${name}.cert`);
   const k = read(dir, `${name}.key`);
-  if (!c || !k || (needsKubeconfig && !read(dir, `${name}.kubeconfig`))) return false;
+  if (!c || !k) return false;
+  if (kubeconfigCa !== null && !read(dir, `${name}.kubeconfig`)?.includes(Buffer.from(kubeconfigCa).toString("base64")))
+    return false;
   try {
     const cert = parseCert(c);
     return keyMatches(cert, parseKey(k)) && signedBy(cert, ca.cert) && cert.validity.notAfter.getTime() > Date.now();
@@ -526,7 +542,7 @@ async function writeLeaf(
   dir: string,
   entry: FileRecord,
   ca: KeyPair,
-  root: KeyPair,
+  rootTrust: string,
   reuseKey = false,
 ): Promise<void> {
   const req = entry.request as IssueRequest;
@@ -539,7 +555,7 @@ async function writeLeaf(
   if (entry.kubeconfig)
     batch.put(
       `${req.name}.kubeconfig`,
-      kubeconfig({ server: entry.kubeconfig, ca: certPem(root.cert), cert: certText, key: keyText, user: req.name }),
+      kubeconfig({ server: entry.kubeconfig, ca: rootTrust, cert: certText, key: keyText, user: req.name }),
       0o600,
     );
 }
@@ -565,10 +581,11 @@ export function checkSecrets(dir: string, warnDays: number): CertRow[] {
     .map((f) => f.slice(0, -5))
     .sort();
   if (certs.length === 0) throw new PlanetError("NO_SECRETS", `${dir} holds no certificates`, { phase });
-  const cas = new Map<string, ReturnType<typeof parseCert>>();
+  // Each CA's file as trust: a leaf signed by either certificate of a CA being rotated is valid.
+  const cas = new Map<string, string>();
   for (const n of certs) {
     const kind = record?.files[n]?.kind;
-    if (kind === "ca" || (!record && n === "root")) cas.set(n, parseCert(read(dir, `${n}.cert`) as string));
+    if (kind === "ca" || (!record && n === "root")) cas.set(n, read(dir, `${n}.cert`) as string);
   }
   return certs.map((name) => {
     let cert: ReturnType<typeof parseCert>;
@@ -588,12 +605,15 @@ export function checkSecrets(dir: string, warnDays: number): CertRow[] {
     }
     const issuerName = record?.files[name]?.issuer ?? (cas.has(name) ? name : "root");
     const issuer = cas.get(issuerName);
-    const chainValid = !!issuer && signedBy(cert, issuer);
+    const chainValid = !!issuer && signedByAny(cert, issuer);
     const keyText = read(dir, `${name}.key`);
     let matches = false;
     try {
       // A host's directory holds CA certificates without their keys: nothing to match there.
-      matches = keyText ? keyMatches(cert, parseKey(keyText)) : !!record?.host && record.files[name]?.kind === "ca";
+      // So does a CA going out of a rotation (`<ca>-old`): it signs nothing more.
+      matches = keyText
+        ? keyMatches(cert, parseKey(keyText))
+        : record?.files[name]?.kind === "ca" && (!!record.host || name.endsWith("-old"));
     } catch {
       matches = false;
     }
@@ -643,7 +663,7 @@ export async function renewSecrets(dir: string, warnDays: number, validityDays?:
       const entry = record.files[name];
       if (entry?.kind !== "cert" || !entry.request) continue; // a CA: reported by check, renewed by hand
       const ca = caOf(entry.issuer ?? "root");
-      const root = caOf("root");
+      const root = read(dir, "root.cert");
       if (!ca || !root) throw new PlanetError("CA_INCOMPLETE", `the CA of ${name} is missing`, { phase });
       if (validityDays) entry.validityDays = validityDays;
       else if ((entry.validityDays ?? 365) <= warnDays) entry.validityDays = 365;

@@ -6,8 +6,10 @@
  * to its own Node, etcd closed to the cluster CA and flannel confined to its prefix.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
+import { existsSync, lstatSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from "node:fs";
+import { basename, join } from "node:path";
+import { connect, type PeerCertificate } from "node:tls";
+import forge from "node-forge";
 import { readState } from "../core/box/state.ts";
 import { certRequests } from "../core/cli/commands/secrets.ts";
 import { Kube, type KubeError, loadKubeconfig } from "../core/e2e/kube.ts";
@@ -26,6 +28,33 @@ const work = join(REPO, "build", "test-cluster-work");
 const clusterDir = join(work, "cluster");
 const secretsOf = (name: string) => join(work, `secrets-${name}`);
 const caHashOf = (file: string) => caHash(readFileSync(file, "utf8"));
+
+/** The certificate a TLS server presents (not verified: it is what is being looked at). */
+function peerCertificate(host: string, port: number): Promise<PeerCertificate> {
+  return new Promise((resolve, reject) => {
+    const sock = connect({ host, port, rejectUnauthorized: false }, () => {
+      resolve(sock.getPeerCertificate());
+      sock.end();
+    });
+    sock.on("error", reject);
+  });
+}
+
+type AltName = { type: number; value?: string; ip?: string };
+
+/** A PKCS#10 request (RSA) in system:nodes with the given CN and alternative names. */
+function csrWith(cn: string, alt: AltName[]): string {
+  const keys = forge.pki.rsa.generateKeyPair(1024);
+  const r = forge.pki.createCertificationRequest();
+  r.publicKey = keys.publicKey;
+  r.setSubject([
+    { shortName: "CN", value: cn },
+    { shortName: "O", value: "system:nodes" },
+  ]);
+  if (alt.length) r.setAttributes([{ name: "extensionRequest", extensions: [{ name: "subjectAltName", altNames: alt }] }]);
+  r.sign(keys.privateKey, forge.md.sha256.create());
+  return forge.pki.certificationRequestToPem(r);
+}
 
 interface Pod {
   status: { podIP?: string; phase?: string };
@@ -349,6 +378,64 @@ describe.if(canBoot)("a master and a node in two test hosts on one bridge (maste
     expect(cmdlines).not.toContain(key);
   }, 60_000);
 
+  test("each kubelet serves a certificate from a CSR a master approved for its own names; a node's CSR for another's name or address is denied, its own approval refused", async () => {
+    // The planet-issued serving certificate is not in system:node form, so each kubelet asks at boot.
+    for (const h of [M1, N1]) {
+      const served = await waitFor(
+        `${h.name}'s kubelet serving its CSR's certificate`,
+        async () => {
+          const c = await peerCertificate(h.ip, 10250);
+          return c.subject.CN === `system:node:${h.name}` ? c : null;
+        },
+        60_000,
+        1000,
+      );
+      expect(served.issuer.CN).toBe("planet-csr-signer");
+      expect(served.subjectaltname).toContain(`IP Address:${h.ip}`);
+    }
+    // exec and logs go through the kubelets' new certificates (the apiserver checks them).
+    expect((await kube.exec("default", "web-n1", ["echo", "through"])).stdout.trim()).toBe("through");
+    const csrs = "/apis/certificates.k8s.io/v1/certificatesigningrequests";
+    const n1 = new Kube(loadKubeconfig(join(secretsOf(N1.name), "kubelet.kubeconfig"), `https://${M1.ip}:6443`));
+    const ask = (name: string, signerName: string, cn: string, alt: AltName[], usages: string[]) =>
+      n1.create(csrs, {
+        apiVersion: "certificates.k8s.io/v1",
+        kind: "CertificateSigningRequest",
+        metadata: { name },
+        spec: { request: Buffer.from(csrWith(cn, alt)).toString("base64"), signerName, usages },
+      });
+    await ask(
+      "n1-wants-m1-ip",
+      "kubernetes.io/kubelet-serving",
+      "system:node:n1",
+      [{ type: 7, ip: M1.ip }],
+      ["digital signature", "server auth"],
+    );
+    interface Csr {
+      status: { conditions?: { type: string; message: string }[]; certificate?: string };
+    }
+    const denied = await waitFor(
+      "n1's CSR for the master's address denied",
+      async () => (await kube.get<Csr>(`${csrs}/n1-wants-m1-ip`)).status.conditions?.find((c) => c.type === "Denied"),
+      30_000,
+      500,
+    );
+    expect(denied.message).toContain(`${M1.ip} not among Node n1's addresses`);
+    const status = (p: Promise<unknown>) => p.then(() => 0).catch((e: KubeError) => e.status);
+    // A client certificate for another node is refused at the door (NodeRestriction).
+    const client = ["digital signature", "client auth"];
+    expect(
+      await status(ask("n1-wants-m1-client", "kubernetes.io/kube-apiserver-client-kubelet", "system:node:m1", [], client)),
+    ).toBe(403);
+    // Nor may a node approve a request itself, even its own.
+    await ask("n1-own-other-signer", "example.com/planet-test", "system:node:n1", [], client);
+    const own = await n1.get<object>(`${csrs}/n1-own-other-signer`);
+    const approve = { ...own, status: { conditions: [{ type: "Approved", status: "True", reason: "Mine", message: "" }] } };
+    expect(await status(n1.request("PUT", `${csrs}/n1-own-other-signer/approval`, approve))).toBe(403);
+    expect((await kube.get<Csr>(`${csrs}/n1-own-other-signer`)).status.conditions ?? []).toEqual([]);
+    for (const name of ["n1-wants-m1-ip", "n1-own-other-signer"]) await kube.delete(`${csrs}/${name}`);
+  }, 120_000);
+
   test("no credential a node holds writes kube-system, joins etcd's peers, or asks serf without its key", async () => {
     const nodeDir = secretsOf(N1.name);
     const kubeconfigs = readdirSync(nodeDir).filter((f) => f.endsWith(".kubeconfig"));
@@ -559,6 +646,9 @@ describe.if(canBoot)("a master and a node in two test hosts on one bridge (maste
     });
     const expiry = parseCert(readFileSync(join(secretsOf(N1.name), "kubelet.cert"), "utf8")).validity.notAfter.getTime();
     expect(planet("stop", "--rootfs", nodeRootfs).exitCode).toBe(0);
+    // The kubelet's own certificates (from its CSRs at the first boot) gone: it starts from these.
+    const kubeletPki = join(work, `data-${N1.host}`, "kubelet-pki");
+    rmSync(kubeletPki, { recursive: true, force: true });
     expect((await startNode()).exitCode).toBe(0);
     const n1Ready = async () =>
       (await kube.get<Node>("/api/v1/nodes/n1")).status.conditions?.some((c) => c.type === "Ready" && c.status === "True");
@@ -590,6 +680,23 @@ describe.if(canBoot)("a master and a node in two test hosts on one bridge (maste
         await Bun.sleep(200);
       }
     })();
+    // The kubelet renews its client certificate itself, through a CSR the controller-manager approves:
+    // at once when it starts from a kubeconfig's embedded certificate (kubeadm's way), then at 70–84 %
+    // of each certificate's life. The link points at its cert dir as the bubble sees it.
+    const rotated = await waitFor(
+      "the kubelet's client certificate renewed through its CSR",
+      () => {
+        const [dir] = readdirSync(kubeletPki);
+        const link = join(kubeletPki, dir ?? "-", "kubelet-client-current.pem");
+        const file = lstatSync(link, { throwIfNoEntry: false }) ? join(kubeletPki, dir ?? "-", basename(readlinkSync(link))) : "";
+        return file && existsSync(file) ? parseCert(readFileSync(file, "utf8")) : null;
+      },
+      Math.max(10_000, expiry - Date.now() - 20_000),
+      2000,
+    );
+    expect(rotated.subject.getField("CN").value).toBe("system:node:n1");
+    expect(signedBy(rotated, parseCert(readFileSync(join(clusterDir, "csr-signer.cert"), "utf8")))).toBe(true);
+    expect(rotated.validity.notAfter.getTime() - Date.now()).toBeGreaterThan(300 * 86_400_000);
     const before = Object.fromEntries(
       ["kubelet", "kubelet-server", "kube-proxy", "coredns", "planet-rpc-client"].map((n) => [n, serial(n)]),
     );

@@ -61,6 +61,8 @@ export interface AgentOptions {
   join?: AgentView["join"];
   /** Renew hosts' certificates (a master): see secrets/renew.ts. */
   renew?: AgentView["renew"];
+  /** The CA certificates hosts trust now (a master): see secrets/renew.ts. */
+  trust?: AgentView["trust"];
 }
 
 export interface Agent extends AsyncDisposable {
@@ -242,6 +244,7 @@ export async function createAgent(opts: AgentOptions): Promise<Agent> {
     now,
     ...(opts.join ? { join: opts.join } : {}),
     ...(opts.renew ? { renew: opts.renew } : {}),
+    ...(opts.trust ? { trust: opts.trust } : {}),
     ...(client ? { lock: new ClusterLock(client, opts.upgradeLockKey ?? `${dirname(opts.leaderKey)}/upgrade`, opts.node) } : {}),
     members: async () => {
       const listed = await listMembers(opts.membersCommand);

@@ -58,6 +58,8 @@ export interface AgentView {
   join?: { ca(): string; answer(body: unknown, peer: string): Promise<unknown> };
   /** A host's certificates renewed with the masters' signer (masters only; secrets/renew.ts). */
   renew?(body: unknown): Promise<Record<string, string>>;
+  /** The CA certificate files hosts trust now, by file name (masters only; public certificates). */
+  trust?(): Record<string, string>;
 }
 
 /**
@@ -133,6 +135,10 @@ export function createApi(view: AgentView, role: AgentRole | null = "admin"): Ho
   app.post("/renew", async (c) => {
     if (!view.renew) throw new PlanetError("NOT_FOUND", "this host does not renew certificates: ask a master");
     return c.json({ certs: await view.renew(await c.req.json().catch(() => ({}))) });
+  });
+  app.get("/trust", (c) => {
+    if (!view.trust) throw new PlanetError("NOT_FOUND", "this host hands out no trust: ask a master");
+    return c.json({ files: view.trust() });
   });
   app.get("/time", (c) => c.json({ now: view.now?.() ?? Date.now() }));
   app.post("/leader/pause", async (c) => {

@@ -15,12 +15,16 @@ export default definePlugin({
   packages: ["conntrack", "ebtables", "ethtool", "socat"],
   units: ["kube-node-cleanup.service", "containerd.service", "planet-images.service", "kubelet.service", "kube-proxy.service"],
   files: { "files/": "/" },
-  volumes: { containerd: "/ext/containerd" },
+  volumes: { containerd: "/ext/containerd", "kubelet-pki": "/var/lib/kubelet-pki" },
+  manifests: "manifests",
   env: { KUBE_KUBELET_FLAGS: "", KUBE_PROXY_FLAGS: "" },
   certs: [
     { name: "kubelet", cn: "system:node:$NODE_NAME", org: ["system:nodes"], usage: ["client"], kubeconfig: MASTER },
     {
+      // Signed by the masters' signer, as the kubelet's own serving CSRs are: the apiserver trusts
+      // kubelets through csr-signer alone, so a cluster CA rotation leaves that trust as it is.
       name: "kubelet-server",
+      issuer: "csr-signer",
       cn: "$NODE_NAME",
       sans: ["$NODE_NAME", "localhost", "127.0.0.1", "$PUBLIC_IP", "$IPS", "$HOSTS"],
       usage: ["server"],

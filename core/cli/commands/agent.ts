@@ -2,7 +2,8 @@ import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { defineCommand } from "citty";
 import { answerJoin, type JoinRequest } from "../../../secrets/join.ts";
-import { answerRenew, type RenewRequest } from "../../../secrets/renew.ts";
+import { KUBELET_SERVING, type NodeAddresses, type ServingCsr, servingRefusal } from "../../../secrets/kubelet-serving.ts";
+import { answerRenew, type RenewRequest, trustFiles } from "../../../secrets/renew.ts";
 import { checkToken } from "../../../secrets/token.ts";
 import { type AgentOptions, createAgent } from "../../agent/agent.ts";
 import { hostChecks, manifestChecks } from "../../agent/checks.ts";
@@ -44,11 +45,13 @@ function joinService(
   dir: string,
   roles: Role[],
   manifest: Manifest,
-): { join: NonNullable<AgentOptions["join"]>; renew: NonNullable<AgentOptions["renew"]> } | null {
+): Pick<Required<AgentOptions>, "join" | "renew" | "trust"> | null {
   if (!roles.includes("master") || !existsSync(join(dir, "csr-signer.key")) || !existsSync(join(dir, "admin.kubeconfig")))
     return null;
   const kubeOf = () => new Kube(loadKubeconfig(join(dir, "admin.kubeconfig"), "https://127.0.0.1:6443"));
   return {
+    // What hosts trust now: during a CA rotation, the old CA and the new one.
+    trust: () => trustFiles(dir),
     // A node's certificates, proved by their keys (secrets/renew.ts), for a node that is still a member.
     renew: async (body) => {
       const { certs, node } = answerRenew(dir, certsFor(manifest, ["node"]), body as RenewRequest);
@@ -95,6 +98,76 @@ function joinService(
       },
     },
   };
+}
+
+interface Csr extends ServingCsr {
+  metadata: { name: string };
+  status?: { conditions?: { type: string }[]; certificate?: string };
+}
+
+/**
+ * On masters: approves or denies the kubelets' serving-certificate requests (secrets/kubelet-serving.ts)
+ * every two seconds; every master does, an approval that another made first is a conflict, ignored.
+ */
+function servingApprover(dir: string, roles: Role[]): (() => void) | null {
+  if (!roles.includes("master") || !existsSync(join(dir, "admin.kubeconfig"))) return null;
+  const path = "/apis/certificates.k8s.io/v1/certificatesigningrequests";
+  let busy = false;
+  const pass = async () => {
+    const kube = new Kube(loadKubeconfig(join(dir, "admin.kubeconfig"), "https://127.0.0.1:6443"));
+    const list = await kube.get<{ items: Csr[] }>(
+      `${path}?fieldSelector=spec.signerName%3D${encodeURIComponent(KUBELET_SERVING)}`,
+    );
+    for (const csr of list.items.filter((c) => !c.status?.conditions?.length)) {
+      const who = /^system:node:(.+)$/.exec(csr.spec.username ?? "")?.[1];
+      const node = who
+        ? await kube
+            .get<{ metadata: { name: string }; status?: { addresses?: NodeAddresses["addresses"] } }>(
+              `/api/v1/nodes/${encodeURIComponent(who)}`,
+            )
+            .then(
+              (n) => ({ name: n.metadata.name, addresses: n.status?.addresses ?? [] }),
+              (e: KubeError) => {
+                if (e.status === 404) return null;
+                throw e;
+              },
+            )
+        : null;
+      const why = servingRefusal(csr, node);
+      // A Node not registered yet may be soon: its request waits rather than being denied.
+      if (why && who && !node) continue;
+      const condition = why
+        ? { type: "Denied", status: "True", reason: "PlanetNotTheNodesOwn", message: why }
+        : { type: "Approved", status: "True", reason: "PlanetNodeServing", message: `serving certificate of Node ${who}` };
+      await kube
+        .request("PUT", `${path}/${csr.metadata.name}/approval`, {
+          ...csr,
+          status: {
+            ...csr.status,
+            conditions: [...(csr.status?.conditions ?? []), { ...condition, lastUpdateTime: new Date().toISOString() }],
+          },
+        })
+        .then(
+          () =>
+            why
+              ? log.warn(`denied ${csr.metadata.name} of ${csr.spec.username}: ${why}`)
+              : log.info(`approved ${csr.metadata.name}: ${condition.message}`),
+          (e: KubeError) => {
+            if (e.status !== 409) throw e;
+          },
+        );
+    }
+  };
+  const timer = setInterval(() => {
+    if (busy) return;
+    busy = true;
+    pass()
+      .catch((e: Error) => log.debug(`kubelet serving certificates: ${e.message}`))
+      .finally(() => {
+        busy = false;
+      });
+  }, 2000);
+  return () => clearInterval(timer);
 }
 
 export const agentCmd = defineCommand({
@@ -178,9 +251,11 @@ export const agentCmd = defineCommand({
       hostsFile: args["hosts-file"] || undefined,
       ...(joinService(args["secrets-dir"], roles, image.manifest) ?? {}),
     });
+    const stopApprover = servingApprover(args["secrets-dir"], roles);
     await new Promise<void>((resolve) => {
       for (const sig of ["SIGINT", "SIGTERM"] as const) process.on(sig, () => resolve());
     });
+    stopApprover?.();
     await agent.close();
   },
 });

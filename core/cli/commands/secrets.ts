@@ -7,6 +7,7 @@ import { plugins } from "../../../plugins/index.ts";
 import { reencryptSecrets, rotateEncryption, STAGES, type Stage } from "../../../secrets/encryption.ts";
 import { joinCluster } from "../../../secrets/join.ts";
 import { renewThroughMasters } from "../../../secrets/renew.ts";
+import { CA_STAGES, type CaStage, rotateCA } from "../../../secrets/rotate-ca.ts";
 import { checkSecrets, initSecrets, issueHost, loadRecord, renewSecrets } from "../../../secrets/store.ts";
 import { parseToken } from "../../../secrets/token.ts";
 import { Kube, loadKubeconfig } from "../../e2e/kube.ts";
@@ -83,33 +84,52 @@ function mastersOf(text?: string): string[] {
   return ips;
 }
 
+/** When a unit's main process started, from systemd (microseconds), or null when it does not run. */
+async function startedAt(unit: string): Promise<number | null> {
+  const res = await run(["systemctl", "show", "--timestamp=us+utc", "-p", "ExecMainStartTimestamp", "--value", unit]);
+  const m = /(\d{4}-\d\d-\d\d) (\d\d:\d\d:\d\d)(\.\d+)? UTC/.exec(res.stdout);
+  return m ? Date.parse(`${m[1]}T${m[2]}${m[3] ?? ""}Z`) : null;
+}
+
 /**
- * Restarts, one at a time, every unit whose file names one of the renewed certificates
- * (`/var/state/<name>.`): components read their certificates when they start.
+ * Restarts, one at a time, every running unit that uses a file of `dir` (/var/state) written after
+ * it started: components read their certificates, kubeconfigs and trust when they start. What uses
+ * what is read from the unit's file and the config files and scripts it names (kube-proxy.yaml,
+ * coredns-config…); the agent reads its API's certificates and the trust through --secrets-dir.
  */
-async function restartUsers(renewed: string[]): Promise<void> {
-  const dir = "/etc/systemd/system";
-  const units = existsSync(dir) ? readdirSync(dir).filter((f) => f.endsWith(".service")) : [];
-  // A unit's file and the config files and scripts it names (kube-proxy.yaml, coredns-config…).
+async function restartStale(dir = "/var/state"): Promise<void> {
+  const units = existsSync(UNIT_DIR) ? readdirSync(UNIT_DIR).filter((f) => f.endsWith(".service")) : [];
   const textOf = (unit: string) => {
-    const text = readFileSync(join(dir, unit), "utf8");
+    const text = readFileSync(join(UNIT_DIR, unit), "utf8");
     const named = [...text.matchAll(/(\/(?:etc|usr\/lib\/planet)\/[\w./-]+)/g)].map((m) => m[1] as string);
     const files = named.filter((f) => existsSync(f) && statSync(f).isFile());
     return [text, ...files.map((f) => readFileSync(f, "utf8"))].join("\n");
   };
-  const uses = (unit: string) => {
+  const mtime = (f: string) => (existsSync(join(dir, f)) ? statSync(join(dir, f)).mtimeMs : 0);
+  const ours = readdirSync(dir).filter((f) => !f.startsWith("."));
+  for (const unit of units) {
     const text = textOf(unit);
-    return (
-      renewed.some((n) => text.includes(`/var/state/${n}.`)) ||
-      (unit === "planet-agent.service" && renewed.some((n) => n.startsWith("planet-rpc")))
+    const used = ours.filter(
+      (f) =>
+        text.includes(`/var/state/${f}`) ||
+        (unit === "planet-agent.service" && (f.startsWith("planet-rpc") || ["root.cert", "client-ca.pem"].includes(f))),
     );
-  };
-  for (const unit of units.filter(uses)) {
+    if (!used.length) continue;
+    const since = await startedAt(unit);
+    const newer = since === null ? [] : used.filter((f) => mtime(f) > since);
+    // A unit may say which files it reads again by itself (`X-Planet-Reloads=` in its unit file).
+    const reloads = /^X-Planet-Reloads=(.*)$/m.exec(text)?.[1]?.split(/\s+/) ?? [];
+    if (newer.every((f) => reloads.includes(f))) {
+      if (newer.length) log.info(`${unit} reads ${newer.join(", ")} again by itself: not restarted`);
+      continue;
+    }
     const res = await run(["systemctl", "try-restart", unit], { timeoutMs: 120_000 });
     if (res.exitCode !== 0) log.warn(`${unit} did not restart: ${res.stderr.trim()}`);
-    else log.info(`restarted ${unit}`);
+    else log.info(`restarted ${unit} (${newer.join(", ")} changed)`);
   }
 }
+
+const UNIT_DIR = "/etc/systemd/system";
 
 const dirArg = { dir: { type: "positional", description: "secrets directory", required: true } } as const;
 
@@ -243,7 +263,7 @@ const renew = defineCommand({
     },
     "restart-units": {
       type: "boolean",
-      description: "inside a bubble: restart, one at a time, the units whose files name a renewed certificate",
+      description: "inside a bubble: restart, one at a time, the units using a file of <dir> written since they started",
     },
   },
   async run({ args }) {
@@ -262,6 +282,9 @@ const renew = defineCommand({
           ? `due on this master: ${due.map((r) => r.name).join(", ")}; renew where planet secrets init ran (planet secrets renew <cluster-dir>), then planet secrets host for this master`
           : "nothing due on this master",
       );
+      // What `planet secrets host` wrote anew for this master (a renewal, a CA rotation's stage) is
+      // taken up by the units that use it.
+      if (args["restart-units"]) await restartStale(args.dir);
       return;
     }
     const renewed =
@@ -274,7 +297,7 @@ const renew = defineCommand({
           })
         : await renewSecrets(args.dir, warnDays, args.validity ? parseValidity(args.validity) : undefined);
     log.success(renewed.length ? `renewed ${renewed.join(", ")}` : "nothing to renew");
-    if (renewed.length && args["restart-units"]) await restartUsers(renewed);
+    if (args["restart-units"]) await restartStale(args.dir);
   },
 });
 
@@ -369,7 +392,38 @@ const reencrypt = defineCommand({
   },
 });
 
+const rotateCaCmd = defineCommand({
+  meta: {
+    name: "rotate-ca",
+    description: "replace a CA with an overlap: --stage prepare (both trusted), rotate (the new one signs), finish (old dropped)",
+  },
+  args: {
+    ...debugArg,
+    ...dirArg,
+    ca: { type: "string", description: "which CA: root, etcd-ca, front-proxy-ca, csr-signer", default: "root" },
+    stage: { type: "string", description: `${CA_STAGES.join(" | ")}`, required: true },
+  },
+  async run({ args }) {
+    if (!CA_STAGES.includes(args.stage as CaStage))
+      throw new PlanetError("BAD_FLAG", `--stage ${args.stage}: one of ${CA_STAGES.join(", ")}, in that order`);
+    const every = plugins.flatMap((p) => p.certs ?? []);
+    log.success(await rotateCA(args.dir, args.ca, args.stage as CaStage, every));
+  },
+});
+
 export default defineCommand({
-  meta: { name: "secrets", description: "the cluster PKI: init, host, join, check, renew, rotate-encryption, reencrypt" },
-  subCommands: { init, host, join: joinCmd, check, renew, "rotate-encryption": rotateEncryptionCmd, reencrypt },
+  meta: {
+    name: "secrets",
+    description: "the cluster PKI: init, host, join, check, renew, rotate-ca, rotate-encryption, reencrypt",
+  },
+  subCommands: {
+    init,
+    host,
+    join: joinCmd,
+    check,
+    renew,
+    "rotate-ca": rotateCaCmd,
+    "rotate-encryption": rotateEncryptionCmd,
+    reencrypt,
+  },
 });
