@@ -2,11 +2,16 @@
 /**
  * A node joins a running master with a token, then renews every certificate it holds through the
  * master, while a writer creates a ConfigMap through the API every 100 ms:
- * token → Ready, the renewal's time, and the writes that failed during each (target 0).
+ * token → Ready, the renewal's time, and the writes that failed during each (target 0). Then the
+ * cluster CA is rotated end to end (prepare, rotate, finish: the master's directory issued again, the
+ * token-joined node taking the trust from the master, each host's renew unit restarting what changed).
  */
 import { rmSync } from "node:fs";
 import { join } from "node:path";
-import type { Kube } from "../core/e2e/kube.ts";
+import { connect } from "node:tls";
+import { certRequests } from "../core/cli/commands/secrets.ts";
+import { Kube, loadKubeconfig } from "../core/e2e/kube.ts";
+import { issueHost } from "../secrets/store.ts";
 import { Fleet } from "../test/fleet.ts";
 import { planet, waitFor } from "../test/helpers.ts";
 import { CLI, check, REPO, run, runAsync, table } from "./_table.ts";
@@ -36,14 +41,14 @@ async function ready(kube: Kube, name: string): Promise<boolean> {
   return n.status.conditions?.some((c) => c.type === "Ready" && c.status === "True") ?? false;
 }
 
-/** ConfigMaps written every 100 ms until stopped: how many were acknowledged, how many failed. */
-function writer(kube: Kube) {
+/** ConfigMaps written every 100 ms until stopped (through the client `kube()` gives at each write). */
+function writer(kube: () => Kube) {
   let ok = 0;
   let failed = 0;
   let on = true;
   const loop = (async () => {
     for (let i = 0; on; i++) {
-      await kube
+      await kube()
         .create("/api/v1/namespaces/default/configmaps", {
           apiVersion: "v1",
           kind: "ConfigMap",
@@ -72,7 +77,7 @@ try {
   if (started.exitCode !== 0) throw new Error(started.stderr.slice(-800));
   const kube = fleet.kube();
   await waitFor("m1 Ready", () => ready(kube, "m1").catch(() => false), 240_000, 500);
-  const w = writer(kube);
+  const w = writer(() => kube);
   const t0 = performance.now();
   const token = planet("exec", "--rootfs", fleet.rootfs(master), "--", "planet", "token", "create", "--ttl", "30m");
   if (token.exitCode !== 0) throw new Error(token.stderr);
@@ -134,6 +139,76 @@ try {
       "0 failed",
     ],
   ]);
+  await rotateCa();
 } finally {
   fleet.down();
+}
+
+/** The issuer CN of the certificate a TLS server presents. */
+function servedIssuer(host: string, port: number): Promise<string> {
+  return new Promise((resolve) => {
+    const sock = connect({ host, port, rejectUnauthorized: false }, () => {
+      resolve(String(sock.getPeerCertificate().issuer.CN));
+      sock.end();
+    });
+    sock.on("error", () => resolve(""));
+  });
+}
+
+async function rotateCa(): Promise<void> {
+  let api = fleet.kube();
+  const w = writer(() => api);
+  const renewOn = (h: typeof master) =>
+    runAsync([...CLI, "exec", "--rootfs", fleet.rootfs(h), "--", "systemctl", "start", "planet-secrets-renew.service"]);
+  const rows: string[][] = [];
+  const t0 = performance.now();
+  for (const stage of ["prepare", "rotate", "finish"]) {
+    const before = w.mark();
+    const s0 = performance.now();
+    let waited = 0;
+    if (stage === "finish") {
+      await waitFor(
+        "the apiserver serving the new CA",
+        async () => (await servedIssuer(master.ip, 6443)) === "planet-ca-2",
+        180_000,
+        500,
+      );
+      waited = performance.now() - s0;
+    }
+    check(run([...CLI, "secrets", "rotate-ca", fleet.clusterDir, "--stage", stage]));
+    await issueHost(fleet.clusterDir, fleet.secrets(master), certRequests("master", ["master"]).requests, {
+      nodeName: master.name,
+      ips: [master.ip],
+      hosts: [],
+      roles: ["master"],
+      validityDays: 365,
+    });
+    api = new Kube(loadKubeconfig(`${fleet.clusterDir}/admin.kubeconfig`, `https://${master.ip}:6443`));
+    const issuedMs = performance.now() - s0;
+    for (const h of [master, node]) {
+      const r = await renewOn(h);
+      if (r.code !== 0) throw new Error(`${stage} on ${h.name}: ${r.err.slice(-500)}`);
+    }
+    await waitFor(`both Ready after ${stage}`, async () => (await ready(api, "m1")) && (await ready(api, "n1")), 180_000, 200);
+    const after = w.mark();
+    rows.push([
+      stage,
+      s(issuedMs - waited),
+      s(performance.now() - s0 - waited),
+      stage === "finish" ? s(waited) : "",
+      `${after.ok - before.ok} / ${after.failed - before.failed}`,
+    ]);
+  }
+  const end = await w.stop();
+  table("cluster CA rotation end to end (one master + one token-joined node, 2-core VM)", [
+    [
+      "stage",
+      "rotate-ca + the master's directory",
+      "→ both hosts restarted what changed, Ready",
+      "wait: apiserver serves new CA",
+      "writes ok / failed",
+    ],
+    ...rows,
+    ["total", "", s(performance.now() - t0), "", `${end.ok} / ${end.failed} (target 0 failed)`],
+  ]);
 }
