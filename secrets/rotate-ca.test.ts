@@ -62,12 +62,15 @@ describe("rotating a CA: prepare, rotate, finish", () => {
 
   test("prepare: old and new trusted everywhere the CA's file goes; no leaf changes", async () => {
     const leaf = text(dir, "apiserver.cert");
+    const admin = text(dir, "admin.cert");
     await rotateCA(dir, "root", "prepare", every);
     expect(cnsOf(dir, "root.cert")).toEqual(["planet-ca", "planet-ca-2"]);
     expect(cnsOf(dir, "root-next.cert")).toEqual(["planet-ca-2"]);
     expect(cnsOf(dir, "client-ca.pem")).toEqual(["planet-ca", "planet-ca-2", "planet-csr-signer"]);
     expect(kubeconfigCas(dir, "admin.kubeconfig")).toEqual(["planet-ca", "planet-ca-2"]);
     expect(text(dir, "apiserver.cert")).toBe(leaf);
+    // A leaf with a kubeconfig keeps its certificate; only its kubeconfig's trust changes.
+    expect(text(dir, "admin.cert")).toBe(admin);
     // Run again (as after a kill): the same new CA, not a third.
     const next = text(dir, "root-next.cert");
     await rotateCA(dir, "root", "prepare", every);

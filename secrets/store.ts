@@ -511,23 +511,24 @@ async function putLeaf(
   };
   record.files[r.name] = entry;
   const rootTrust = trust.get("root") ?? certPem(ca.cert);
-  if (!opts.force && leafStillGood(dir, r.name, ca, previous?.files[r.name]?.hash === entry.hash, server ? rootTrust : null))
+  if (!opts.force && leafStillGood(dir, r.name, ca, previous?.files[r.name]?.hash === entry.hash)) {
+    const cert = read(dir, `${r.name}.cert`) as string;
+    const key = read(dir, `${r.name}.key`) as string;
+    // Its kubeconfig follows the cluster CA's file (a CA rotation): the certificate and key stay.
+    if (server && !read(dir, `${r.name}.kubeconfig`)?.includes(Buffer.from(rootTrust).toString("base64")))
+      batch.put(`${r.name}.kubeconfig`, kubeconfig({ server, ca: rootTrust, cert, key, user: r.name }), 0o600);
     return void out.kept.push(r.name);
+  }
   await writeLeaf(batch, dir, entry, ca, rootTrust);
   out.issued.push(r.name);
 }
 
-/**
- * Whether a leaf may stay: same request, its key, signed by the CA that signs now, not expired, and
- * its kubeconfig (when it has one) trusting what the cluster CA's file holds now.
- */
-function leafStillGood(dir: string, name: string, ca: KeyPair, sameRequest: boolean, kubeconfigCa: string | null): boolean {
+/** Whether a leaf may stay: same request, its key, signed by the CA that signs now, not expired. */
+function leafStillGood(dir: string, name: string, ca: KeyPair, sameRequest: boolean): boolean {
   if (!sameRequest) return false;
   const c = read(dir, `${name}.cert`);
   const k = read(dir, `${name}.key`);
   if (!c || !k) return false;
-  if (kubeconfigCa !== null && !read(dir, `${name}.kubeconfig`)?.includes(Buffer.from(kubeconfigCa).toString("base64")))
-    return false;
   try {
     const cert = parseCert(c);
     return keyMatches(cert, parseKey(k)) && signedBy(cert, ca.cert) && cert.validity.notAfter.getTime() > Date.now();

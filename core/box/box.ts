@@ -136,7 +136,9 @@ async function joinFirst(p: Prepared, opts: StartOptions, j: NonNullable<StartOp
         .filter((l) => /^[A-Z_]+: /.test(l))
         .pop() ?? res.stderr.trim();
     const m = /^([A-Z_]+): (.*)$/.exec(line);
-    throw new PlanetError((m?.[1] as ErrorCode | undefined) ?? "JOIN_FAILED", m?.[2] ?? line, { phase: "join" });
+    // The child's line already names its phase: `(join)` is not said twice.
+    const message = (m?.[2] ?? line).replace(/^\(join\) /, "");
+    throw new PlanetError((m?.[1] as ErrorCode | undefined) ?? "JOIN_FAILED", message, { phase: "join" });
   }
   log.success(
     res.stderr
