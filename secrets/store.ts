@@ -199,6 +199,8 @@ export class Batch {
   constructor(readonly dir: string) {}
   put(name: string, text: string, mode: number): void {
     const path = join(this.dir, name);
+    // The same text with the same mode stays as it is: its time tells units whether to read it again.
+    if (existsSync(path) && (statSync(path).mode & 0o777) === mode && readFileSync(path, "utf8") === text) return;
     const tmp = join(this.dir, `.${name}.tmp-${process.pid}`);
     writeFileSync(tmp, text, { mode });
     chmodSync(tmp, mode);

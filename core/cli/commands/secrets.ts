@@ -101,7 +101,10 @@ async function restartStale(dir = "/var/state"): Promise<void> {
   const units = existsSync(UNIT_DIR) ? readdirSync(UNIT_DIR).filter((f) => f.endsWith(".service")) : [];
   const textOf = (unit: string) => {
     const text = readFileSync(join(UNIT_DIR, unit), "utf8");
-    const named = [...text.matchAll(/(\/(?:etc|usr\/lib\/planet)\/[\w./-]+)/g)].map((m) => m[1] as string);
+    // The container environment names every host's kubeconfig (KUBECONFIG): it says nothing of the unit.
+    const named = [...text.matchAll(/(\/(?:etc|usr\/lib\/planet)\/[\w./-]+)/g)]
+      .map((m) => m[1] as string)
+      .filter((f) => f !== "/etc/container-environment");
     const files = named.filter((f) => existsSync(f) && statSync(f).isFile());
     return [text, ...files.map((f) => readFileSync(f, "utf8"))].join("\n");
   };
