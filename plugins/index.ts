@@ -6,6 +6,7 @@ import etcd from "./etcd/index.ts";
 import flannel from "./flannel/index.ts";
 import kubeMaster from "./kube-master/index.ts";
 import kubeNode from "./kube-node/index.ts";
+import metrics from "./metrics/index.ts";
 import registry from "./registry/index.ts";
 import secrets from "./secrets/index.ts";
 import serf from "./serf/index.ts";
@@ -21,6 +22,7 @@ export const plugins: readonly PluginDef[] = [
   serf,
   registry,
   agent,
+  metrics,
   conformance,
 ];
 

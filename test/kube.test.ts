@@ -210,6 +210,77 @@ describe.if(canBoot)("Kubernetes in the bubble (dev target)", () => {
     expect(json.leader.leader).toBe(IP);
   }, 90_000);
 
+  test("metrics: kubectl top nodes and pods answer; a HorizontalPodAutoscaler scales a Deployment up under CPU load and back down; a node's identity reads no metrics", async () => {
+    const kubectl = (...args: string[]) => planet("exec", "--rootfs", rootfs, "kubectl", ...args);
+    const top = await waitFor(
+      "kubectl top nodes",
+      () => {
+        const r = kubectl("top", "nodes", "--no-headers");
+        return r.exitCode === 0 && r.stdout.includes(NODE) ? r.stdout : null;
+      },
+      120_000,
+      2000,
+    );
+    expect(top).toMatch(new RegExp(`${NODE}\\s+\\d+m\\s+\\d+%\\s+\\d+Mi`));
+    expect(kubectl("top", "pods", "-n", "kube-system", "--no-headers").stdout).toContain("metrics-server");
+    // The kubelet's identity (system:node) may not read the Metrics API.
+    const node = new Kube(loadKubeconfig(join(secrets, "kubelet.kubeconfig"), `https://${IP}:6443`));
+    await expect(node.get("/apis/metrics.k8s.io/v1beta1/pods")).rejects.toMatchObject({ status: 403 });
+    // A Deployment whose pods burn their CPU limit, and an HPA at 50 % of the request, no scale-down delay.
+    const deployment = (command: string) => ({
+      apiVersion: "apps/v1",
+      kind: "Deployment",
+      metadata: { name: "burner", namespace: "default" },
+      spec: {
+        replicas: 1,
+        selector: { matchLabels: { app: "burner" } },
+        template: {
+          metadata: { labels: { app: "burner" } },
+          spec: {
+            terminationGracePeriodSeconds: 1,
+            containers: [
+              {
+                name: "main",
+                image: "docker.io/library/busybox:latest",
+                imagePullPolicy: "IfNotPresent",
+                command: ["sh", "-c", command],
+                resources: { requests: { cpu: "50m" }, limits: { cpu: "100m" } },
+              },
+            ],
+          },
+        },
+      },
+    });
+    await kube.create("/apis/apps/v1/namespaces/default/deployments", deployment("while :; do :; done"));
+    await kube.create("/apis/autoscaling/v2/namespaces/default/horizontalpodautoscalers", {
+      apiVersion: "autoscaling/v2",
+      kind: "HorizontalPodAutoscaler",
+      metadata: { name: "burner", namespace: "default" },
+      spec: {
+        scaleTargetRef: { apiVersion: "apps/v1", kind: "Deployment", name: "burner" },
+        minReplicas: 1,
+        maxReplicas: 3,
+        metrics: [{ type: "Resource", resource: { name: "cpu", target: { type: "Utilization", averageUtilization: 50 } } }],
+        behavior: { scaleDown: { stabilizationWindowSeconds: 0 } },
+      },
+    });
+    type Hpa = { status: { currentReplicas?: number; desiredReplicas?: number } };
+    const replicas = async () =>
+      (await kube.get<Hpa>("/apis/autoscaling/v2/namespaces/default/horizontalpodautoscalers/burner")).status;
+    await waitFor("the HPA scaling burner up to 3", async () => (await replicas()).desiredReplicas === 3, 240_000, 2000);
+    // The load goes: the same Deployment, idle.
+    await kube.request(
+      "PATCH",
+      "/apis/apps/v1/namespaces/default/deployments/burner",
+      { spec: { template: { spec: { containers: [{ name: "main", command: ["sleep", "3600"] }] } } } },
+      "application/json",
+      "application/strategic-merge-patch+json",
+    );
+    await waitFor("the HPA scaling burner back down to 1", async () => (await replicas()).desiredReplicas === 1, 300_000, 2000);
+    await kube.delete("/apis/autoscaling/v2/namespaces/default/horizontalpodautoscalers/burner");
+    await kube.delete("/apis/apps/v1/namespaces/default/deployments/burner");
+  }, 900_000);
+
   test("the registry lets no one in without a cluster certificate and only the import writes", async () => {
     const ca = Bun.file(join(secrets, "root.cert"));
     const url = `https://${IP}:5000/v2/_catalog`;
