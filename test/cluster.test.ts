@@ -750,8 +750,10 @@ describe.if(canBoot)("a master and a node in two test hosts on one bridge (maste
     // Back with what it got when it joined (no token needed again).
     const back = await start(joinRootfs, n2, "--master-ip", M1.ip);
     expect([back.exitCode, back.stderr.slice(-600)]).toEqual([0, expect.any(String)]);
+    // The admin's client as the cluster directory has it after each stage (the new CA trusted from prepare on).
+    let api = kube;
     const ready = async (n: string) =>
-      (await kube.get<Node>(`/api/v1/nodes/${n}`)).status.conditions?.some((c) => c.type === "Ready" && c.status === "True");
+      (await api.get<Node>(`/api/v1/nodes/${n}`)).status.conditions?.some((c) => c.type === "Ready" && c.status === "True");
     const allReady = async () => (await ready("m1")) && (await ready("n1")) && (await ready("n2"));
     await waitFor("m1, n1 and n2 Ready", allReady, 120_000, 1000);
     const apiserverPid = () =>
@@ -761,7 +763,6 @@ describe.if(canBoot)("a master and a node in two test hosts on one bridge (maste
     writeFileSync(oldAdmin, readFileSync(join(clusterDir, "admin.kubeconfig")));
     const oldCa = readFileSync(join(clusterDir, "root.cert"), "utf8");
     // A writer through the master's API the whole time, trusting what the cluster directory trusts.
-    let api = kube;
     let ok = 0;
     const failures: string[] = [];
     let writing = true;
