@@ -11,6 +11,7 @@ import etcd from "./etcd/index.ts";
 import flannel from "./flannel/index.ts";
 import kubernetes from "./kubernetes/index.ts";
 import kubernetes136 from "./kubernetes-1.36/index.ts";
+import localPath from "./local-path-provisioner/index.ts";
 import metricsServer from "./metrics-server/index.ts";
 import registry from "./registry/index.ts";
 import runc from "./runc/index.ts";
@@ -30,6 +31,7 @@ const goModules = {
   "cni-flannel": cniFlannel,
   coredns,
   "metrics-server": metricsServer,
+  "local-path-provisioner": localPath,
   e2e,
   // Another version of an asset comes after its default one; a build picks it with --asset name@version.
   "kubernetes-1.36": kubernetes136,

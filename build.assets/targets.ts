@@ -6,12 +6,12 @@ export const targets: Record<string, TargetDef> = {
     description:
       "control plane: etcd, apiserver, controller-manager, scheduler, serf, registry, agent — and a tainted Node (kubelet, flannel, CoreDNS)",
     roles: ["master"],
-    plugins: ["secrets", "etcd", "kube-master", "kube-node", "flannel", "dns", "serf", "registry", "agent", "metrics"],
+    plugins: ["secrets", "etcd", "kube-master", "kube-node", "flannel", "dns", "serf", "registry", "agent", "metrics", "storage"],
   },
   node: {
     description: "worker: containerd, kubelet, kube-proxy, flannel, CoreDNS, serf, agent",
     roles: ["node"],
-    plugins: ["secrets", "kube-node", "flannel", "dns", "serf", "agent"],
+    plugins: ["secrets", "kube-node", "flannel", "dns", "serf", "agent", "storage"],
   },
   conformance: {
     description: "a bundle, not an image: e2e.test, ginkgo and the conformance images (planet test --conformance)",
@@ -22,6 +22,6 @@ export const targets: Record<string, TargetDef> = {
   dev: {
     description: "master and node on one host — what `make dev` builds and `make dev-start` boots",
     roles: ["master", "node"],
-    plugins: ["secrets", "etcd", "kube-master", "kube-node", "flannel", "dns", "serf", "registry", "agent", "metrics"],
+    plugins: ["secrets", "etcd", "kube-master", "kube-node", "flannel", "dns", "serf", "registry", "agent", "metrics", "storage"],
   },
 };

@@ -10,6 +10,7 @@ import metrics from "./metrics/index.ts";
 import registry from "./registry/index.ts";
 import secrets from "./secrets/index.ts";
 import serf from "./serf/index.ts";
+import storage from "./storage/index.ts";
 
 /** The hand-kept registry of in-tree plugins. A new plugin is one folder and one line here. */
 export const plugins: readonly PluginDef[] = [
@@ -23,6 +24,7 @@ export const plugins: readonly PluginDef[] = [
   registry,
   agent,
   metrics,
+  storage,
   conformance,
 ];
 

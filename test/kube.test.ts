@@ -4,7 +4,7 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { createHash } from "node:crypto";
-import { mkdirSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { readState } from "../core/box/state.ts";
 import { Kube, loadKubeconfig } from "../core/e2e/kube.ts";
@@ -50,6 +50,8 @@ describe.if(canBoot)("Kubernetes in the bubble (dev target)", () => {
   let before: Record<string, unknown> = {};
   let host: ReturnType<typeof testHost> | undefined;
   let kube: Kube;
+  /** What the StatefulSet's pod wrote to its volume (checked again after a restart). */
+  let dbId = "";
   const start = () => startBubble({ rootfs, host: HOST, cluster: CLUSTER, node: NODE, work });
 
   beforeAll(async () => {
@@ -281,6 +283,119 @@ describe.if(canBoot)("Kubernetes in the bubble (dev target)", () => {
     await kube.delete("/apis/apps/v1/namespaces/default/deployments/burner");
   }, 900_000);
 
+  test("storage: a claim with no class binds to the default local-path class, its data lives under the host's data dir, survives its pod and goes with the claim; a StatefulSet's claim template runs", async () => {
+    const localPath = join(work, "data", "local-path");
+    type Sc = { metadata: { annotations?: Record<string, string> }; reclaimPolicy: string };
+    const sc = await kube.get<Sc>("/apis/storage.k8s.io/v1/storageclasses/local-path");
+    expect(sc.metadata.annotations?.["storageclass.kubernetes.io/is-default-class"]).toBe("true");
+    expect(sc.reclaimPolicy).toBe("Delete");
+    const pod = (name: string, command: string, claim: string) => ({
+      apiVersion: "v1",
+      kind: "Pod",
+      metadata: { name },
+      spec: {
+        terminationGracePeriodSeconds: 1,
+        containers: [
+          {
+            name: "main",
+            image: "docker.io/library/busybox:latest",
+            imagePullPolicy: "IfNotPresent",
+            command: ["sh", "-c", command],
+            volumeMounts: [{ name: "data", mountPath: "/data" }],
+          },
+        ],
+        volumes: [{ name: "data", persistentVolumeClaim: { claimName: claim } }],
+      },
+    });
+    const phase = async (name: string) =>
+      (await kube.get<{ status: { phase: string } }>(`/api/v1/namespaces/default/pods/${name}`)).status.phase;
+    await kube.create("/api/v1/namespaces/default/persistentvolumeclaims", {
+      apiVersion: "v1",
+      kind: "PersistentVolumeClaim",
+      metadata: { name: "data" },
+      spec: { accessModes: ["ReadWriteOnce"], resources: { requests: { storage: "16Mi" } } },
+    });
+    await kube.create("/api/v1/namespaces/default/pods", pod("writer", "echo kept > /data/f && sleep 3600", "data"));
+    await waitFor("writer running", async () => (await phase("writer")) === "Running", 120_000, 500);
+    type Pvc = { spec: { storageClassName?: string; volumeName?: string }; status: { phase: string } };
+    const pvc = await kube.get<Pvc>("/api/v1/namespaces/default/persistentvolumeclaims/data");
+    expect([pvc.status.phase, pvc.spec.storageClassName]).toEqual(["Bound", "local-path"]);
+    const folder = await waitFor(
+      "the claim's folder on the host",
+      () => readdirSync(localPath).find((d) => d.startsWith(`${pvc.spec.volumeName}_default_data`)),
+      30_000,
+    );
+    expect(readFileSync(join(localPath, folder, "f"), "utf8")).toBe("kept\n");
+    // Another pod on the same claim reads what the first wrote.
+    await kube.delete("/api/v1/namespaces/default/pods/writer");
+    await waitFor(
+      "writer gone",
+      () =>
+        kube.get("/api/v1/namespaces/default/pods/writer").then(
+          () => undefined,
+          () => true,
+        ),
+      60_000,
+    );
+    await kube.create("/api/v1/namespaces/default/pods", pod("reader", "cat /data/f; sleep 3600", "data"));
+    await waitFor("reader running", async () => (await phase("reader")) === "Running", 60_000, 500);
+    expect((await kube.exec("default", "reader", ["cat", "/data/f"])).stdout).toBe("kept\n");
+    // Claim deleted: the volume and its folder go (reclaim policy Delete, done by a helper pod).
+    await kube.delete("/api/v1/namespaces/default/pods/reader");
+    await waitFor(
+      "reader gone",
+      () =>
+        kube.get("/api/v1/namespaces/default/pods/reader").then(
+          () => undefined,
+          () => true,
+        ),
+      60_000,
+    );
+    await kube.delete("/api/v1/namespaces/default/persistentvolumeclaims/data");
+    await waitFor("the claim's folder removed", () => !existsSync(join(localPath, folder)), 90_000, 500);
+    await waitFor(
+      "its volume deleted",
+      () =>
+        kube.get(`/api/v1/persistentvolumes/${pvc.spec.volumeName}`).then(
+          () => undefined,
+          () => true,
+        ),
+      60_000,
+    );
+    // A StatefulSet with a claim template (its data checked again after the bubble restarts, below).
+    await kube.create("/apis/apps/v1/namespaces/default/statefulsets", {
+      apiVersion: "apps/v1",
+      kind: "StatefulSet",
+      metadata: { name: "db" },
+      spec: {
+        serviceName: "db",
+        replicas: 1,
+        selector: { matchLabels: { app: "db" } },
+        template: {
+          metadata: { labels: { app: "db" } },
+          spec: {
+            terminationGracePeriodSeconds: 1,
+            containers: [
+              {
+                name: "main",
+                image: "docker.io/library/busybox:latest",
+                imagePullPolicy: "IfNotPresent",
+                command: ["sh", "-c", "[ -f /data/id ] || echo $(date +%s)-$RANDOM > /data/id; exec sleep 3600"],
+                volumeMounts: [{ name: "data", mountPath: "/data" }],
+              },
+            ],
+          },
+        },
+        volumeClaimTemplates: [
+          { metadata: { name: "data" }, spec: { accessModes: ["ReadWriteOnce"], resources: { requests: { storage: "16Mi" } } } },
+        ],
+      },
+    });
+    await waitFor("db-0 running", async () => (await phase("db-0").catch(() => "")) === "Running", 120_000, 500);
+    dbId = (await kube.exec("default", "db-0", ["cat", "/data/id"])).stdout.trim();
+    expect(dbId).toMatch(/^\d+-\d+$/);
+  }, 600_000);
+
   test("the registry lets no one in without a cluster certificate and only the import writes", async () => {
     const ca = Bun.file(join(secrets, "root.cert"));
     const url = `https://${IP}:5000/v2/_catalog`;
@@ -467,6 +582,14 @@ describe.if(canBoot)("Kubernetes in the bubble (dev target)", () => {
         (await kube.get<{ status: { phase: string } }>("/api/v1/namespaces/default/pods/stubborn")).status.phase === "Running",
       90_000,
     );
+    // The StatefulSet's volume (local-path, on the data dir) kept what it held.
+    const id = await waitFor(
+      "db-0 reading its volume again",
+      async () => (await kube.exec("default", "db-0", ["cat", "/data/id"])).stdout.trim() || undefined,
+      90_000,
+      1000,
+    );
+    expect(id).toBe(dbId);
   }, 400_000);
 
   test("stop leaves the host as it was: sysctls the kubelet changes restored, no links, cgroups or iptables left", async () => {
