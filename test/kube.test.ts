@@ -396,6 +396,32 @@ describe.if(canBoot)("Kubernetes in the bubble (dev target)", () => {
     expect(dbId).toMatch(/^\d+-\d+$/);
   }, 600_000);
 
+  test("kubectl run --image=busybox: the applets of a debug pod work (sh, wget -T, nslookup, nc, ping)", async () => {
+    const script = [
+      "set -e",
+      "mkdir -p /www && echo served > /www/x && httpd -p 8080 -h /www",
+      "wget -T 5 -q -O- http://127.0.0.1:8080/x",
+      "nslookup kubernetes.default.svc.cluster.local | grep -q 10.100.0.1 && echo resolved",
+      "(nc -l -p 8081 > /tmp/got &) ; sleep 1; echo talked | nc -w 2 127.0.0.1 8081; sleep 1; cat /tmp/got",
+      "ping -c 1 -W 2 127.0.0.1 > /dev/null && echo pinged",
+    ].join("\n");
+    const kubectl = (...args: string[]) => planet("exec", "--rootfs", rootfs, "kubectl", ...args);
+    const run = kubectl("run", "smoke", "--image=busybox", "--restart=Never", "--command", "--", "sh", "-c", script);
+    expect(run.exitCode).toBe(0);
+    const phase = await waitFor(
+      "smoke done",
+      async () => {
+        const p = (await kube.get<{ status: { phase: string } }>("/api/v1/namespaces/default/pods/smoke")).status.phase;
+        return p === "Succeeded" || p === "Failed" ? p : undefined;
+      },
+      90_000,
+      500,
+    );
+    const logs = kubectl("logs", "smoke").stdout;
+    expect([phase, logs.split("\n").filter(Boolean)]).toEqual(["Succeeded", ["served", "resolved", "talked", "pinged"]]);
+    await kube.delete("/api/v1/namespaces/default/pods/smoke");
+  }, 120_000);
+
   test("the registry lets no one in without a cluster certificate and only the import writes", async () => {
     const ca = Bun.file(join(secrets, "root.cert"));
     const url = `https://${IP}:5000/v2/_catalog`;
