@@ -11,7 +11,7 @@ export default definePlugin({
   ports: [10248, 10250, 10256],
   // Masters run it too and register as tainted control-plane Nodes (kubeadm's way).
   roles: ["master", "node"],
-  assets: ["kubernetes", "containerd", "runc", "cni-plugins", "crictl"],
+  assets: ["kubernetes", "containerd", "runc", "cni-plugins", "crictl", "busybox"],
   packages: ["conntrack", "ebtables", "ethtool", "socat"],
   units: ["kube-node-cleanup.service", "containerd.service", "planet-images.service", "kubelet.service", "kube-proxy.service"],
   files: { "files/": "/" },
@@ -53,11 +53,14 @@ export default definePlugin({
       path: `${IMAGES}/pause`,
     },
     {
-      // Debian's busybox, dynamically linked: its wget and nslookup resolve names (a static glibc
-      // busybox cannot load NSS and crashes). Served by the masters' registry.
+      // busybox 1.37 built from its Debian source package (the `busybox` asset, as the conformance
+      // busybox is), on Debian's glibc: dynamically linked, so its wget and nslookup resolve names (a
+      // static glibc busybox cannot load NSS). Debian 12's own busybox 1.35 crashes in `wget -T`.
+      // Served by the masters' registry.
       ref: "docker.io/library/busybox:latest",
       aliases: ["docker.io/library/busybox:1.35"],
-      debian: ["busybox"],
+      debian: ["libc6"],
+      files: { "busybox:busybox": "/bin/busybox" },
       write: {
         "/etc/passwd": "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n",
         "/etc/group": "root:x:0:\nnogroup:x:65534:\n",
