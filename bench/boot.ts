@@ -24,6 +24,8 @@ check(
     "flannel",
     "--without",
     "dns",
+    "--without",
+    "storage",
     "--plugin",
     "./examples/hello",
     "--out",

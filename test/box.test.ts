@@ -48,6 +48,9 @@ describe.if(canBoot)("box: planet start | exec | stop", () => {
         "flannel",
         "--without",
         "dns",
+        // Its node-local volumes need the kubelet: it goes with kube-node.
+        "--without",
+        "storage",
         "--plugin",
         "./examples/hello",
       ]),
