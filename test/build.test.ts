@@ -17,6 +17,7 @@ import {
 } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { recipes } from "../build.assets/index.ts";
 import type { Manifest } from "../core/manifest.ts";
 import { canBoot, planet, REPO, sh } from "./helpers.ts";
 
@@ -73,7 +74,9 @@ describe.if(canBoot)("planet build --target dev", () => {
       "hello",
       "kube-master",
       "registry",
+      "metrics",
       "serf",
+      "storage",
     ]);
     expect(v.components.kubernetes).toMatchObject({ version: "1.37.2", source: "k8s.io/kubernetes@v1.37.2" });
     expect(v.components.containerd.source).toMatch(/^github\.com\/containerd\/containerd\/v2@v2\./);
@@ -85,6 +88,7 @@ describe.if(canBoot)("planet build --target dev", () => {
   test("every asset is listed with a sha256 that matches the file in the rootfs", () => {
     const names = first.assets.map((a) => a.name).sort();
     expect(names).toEqual([
+      "busybox",
       "cni-flannel",
       "cni-plugins",
       "containerd",
@@ -93,6 +97,8 @@ describe.if(canBoot)("planet build --target dev", () => {
       "etcd",
       "flannel",
       "kubernetes",
+      "local-path-provisioner",
+      "metrics-server",
       "registry",
       "runc",
       "serf",
@@ -106,14 +112,22 @@ describe.if(canBoot)("planet build --target dev", () => {
         expect(a.gomod?.toolchain).toMatch(/^go1\.\d+/);
         const sum = readFileSync(join(REPO, "build.assets", a.name, "go.sum"), "utf8");
         expect(sum).toContain(`${a.gomod?.module} ${a.gomod?.version} ${a.gomod?.h1}`);
-        expect(Object.keys(a.files).length).toBeGreaterThan(0);
+        // Files in the rootfs exactly when the recipe installs some (metrics-server and the
+        // provisioner only feed their plugins' images).
+        const installs = Object.keys(recipes.find((r) => r.def.name === a.name)?.def.files ?? {}).length > 0;
+        expect([a.name, Object.keys(a.files).length > 0]).toEqual([a.name, installs]);
       } else expect(a.sha256 ?? "").toMatch(/^[0-9a-f]{64}$/);
       for (const [path, sum] of Object.entries(a.files)) expect(sha(join(rootfs, path))).toBe(sum);
     }
     expect(Object.keys(first.assets.find((a) => a.name === "kubernetes")?.files ?? {})).toContain("/usr/bin/kube-apiserver");
     // Bundled images are OCI layout folders: the manifest pins each index.json.
     for (const img of first.images) expect(sha(join(rootfs, img.path, "index.json"))).toBe(img.sha256);
-    expect(first.images.map((i) => i.ref)).toEqual(["registry.k8s.io/pause:3.10.2", "docker.io/library/busybox:latest"]);
+    expect(first.images.map((i) => i.ref)).toEqual([
+      "registry.k8s.io/pause:3.10.2",
+      "docker.io/library/busybox:latest",
+      "registry.k8s.io/metrics-server/metrics-server:v0.8.0",
+      "docker.io/rancher/local-path-provisioner:v0.0.30",
+    ]);
     expect(first.packages.map((p) => p.name)).toEqual(
       expect.arrayContaining(["systemd", "libseccomp2", "iptables", "conntrack"]),
     );
@@ -165,10 +179,10 @@ describe.if(canBoot)("planet build --target dev", () => {
   });
 
   test("a second build with a warm cache reuses every asset and gives the same manifest", () => {
-    expect(log).toMatch(/assets: 11 \(\d+ from cache/);
+    expect(log).toMatch(/assets: 14 \(\d+ from cache/);
     const again = planet(...ARGS);
     expect(again.exitCode).toBe(0);
-    expect(again.stderr).toContain("assets: 11 (11 from cache");
+    expect(again.stderr).toContain("assets: 14 (14 from cache");
     expect(again.stderr).toContain("base rootfs: cached");
     expect(JSON.parse(readFileSync(join(OUT, "planet.json"), "utf8"))).toEqual(first);
   }, 600_000);
