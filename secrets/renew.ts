@@ -25,7 +25,7 @@ import {
   signedByAny,
   subjectText,
 } from "./pki.ts";
-import { Batch, checkSecrets, hashOf, loadCA, loadRecord, RECORD, read, rotating } from "./store.ts";
+import { Batch, checkSecrets, type FileRecord, hashOf, loadCA, loadRecord, RECORD, read, rotating } from "./store.ts";
 
 const phase = "renew";
 
@@ -127,6 +127,10 @@ export interface HostRenewOptions {
   timeoutMs?: number;
 }
 
+/** The file a CA or bundle entry of a record is written to (`root.cert`, `client-ca.pem`), else null. */
+const trustFileOf = (name: string, f?: FileRecord) =>
+  f?.kind === "ca" ? `${name}.cert` : f?.kind === "bundle" ? `${name}.pem` : null;
+
 /**
  * The trust a master hands out (`GET /trust` on its agent): the certificate file of every CA and
  * bundle in its directory — public certificates only. During a CA rotation they hold old and new.
@@ -136,7 +140,7 @@ export function trustFiles(dir: string): Record<string, string> {
   const out: Record<string, string> = {};
   for (const [name, f] of Object.entries(record?.files ?? {})) {
     if (rotating("").some((suffix) => name.endsWith(suffix))) continue;
-    const file = f.kind === "ca" ? `${name}.cert` : f.kind === "bundle" ? `${name}.pem` : null;
+    const file = trustFileOf(name, f);
     const text = file ? read(dir, file) : null;
     if (file && text) out[file] = text;
   }
@@ -181,28 +185,33 @@ export async function renewThroughMasters(o: HostRenewOptions): Promise<string[]
   if (!record?.host)
     throw new PlanetError("NO_RECORD", `${o.dir} holds no host's secrets (planet secrets host or --join)`, { phase });
   const trust = (await askMasters<{ files?: Record<string, string> }>(o, "/trust")).files ?? {};
-  const held = (name: string) =>
-    record.files[name]?.kind === "ca" ? `${name}.cert` : record.files[name]?.kind === "bundle" ? `${name}.pem` : null;
   const newTrust: Record<string, string> = {};
-  for (const name of Object.keys(record.files)) {
-    const file = held(name);
+  for (const [name, f] of Object.entries(record.files)) {
+    const file = trustFileOf(name, f);
     const text = file ? trust[file] : undefined;
     if (!file || !text || !pemsOf(text).length) continue;
     if (text !== read(o.dir, file)) newTrust[file] = text;
   }
   const textOf = (file: string) => newTrust[file] ?? read(o.dir, file) ?? "";
-  // The CA that signs now is the first certificate of its file.
-  const signsNow = (issuer: string) => pemsOf(textOf(`${issuer}.cert`))[0];
+  // The CA that signs now is the first certificate of its file (each parsed once).
+  const signing = new Map<string, forge.pki.Certificate | null>();
+  const signsNow = (issuer: string) => {
+    if (!signing.has(issuer)) {
+      const pem = pemsOf(textOf(`${issuer}.cert`))[0];
+      signing.set(issuer, pem ? parseCert(pem) : null);
+    }
+    return signing.get(issuer) ?? null;
+  };
   const due = checkSecrets(o.dir, o.warnDays)
     .filter((r) => record.files[r.name]?.kind === "cert")
     .filter((r) => ["root", SIGNER, undefined].includes(record.files[r.name]?.issuer))
     .filter((r) => {
       if (r.status === "expiring") return true;
       const ca = signsNow(record.files[r.name]?.issuer ?? "root");
-      const signer = pemsOf(textOf(`${SIGNER}.cert`))[0];
+      const signer = signsNow(SIGNER);
       const cert = parseCert(read(o.dir, `${r.name}.cert`) as string);
       // A leaf of a CA going out: renewed now, while that CA is still trusted.
-      return !!ca && !signedBy(cert, parseCert(ca)) && !(signer && signedBy(cert, parseCert(signer)));
+      return !!ca && !signedBy(cert, ca) && !(signer && signedBy(cert, signer));
     })
     .map((r) => r.name);
   if (!due.length && !Object.keys(newTrust).length) return [];
