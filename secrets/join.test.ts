@@ -314,6 +314,9 @@ describe("a host renews its certificates through a master, with no CA key", () =
         .then((r) => r.json())
         .then((j) => (j as { error?: { code: string } }).error?.code);
     expect(await post({})).toBe("FORBIDDEN");
+    // Nor is the trust handed out without one (public certificates, but only to the cluster's hosts).
+    const trust = await fetch(`https://127.0.0.1:${port}/trust`, { tls: { ca: Bun.file(join(cluster, "root.cert")) } });
+    expect([trust.status, ((await trust.json()) as { error?: { code: string } }).error?.code]).toEqual([403, "FORBIDDEN"]);
     // A node's certificate reaches the renewal itself (which finds nothing to renew in an empty body).
     expect(
       await post({ cert: Bun.file(join(dir, "planet-rpc-client.cert")), key: Bun.file(join(dir, "planet-rpc-client.key")) }),
