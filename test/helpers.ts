@@ -186,6 +186,11 @@ export function startBubble(
   return planetAsync(startArgs({ ...rest, secrets: join(work, "secrets"), data: join(work, "data") }, ...extra));
 }
 
+/** A pod's container `main` running `command` in the bundled busybox, with any more fields of `extra`. */
+export function busybox(command: string[], extra: Record<string, unknown> = {}): Record<string, unknown> {
+  return { name: "main", image: "docker.io/library/busybox:latest", imagePullPolicy: "IfNotPresent", command, ...extra };
+}
+
 /** Creates a busybox pod that sleeps (once the namespace's default service account exists); returns its IP. */
 export async function sleeperPod(kube: Kube, name: string, ns = "default"): Promise<string> {
   await waitFor("default service account", () => kube.get(`/api/v1/namespaces/${ns}/serviceaccounts/default`), 60_000);
@@ -195,9 +200,7 @@ export async function sleeperPod(kube: Kube, name: string, ns = "default"): Prom
     metadata: { name },
     spec: {
       terminationGracePeriodSeconds: 1,
-      containers: [
-        { name: "main", image: "docker.io/library/busybox:latest", imagePullPolicy: "IfNotPresent", command: ["sleep", "3600"] },
-      ],
+      containers: [busybox(["sleep", "3600"])],
     },
   });
   return waitFor(

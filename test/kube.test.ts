@@ -10,6 +10,7 @@ import { readState } from "../core/box/state.ts";
 import { Kube, loadKubeconfig } from "../core/e2e/kube.ts";
 import {
   buildTest,
+  busybox,
   canBoot,
   devSecrets,
   hostSnapshot,
@@ -240,15 +241,7 @@ describe.if(canBoot)("Kubernetes in the bubble (dev target)", () => {
           metadata: { labels: { app: "burner" } },
           spec: {
             terminationGracePeriodSeconds: 1,
-            containers: [
-              {
-                name: "main",
-                image: "docker.io/library/busybox:latest",
-                imagePullPolicy: "IfNotPresent",
-                command: ["sh", "-c", command],
-                resources: { requests: { cpu: "50m" }, limits: { cpu: "100m" } },
-              },
-            ],
+            containers: [busybox(["sh", "-c", command], { resources: { requests: { cpu: "50m" }, limits: { cpu: "100m" } } })],
           },
         },
       },
@@ -295,15 +288,7 @@ describe.if(canBoot)("Kubernetes in the bubble (dev target)", () => {
       metadata: { name },
       spec: {
         terminationGracePeriodSeconds: 1,
-        containers: [
-          {
-            name: "main",
-            image: "docker.io/library/busybox:latest",
-            imagePullPolicy: "IfNotPresent",
-            command: ["sh", "-c", command],
-            volumeMounts: [{ name: "data", mountPath: "/data" }],
-          },
-        ],
+        containers: [busybox(["sh", "-c", command], { volumeMounts: [{ name: "data", mountPath: "/data" }] })],
         volumes: [{ name: "data", persistentVolumeClaim: { claimName: claim } }],
       },
     });
@@ -376,13 +361,9 @@ describe.if(canBoot)("Kubernetes in the bubble (dev target)", () => {
           spec: {
             terminationGracePeriodSeconds: 1,
             containers: [
-              {
-                name: "main",
-                image: "docker.io/library/busybox:latest",
-                imagePullPolicy: "IfNotPresent",
-                command: ["sh", "-c", "[ -f /data/id ] || echo $(date +%s)-$RANDOM > /data/id; exec sleep 3600"],
+              busybox(["sh", "-c", "[ -f /data/id ] || echo $(date +%s)-$RANDOM > /data/id; exec sleep 3600"], {
                 volumeMounts: [{ name: "data", mountPath: "/data" }],
-              },
+              }),
             ],
           },
         },
@@ -578,14 +559,7 @@ describe.if(canBoot)("Kubernetes in the bubble (dev target)", () => {
       spec: {
         // PID 1 ignores SIGTERM: halting must not wait the default 90 s for it.
         terminationGracePeriodSeconds: 30,
-        containers: [
-          {
-            name: "main",
-            image: "docker.io/library/busybox:latest",
-            imagePullPolicy: "IfNotPresent",
-            command: ["sleep", "3600"],
-          },
-        ],
+        containers: [busybox(["sleep", "3600"])],
       },
     });
     await waitFor(
