@@ -9,6 +9,7 @@ import * as debian from "./debian.ts";
 import e2e from "./e2e/index.ts";
 import etcd from "./etcd/index.ts";
 import flannel from "./flannel/index.ts";
+import helm from "./helm/index.ts";
 import kubernetes from "./kubernetes/index.ts";
 import kubernetes136 from "./kubernetes-1.36/index.ts";
 import localPath from "./local-path-provisioner/index.ts";
@@ -32,6 +33,7 @@ const goModules = {
   coredns,
   "metrics-server": metricsServer,
   "local-path-provisioner": localPath,
+  helm,
   e2e,
   // Another version of an asset comes after its default one; a build picks it with --asset name@version.
   "kubernetes-1.36": kubernetes136,

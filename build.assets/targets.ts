@@ -6,7 +6,20 @@ export const targets: Record<string, TargetDef> = {
     description:
       "control plane: etcd, apiserver, controller-manager, scheduler, serf, registry, agent — and a tainted Node (kubelet, flannel, CoreDNS)",
     roles: ["master"],
-    plugins: ["secrets", "etcd", "kube-master", "kube-node", "flannel", "dns", "serf", "registry", "agent", "metrics", "storage"],
+    plugins: [
+      "secrets",
+      "etcd",
+      "kube-master",
+      "kube-node",
+      "flannel",
+      "dns",
+      "serf",
+      "registry",
+      "agent",
+      "metrics",
+      "storage",
+      "helm",
+    ],
   },
   node: {
     description: "worker: containerd, kubelet, kube-proxy, flannel, CoreDNS, serf, agent",
@@ -22,6 +35,19 @@ export const targets: Record<string, TargetDef> = {
   dev: {
     description: "master and node on one host — what `make dev` builds and `make dev-start` boots",
     roles: ["master", "node"],
-    plugins: ["secrets", "etcd", "kube-master", "kube-node", "flannel", "dns", "serf", "registry", "agent", "metrics", "storage"],
+    plugins: [
+      "secrets",
+      "etcd",
+      "kube-master",
+      "kube-node",
+      "flannel",
+      "dns",
+      "serf",
+      "registry",
+      "agent",
+      "metrics",
+      "storage",
+      "helm",
+    ],
   },
 };

@@ -1,5 +1,6 @@
 import { createHash } from "node:crypto";
 import { existsSync, readFileSync } from "node:fs";
+import type { ShippedChart } from "./charts.ts";
 import { PlanetError } from "./errors.ts";
 import type { ObjectRef } from "./manifests.ts";
 import { type CertRequest, type CheckDef, issuedTo, type Role, type UpgradeDef } from "./plugin.ts";
@@ -58,6 +59,8 @@ export interface Manifest {
   volumes?: { name: string; path: string; plugin: string; roles: Role[] }[];
   /** Kubernetes objects plugins ship, applied at boot: file in the image, sha256, the objects. */
   manifests?: { plugin: string; path: string; sha256: string; objects: ObjectRef[] }[];
+  /** Helm charts plugins ship, installed at boot as releases: folder in the image, digest of its files. */
+  charts?: ShippedChart[];
   /** Debian packages in the rootfs (an SBOM). */
   packages: { name: string; version: string; arch: string }[];
 }
@@ -92,6 +95,7 @@ export function readManifest(rootfs = "/"): { manifest: Manifest; digest: string
     ports: "array",
     volumes: "array?",
     manifests: "array?",
+    charts: "array?",
   });
   if (problem)
     throw new PlanetError(

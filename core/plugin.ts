@@ -1,3 +1,4 @@
+import type { ChartInfo } from "./charts.ts";
 import type { ManifestFile } from "./manifests.ts";
 /**
  * The plugin contract. A plugin is data: a folder under `plugins/` (or anywhere, for your own)
@@ -226,6 +227,14 @@ export interface PluginDef {
    * ships are pruned. `${VAR}` is replaced from the container environment, e.g. `${KUBE_DNS_IP}`.
    */
   manifests?: string;
+  /**
+   * Folder beside `index.ts` holding Helm charts, one per sub-folder named as its `Chart.yaml` says
+   * (`charts/`): rendered at build time, installed at boot as Helm releases named after the chart (in
+   * the namespace its `planet/namespace` annotation names, else `default`), upgraded when a newer
+   * image ships another chart or values, uninstalled when it ships none. `${VAR}` in `values.yaml`
+   * is replaced from the container environment. Needs the `helm` plugin.
+   */
+  charts?: string;
   /** What an upgrade to this image needs from this plugin: version rules, steps around the swap. */
   upgrade?: UpgradeDef;
 }
@@ -248,6 +257,8 @@ export interface ResolvedPlugin {
   units: Required<UnitDef>[];
   /** Its validated `manifests/` files, when it ships any. */
   manifests: ManifestFile[];
+  /** Its validated `charts/`, when it ships any. */
+  charts: ChartInfo[];
 }
 
 export function checkKind(c: CheckDef): "http" | "tcp" | "unit" | "command" {

@@ -1,5 +1,6 @@
 import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { basename, join, resolve as resolvePath } from "node:path";
+import { HELM_ASSET, loadPluginCharts } from "./charts.ts";
 import { type ErrorCode, PlanetError } from "./errors.ts";
 import { parseRef } from "./image/oci-layout.ts";
 import { loadPluginManifests } from "./manifests.ts";
@@ -226,7 +227,7 @@ export async function resolvePlugins(input: ResolveInput): Promise<Resolution> {
   const plugins: ResolvedPlugin[] = order.map((name) => {
     const p = chosen.get(name);
     if (!p) throw err("INTERNAL", `lost plugin ${name}`);
-    return { ...p, units: normaliseUnits(p.def), manifests: [] };
+    return { ...p, units: normaliseUnits(p.def), manifests: [], charts: [] };
   });
 
   const assets = new Set(input.assets);
@@ -237,6 +238,7 @@ export async function resolvePlugins(input: ResolveInput): Promise<Resolution> {
     path: new Map<string, string>(),
     env: new Map<string, string>(),
     volume: new Map<string, string>(),
+    chart: new Map<string, string>(),
   };
   const claim = (kind: keyof typeof owner, key: string, plugin: string, code: ErrorCode, what: string) => {
     const prev = owner[kind].get(key);
@@ -270,6 +272,17 @@ export async function resolvePlugins(input: ResolveInput): Promise<Resolution> {
       claim("path", path, name, "DUPLICATE_VOLUME", "volume path");
     }
     if (p.def.manifests) p.manifests = loadPluginManifests(name, join(p.dir, p.def.manifests));
+    if (p.def.charts) {
+      // Charts become releases through helm, which a plugin of the image must carry (the helm plugin).
+      if (!plugins.some((q) => q.def.assets?.includes(HELM_ASSET)))
+        throw err(
+          "MISSING_REQUIREMENT",
+          `ships charts, but no plugin of the image carries the ${HELM_ASSET} asset (add the helm plugin)`,
+          name,
+        );
+      p.charts = loadPluginCharts(name, join(p.dir, p.def.charts));
+      for (const c of p.charts) claim("chart", c.name, name, "DUPLICATE_CHART", "chart");
+    }
   }
   // Cross references, once every name is known.
   const known = new Set([...BASE_UNITS, ...(input.baseUnits ?? []), ...owner.unit.keys()]);

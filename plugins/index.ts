@@ -4,6 +4,7 @@ import conformance from "./conformance/index.ts";
 import dns from "./dns/index.ts";
 import etcd from "./etcd/index.ts";
 import flannel from "./flannel/index.ts";
+import helm from "./helm/index.ts";
 import kubeMaster from "./kube-master/index.ts";
 import kubeNode from "./kube-node/index.ts";
 import metrics from "./metrics/index.ts";
@@ -25,6 +26,7 @@ export const plugins: readonly PluginDef[] = [
   agent,
   metrics,
   storage,
+  helm,
   conformance,
 ];
 

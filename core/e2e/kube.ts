@@ -114,6 +114,60 @@ export class Kube {
     return this.request("DELETE", path);
   }
 
+  /** Waits until the apiserver answers /readyz, at most `seconds`. */
+  async waitReady(seconds: number): Promise<void> {
+    const end = Date.now() + seconds * 1000;
+    for (;;) {
+      const ok = await this.request("GET", "/readyz", undefined, "text/plain").then(
+        () => true,
+        () => false,
+      );
+      if (ok) return;
+      if (Date.now() > end)
+        throw new PlanetError("APISERVER_UNREACHABLE", `no answer from ${this.auth.server}/readyz within ${seconds}s`);
+      await Bun.sleep(500);
+    }
+  }
+
+  /**
+   * Runs `work` while holding the Lease `kube-system/<name>` (created for the call, deleted after),
+   * so that one host at a time does it; a lease left by a holder that died expires after `ttlSeconds`.
+   */
+  async withLease<T>(name: string, holder: string, ttlSeconds: number, work: () => Promise<T>): Promise<T> {
+    const base = "/apis/coordination.k8s.io/v1/namespaces/kube-system/leases";
+    type Lease = {
+      metadata: { resourceVersion: string };
+      spec: { holderIdentity?: string; renewTime?: string; leaseDurationSeconds?: number };
+    };
+    for (;;) {
+      const now = new Date().toISOString().replace("Z", "000Z");
+      const mine = await this.create(base, {
+        metadata: { name },
+        spec: { holderIdentity: holder, leaseDurationSeconds: ttlSeconds, acquireTime: now, renewTime: now },
+      }).then(
+        () => true,
+        (e) => {
+          if (e instanceof KubeError && e.status === 409) return false;
+          throw e;
+        },
+      );
+      if (mine) break;
+      const held = await this.get<Lease>(`${base}/${name}`).catch(() => null);
+      const renewed = Date.parse(held?.spec.renewTime ?? "");
+      if (held && Date.now() > renewed + (held.spec.leaseDurationSeconds ?? ttlSeconds) * 1000)
+        // Expired: remove exactly that lease (a newer one has another resourceVersion), then try again.
+        await this.request("DELETE", `${base}/${name}`, {
+          preconditions: { resourceVersion: held.metadata.resourceVersion },
+        }).catch(() => {});
+      else await Bun.sleep(1000);
+    }
+    try {
+      return await work();
+    } finally {
+      await this.delete(`${base}/${name}`).catch(() => {});
+    }
+  }
+
   /**
    * Runs a command in a container over the exec subresource (WebSocket, v4.channel.k8s.io):
    * channel 1 stdout, 2 stderr, 3 the status.

@@ -1,5 +1,7 @@
 import { existsSync, mkdirSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
+import { expandEnv } from "../box/environment.ts";
+import { HELM_ASSET, renderChart, type ShippedChart } from "../charts.ts";
 import { PlanetError } from "../errors.ts";
 import { logger } from "../log.ts";
 import { MANIFEST_PATH, type Manifest } from "../manifest.ts";
@@ -10,7 +12,7 @@ import { freeBytes, walkTree } from "../util.ts";
 import { type AssetDef, cacheRoot, ensureAsset, type ResolvedAsset } from "./assets.ts";
 import { checkPackages, ensureBase, packageList, scratch } from "./base.ts";
 import { compilePlanet, smokeTest } from "./compile.ts";
-import { buildImages, installAssets, installManifests, installPlugins, makeManifest } from "./install.ts";
+import { buildImages, installAssets, installCharts, installManifests, installPlugins, makeManifest } from "./install.ts";
 
 const log = logger("build");
 
@@ -92,6 +94,7 @@ export async function buildImage(opts: BuildOptions): Promise<BuildResult> {
     });
     const assetEntries = await step("asset-files", async () => installAssets(rootfs, assets));
     const kubeManifests = installManifests(rootfs, resolution.plugins);
+    const charts = await step("charts", () => checkCharts(rootfs, resolution.plugins, byName));
     const images = await step("images", () => buildImages(rootfs, resolution.plugins, byName));
     await step("planet", () => compilePlanet(repo, rootfs));
     writeFileSync(join(rootfs, "etc/machine-id"), "");
@@ -99,6 +102,7 @@ export async function buildImage(opts: BuildOptions): Promise<BuildResult> {
       const m = {
         ...makeManifest(resolution, assetEntries, enabled, images, await packageList(rootfs)),
         manifests: kubeManifests,
+        ...(charts.length ? { charts } : {}),
       };
       const text = `${JSON.stringify(m, null, 2)}\n`;
       mkdirSync(join(rootfs, dirname(MANIFEST_PATH)), { recursive: true });
@@ -129,6 +133,32 @@ export async function buildImage(opts: BuildOptions): Promise<BuildResult> {
     scratch.delete(staging);
     throw err;
   }
+}
+
+/**
+ * Copies the plugins' charts into the rootfs and renders each with the image's own helm, so a chart
+ * that does not render, or values its schema refuses, fail the build naming plugin and chart.
+ */
+async function checkCharts(
+  rootfs: string,
+  plugins: ResolvedPlugin[],
+  assets: Map<string, ResolvedAsset>,
+): Promise<ShippedChart[]> {
+  const charts = installCharts(rootfs, plugins);
+  if (charts.length === 0) return charts;
+  const helm = assets.get(HELM_ASSET);
+  if (!helm)
+    throw new PlanetError("MISSING_REQUIREMENT", `charts need the ${HELM_ASSET} asset (add the helm plugin)`, {
+      phase: "charts",
+    });
+  const defaults: Record<string, string> = {};
+  for (const p of plugins) Object.assign(defaults, p.def.env ?? {});
+  const env = expandEnv(defaults);
+  for (const c of charts)
+    await renderChart(join(helm.out, "helm"), join(rootfs, c.path), c, env, `${c.plugin}/charts/${c.name}`).catch((e: Error) => {
+      throw new PlanetError("CHART_INVALID", e.message, { plugin: c.plugin, phase: "charts" });
+    });
+  return charts;
 }
 
 function checkDiskSpace(dir: string): void {

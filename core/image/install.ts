@@ -15,13 +15,15 @@ import {
   unlinkSync,
   writeFileSync,
 } from "node:fs";
-import { dirname, join } from "node:path";
+import { dirname, join, relative } from "node:path";
+import { CHARTS_DIR, chartDigest, type ShippedChart } from "../charts.ts";
 import { PlanetError } from "../errors.ts";
 import type { Manifest, ManifestAsset } from "../manifest.ts";
 import { MANIFESTS_DIR } from "../manifests.ts";
 import { type ResolvedPlugin, ROLES, type Role } from "../plugin.ts";
 import { isSymlink } from "../proc.ts";
 import { overlayPaths, type Resolution, UNIT_DIR } from "../resolve.ts";
+import { walkTree } from "../util.ts";
 import { commit, VERSION } from "../version.ts";
 import { type AssetDef, type ResolvedAsset, sha256File } from "./assets.ts";
 import { ensureDebianTree } from "./base.ts";
@@ -102,6 +104,18 @@ export function installManifests(rootfs: string, plugins: ResolvedPlugin[]): Non
       const path = join(MANIFESTS_DIR, p.def.name, m.file);
       copyPreserving(join(p.dir, p.def.manifests ?? "", m.file), join(rootfs, path));
       return { plugin: p.def.name, path, sha256: sha256File(join(rootfs, path)), objects: m.objects };
+    }),
+  );
+}
+
+/** Copies each plugin's validated charts to CHARTS_DIR/<plugin>/<chart>/, recording a digest of each. */
+export function installCharts(rootfs: string, plugins: ResolvedPlugin[]): ShippedChart[] {
+  return plugins.flatMap((p) =>
+    p.charts.map((c) => {
+      const path = join(CHARTS_DIR, p.def.name, c.name);
+      const src = join(p.dir, p.def.charts ?? "", c.name);
+      for (const file of walkTree(src).files) copyPreserving(file, join(rootfs, path, relative(src, file)));
+      return { ...c, plugin: p.def.name, path, sha256: chartDigest(join(rootfs, path)) };
     }),
   );
 }

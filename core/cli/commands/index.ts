@@ -22,6 +22,7 @@ export const commands: Record<string, () => Promise<CommandDef>> = {
   leader: lazy(() => import("./status.ts"), "leaderCmd"),
   test: lazy(() => import("./test.ts")),
   manifests: lazy(() => import("./manifests.ts")),
+  charts: lazy(() => import("./charts.ts")),
   images: lazy(() => import("./images.ts")),
   kv: lazy(() => import("./kv.ts")),
   "join-check": lazy(() => import("./join-check.ts")),

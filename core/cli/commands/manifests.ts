@@ -24,17 +24,7 @@ const apply = defineCommand({
     if (!image)
       throw new PlanetError("NOT_AN_IMAGE", "planet manifests apply runs inside a bubble (no /etc/planet/manifest.json)");
     const kube = new Kube(loadKubeconfig(args.kubeconfig));
-    const end = Date.now() + Number(args.wait) * 1000;
-    for (;;) {
-      const ok = await kube.request("GET", "/readyz", undefined, "text/plain").then(
-        () => true,
-        () => false,
-      );
-      if (ok) break;
-      if (Date.now() > end)
-        throw new PlanetError("APISERVER_UNREACHABLE", `no answer from ${kube.auth.server}/readyz within ${args.wait}s`);
-      await Bun.sleep(500);
-    }
+    await kube.waitReady(Number(args.wait));
     const byPlugin = new Map<string, { file: string; text: string }[]>();
     for (const m of image.manifest.manifests ?? []) {
       const list = byPlugin.get(m.plugin) ?? [];
