@@ -26,6 +26,8 @@ check(
     "dns",
     "--without",
     "storage",
+    "--without",
+    "netpol",
     "--plugin",
     "./examples/hello",
     "--out",

@@ -7,6 +7,7 @@
  * from docs/conformance/causes.json) and prints the wall times.
  *
  *   make production conformance && bun bench/conformance.ts [--parallel 4] [--focus re] [--skip re] [--keep]
+ *     [--label-filter 'Feature: containsAny NetworkPolicy' --out docs/conformance/netpol]   (another set of specs)
  */
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -20,6 +21,7 @@ const { values: opt } = parseArgs({
     parallel: { type: "string", default: "4" },
     focus: { type: "string" },
     skip: { type: "string" },
+    "label-filter": { type: "string", default: "Conformance" },
     timeout: { type: "string", default: "24h" },
     keep: { type: "boolean", default: false },
     out: { type: "string", default: join(REPO, "docs/conformance") },
@@ -79,6 +81,8 @@ const args = [
   report,
   ...(opt.focus ? ["--focus", opt.focus] : []),
   ...(opt.skip ? ["--skip", opt.skip] : []),
+  "--label-filter",
+  opt["label-filter"] as string,
   "--timeout",
   opt.timeout as string,
 ];
@@ -130,13 +134,14 @@ const count = (r: Case["result"]) => cases.filter((c) => c.result === r).length;
 const serial = cases.filter((c) => c.name.includes("[Serial]")).reduce((s, c) => s + c.time, 0);
 mkdirSync(opt.out as string, { recursive: true });
 const summaryLine = last.trim().split("\n").at(-1) ?? "";
+const labels = opt["label-filter"] as string;
 const md = [
-  "# Conformance run",
+  labels === "Conformance" ? "# Conformance run" : `# e2e run: specs labelled \`${labels}\``,
   "",
   `Kubernetes v1.37.2 e2e.test (built from k8s.io/kubernetes@v1.37.2 here), ${new Date().toISOString().slice(0, 10)},`,
   `one master and two nodes from the production images in test hosts on one bridge of one 2-core VM,`,
   `offline (the bundle's images imported into the master's registry), ginkgo --procs=${opt.parallel}.`,
-  `Produced by \`bun bench/conformance.ts --parallel ${opt.parallel}\`${opt.focus ? ` --focus '${opt.focus}'` : ""}${opt.skip ? ` --skip '${opt.skip}'` : ""}.`,
+  `Produced by \`bun bench/conformance.ts --parallel ${opt.parallel}${labels === "Conformance" ? "" : ` --label-filter '${labels}'`}\`${opt.focus ? ` --focus '${opt.focus}'` : ""}${opt.skip ? ` --skip '${opt.skip}'` : ""}.`,
   "",
   `**${summaryLine}**`,
   "",

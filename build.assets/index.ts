@@ -10,6 +10,7 @@ import e2e from "./e2e/index.ts";
 import etcd from "./etcd/index.ts";
 import flannel from "./flannel/index.ts";
 import helm from "./helm/index.ts";
+import kubeRouter from "./kube-router/index.ts";
 import kubernetes from "./kubernetes/index.ts";
 import kubernetes136 from "./kubernetes-1.36/index.ts";
 import localPath from "./local-path-provisioner/index.ts";
@@ -34,6 +35,7 @@ const goModules = {
   "metrics-server": metricsServer,
   "local-path-provisioner": localPath,
   helm,
+  "kube-router": kubeRouter,
   e2e,
   // Another version of an asset comes after its default one; a build picks it with --asset name@version.
   "kubernetes-1.36": kubernetes136,

@@ -18,13 +18,14 @@ export const targets: Record<string, TargetDef> = {
       "agent",
       "metrics",
       "storage",
+      "netpol",
       "helm",
     ],
   },
   node: {
     description: "worker: containerd, kubelet, kube-proxy, flannel, CoreDNS, serf, agent",
     roles: ["node"],
-    plugins: ["secrets", "kube-node", "flannel", "dns", "serf", "agent", "storage"],
+    plugins: ["secrets", "kube-node", "flannel", "dns", "serf", "agent", "storage", "netpol"],
   },
   conformance: {
     description: "a bundle, not an image: e2e.test, ginkgo and the conformance images (planet test --conformance)",
@@ -47,6 +48,7 @@ export const targets: Record<string, TargetDef> = {
       "agent",
       "metrics",
       "storage",
+      "netpol",
       "helm",
     ],
   },

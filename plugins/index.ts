@@ -8,6 +8,7 @@ import helm from "./helm/index.ts";
 import kubeMaster from "./kube-master/index.ts";
 import kubeNode from "./kube-node/index.ts";
 import metrics from "./metrics/index.ts";
+import netpol from "./netpol/index.ts";
 import registry from "./registry/index.ts";
 import secrets from "./secrets/index.ts";
 import serf from "./serf/index.ts";
@@ -26,6 +27,7 @@ export const plugins: readonly PluginDef[] = [
   agent,
   metrics,
   storage,
+  netpol,
   helm,
   conformance,
 ];

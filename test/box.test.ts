@@ -48,9 +48,11 @@ describe.if(canBoot)("box: planet start | exec | stop", () => {
         "flannel",
         "--without",
         "dns",
-        // Its node-local volumes need the kubelet: it goes with kube-node.
+        // Node-local volumes and pod network policies need the kubelet: they go with kube-node.
         "--without",
         "storage",
+        "--without",
+        "netpol",
         "--plugin",
         "./examples/hello",
       ]),

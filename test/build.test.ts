@@ -73,8 +73,10 @@ describe.if(canBoot)("planet build --target dev", () => {
       "flannel",
       "hello",
       "kube-master",
+      "helm",
       "registry",
       "metrics",
+      "netpol",
       "serf",
       "storage",
     ]);
@@ -96,6 +98,8 @@ describe.if(canBoot)("planet build --target dev", () => {
       "crictl",
       "etcd",
       "flannel",
+      "helm",
+      "kube-router",
       "kubernetes",
       "local-path-provisioner",
       "metrics-server",
@@ -179,10 +183,10 @@ describe.if(canBoot)("planet build --target dev", () => {
   });
 
   test("a second build with a warm cache reuses every asset and gives the same manifest", () => {
-    expect(log).toMatch(/assets: 14 \(\d+ from cache/);
+    expect(log).toMatch(/assets: 16 \(\d+ from cache/);
     const again = planet(...ARGS);
     expect(again.exitCode).toBe(0);
-    expect(again.stderr).toContain("assets: 14 (14 from cache");
+    expect(again.stderr).toContain("assets: 16 (16 from cache");
     expect(again.stderr).toContain("base rootfs: cached");
     expect(JSON.parse(readFileSync(join(OUT, "planet.json"), "utf8"))).toEqual(first);
   }, 600_000);

@@ -18,7 +18,7 @@ import type { Role } from "../core/plugin.ts";
 import { parseCert, pemsOf, signedBy } from "../secrets/pki.ts";
 import { initSecrets, issueHost } from "../secrets/store.ts";
 import { caHash } from "../secrets/token.ts";
-import { buildTest, canBoot, hostSnapshot, planet, planetAsync, REPO, sh, startArgs, waitFor } from "./helpers.ts";
+import { buildTest, busybox, canBoot, hostSnapshot, planet, planetAsync, REPO, sh, startArgs, waitFor } from "./helpers.ts";
 
 const BRIDGE = "ptc-br";
 const CLUSTER = "ctest";
@@ -267,6 +267,83 @@ describe.if(canBoot)("a master and a node in two test hosts on one bridge (maste
     const dns = await kube.exec("default", "web-n1", ["nslookup", "kubernetes.default.svc.cluster.local"]);
     expect(dns.stdout).toContain("10.100.0.1");
   }, 300_000);
+
+  test("NetworkPolicy is enforced on both hosts: deny-all, then allow from a label, ingress and egress, across hosts and on one", async () => {
+    // Clients beside the servers of the test above: one allowed by label and one not on the node
+    // (web-n1's host), and one allowed on the master (web-m1 is the master's unlabelled one).
+    const clients = [
+      { name: "client-m1", node: "m1", labels: { role: "client" } },
+      { name: "client-n1", node: "n1", labels: { role: "client" } },
+      { name: "other-n1", node: "n1", labels: {} },
+    ];
+    for (const c of clients)
+      await kube.create("/api/v1/namespaces/default/pods", {
+        apiVersion: "v1",
+        kind: "Pod",
+        metadata: { name: c.name, labels: c.labels },
+        spec: {
+          nodeName: c.node,
+          tolerations: [{ operator: "Exists" }],
+          terminationGracePeriodSeconds: 1,
+          containers: [busybox(["sleep", "3600"])],
+        },
+      });
+    for (const c of clients)
+      await waitFor(
+        `${c.name} running`,
+        async () => (await kube.get<Pod>(`/api/v1/namespaces/default/pods/${c.name}`)).status.phase === "Running" || undefined,
+        90_000,
+        500,
+      );
+    const web = await kube.get<Pod>("/api/v1/namespaces/default/pods/web-n1");
+    const target = web.status.podIP as string;
+    /** What web-n1 answers to `from` ("n1"), or "" when the connection is refused or dropped. */
+    const reach = async (from: string) =>
+      (
+        await kube.exec("default", from, ["sh", "-c", `printf 'GET /who HTTP/1.0\r\n\r\n' | nc -w 2 ${target} 8080 | tail -n 1`])
+      ).stdout.trim();
+    const all = ["web-m1", "client-m1", "client-n1", "other-n1"];
+    const answers = async () => Object.fromEntries(await Promise.all(all.map(async (p) => [p, await reach(p)] as const)));
+    const everyone = Object.fromEntries(all.map((p) => [p, "n1"]));
+    expect(await answers()).toEqual(everyone);
+
+    const policies = "/apis/networking.k8s.io/v1/namespaces/default/networkpolicies";
+    const policy = (name: string, spec: Record<string, unknown>) =>
+      kube.create(policies, { apiVersion: "networking.k8s.io/v1", kind: "NetworkPolicy", metadata: { name }, spec });
+    /** Polls until the answers are `want` (kube-router syncs on the policy's event), then holds them. */
+    const settle = async (what: string, want: Record<string, string>) => {
+      await waitFor(what, async () => JSON.stringify(await answers()) === JSON.stringify(want) || undefined, 60_000, 1000);
+      expect(await answers()).toEqual(want);
+    };
+
+    // Deny all ingress to web-n1: refused from its own host's pods and from the master's.
+    await policy("web-deny-all", { podSelector: { matchLabels: { app: "web-n1" } }, policyTypes: ["Ingress"] });
+    await settle("deny-all enforced", { "web-m1": "", "client-m1": "", "client-n1": "", "other-n1": "" });
+    // The host itself still reaches it (the kubelet's probes do), as upstream's semantics leave it.
+    const fromHost = inBubble(nodeRootfs, "curl", "-s", "-m", "3", `http://${target}:8080/who`);
+    expect(fromHost.stdout.trim()).toBe("n1");
+
+    // Allow from pods labelled role=client (any host): exactly those two get through.
+    await policy("web-allow-clients", {
+      podSelector: { matchLabels: { app: "web-n1" } },
+      policyTypes: ["Ingress"],
+      ingress: [{ from: [{ podSelector: { matchLabels: { role: "client" } } }], ports: [{ port: 8080, protocol: "TCP" }] }],
+    });
+    await settle("allow-from-label enforced", { "web-m1": "", "client-m1": "n1", "client-n1": "n1", "other-n1": "" });
+    // A port the allow rule does not name stays closed to the allowed client.
+    const otherPort = await kube.exec("default", "client-n1", ["sh", "-c", `nc -z -w 2 ${target} 8081; echo $?`]);
+    expect(otherPort.stdout.trim()).not.toBe("0");
+
+    // Ingress policies gone: open again. Then an egress deny-all on the labelled clients only.
+    await kube.delete(`${policies}/web-deny-all`);
+    await kube.delete(`${policies}/web-allow-clients`);
+    await settle("policies removed", everyone);
+    await policy("clients-no-egress", { podSelector: { matchLabels: { role: "client" } }, policyTypes: ["Egress"] });
+    await settle("egress deny enforced", { "web-m1": "n1", "client-m1": "", "client-n1": "", "other-n1": "n1" });
+    await kube.delete(`${policies}/clients-no-egress`);
+    await settle("egress policy removed", everyone);
+    for (const c of clients) await kube.delete(`/api/v1/namespaces/default/pods/${c.name}`);
+  }, 420_000);
 
   test("planet status on the node lists both members, each healthy over the agents' mTLS API", async () => {
     const st = await waitFor(

@@ -188,6 +188,8 @@ export interface ConformanceOptions {
   reportDir: string;
   focus: string;
   skip?: string;
+  /** ginkgo's label query; `Conformance` for the conformance run. */
+  labelFilter: string;
   parallel: number;
   /** ginkgo's suite timeout (e.g. `24h`, `90m`): specs finished by then are reported. */
   timeout: string;
@@ -210,8 +212,8 @@ export async function runConformance(o: ConformanceOptions): Promise<{ progress:
     "--dns-domain=cluster.local",
   ];
   const ginkgoArgs = [
-    // Only [Conformance] specs, whatever --focus picks among them (two --focus flags would be OR'ed).
-    "--label-filter=Conformance",
+    // Only the labelled specs ([Conformance] ones by default), whatever --focus picks among them.
+    `--label-filter=${o.labelFilter}`,
     `--focus=${o.focus}`,
     ...(o.skip ? [`--skip=${o.skip}`] : []),
     `--timeout=${o.timeout}`,

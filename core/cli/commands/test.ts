@@ -29,6 +29,11 @@ export default defineCommand({
     conformance: { type: "boolean", description: "run the upstream [Conformance] specs with the conformance bundle's e2e.test" },
     parallel: { type: "string", description: "--conformance: ginkgo processes ([Serial] specs still run alone)", default: "1" },
     skip: { type: "string", description: "--conformance: skip specs matching this regex" },
+    "label-filter": {
+      type: "string",
+      description: "--conformance: ginkgo's label query picking the specs, e.g. 'Feature: containsAny NetworkPolicy'",
+      default: "Conformance",
+    },
     timeout: {
       type: "string",
       description: "--conformance: end the run after this long (e.g. 90m); finished specs are reported",
@@ -99,6 +104,7 @@ export default defineCommand({
 interface ConformanceArgs {
   focus?: string;
   skip?: string;
+  "label-filter": string;
   parallel: string;
   timeout: string;
   "report-dir": string;
@@ -152,6 +158,7 @@ async function conformance(args: ConformanceArgs, kubeconfig: string, kube: Kube
     reportDir,
     focus: args.focus ?? CONFORMANCE_FOCUS,
     skip: args.skip,
+    labelFilter: args["label-filter"],
     parallel,
     timeout: args.timeout,
     onProgress: (p, sec) => {
