@@ -211,7 +211,23 @@ describe.if(canBoot)("Kubernetes in the bubble (dev target)", () => {
     };
     expect(json.status).toBe("healthy");
     expect(json.leader.leader).toBe(IP);
-  }, 90_000);
+    // The add-ons' checks are among them, and each passes (the warnings too: metrics, storage, charts).
+    const addOns = ["metrics-api", "storage-provisioner", "netpol-kube-router-running", "netpol-chains", "helm-charts"];
+    const states = await waitFor(
+      "add-on checks ok",
+      () => {
+        const st = JSON.parse(planet("status", "--rootfs", rootfs, "--local", "--json").stdout) as {
+          members: { checks?: { name: string; state: string }[] }[];
+        };
+        const checks = st.members[0]?.checks ?? [];
+        const mine = Object.fromEntries(checks.filter((c) => addOns.includes(c.name)).map((c) => [c.name, c.state]));
+        return Object.values(mine).every((v) => v === "ok") && Object.keys(mine).length === addOns.length ? mine : undefined;
+      },
+      120_000,
+      2000,
+    );
+    expect(Object.keys(states).sort()).toEqual([...addOns].sort());
+  }, 200_000);
 
   test("metrics: kubectl top nodes and pods answer; a HorizontalPodAutoscaler scales a Deployment up under CPU load and back down; a node's identity reads no metrics", async () => {
     const kubectl = (...args: string[]) => planet("exec", "--rootfs", rootfs, "kubectl", ...args);

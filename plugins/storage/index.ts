@@ -16,6 +16,18 @@ export default definePlugin({
   assets: ["local-path-provisioner"],
   manifests: "manifests",
   volumes: { "local-path": "/var/lib/local-path" },
+  files: { "files/": "/" },
+  checks: [
+    {
+      // Warning only, and on masters (they hold the credentials to look): a cluster without a
+      // schedulable node has no provisioner pod.
+      name: "storage-provisioner",
+      command: ["/usr/lib/planet/storage-check"],
+      severity: "warning",
+      roles: ["master"],
+      timeoutMs: 10_000,
+    },
+  ],
   images: [
     {
       ref: `docker.io/rancher/local-path-provisioner:${VERSION}`,
