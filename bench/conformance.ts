@@ -141,7 +141,7 @@ const md = [
   `Kubernetes v1.37.2 e2e.test (built from k8s.io/kubernetes@v1.37.2 here), ${new Date().toISOString().slice(0, 10)},`,
   `one master and two nodes from the production images in test hosts on one bridge of one 2-core VM,`,
   `offline (the bundle's images imported into the master's registry), ginkgo --procs=${opt.parallel}.`,
-  `Produced by \`bun bench/conformance.ts --parallel ${opt.parallel}${labels === "Conformance" ? "" : ` --label-filter '${labels}'`}\`${opt.focus ? ` --focus '${opt.focus}'` : ""}${opt.skip ? ` --skip '${opt.skip}'` : ""}.`,
+  `Produced by \`bun bench/conformance.ts --parallel ${opt.parallel}${labels === "Conformance" ? "" : ` --label-filter '${labels}'`}${opt.focus ? ` --focus '${opt.focus}'` : ""}${opt.skip ? ` --skip '${opt.skip}'` : ""}\`; the raw \`e2e.log\` and \`junit_01.xml\` (gzip) beside this file.`,
   "",
   `**${summaryLine}**`,
   "",
@@ -162,6 +162,8 @@ const md = [
     ),
   "",
 ].join("\n");
+for (const f of ["e2e.log", "junit_01.xml"])
+  if (existsSync(join(report, f))) Bun.spawnSync(["sh", "-c", `gzip -9 -c '${join(report, f)}' > '${join(opt.out as string, f)}.gz'`]);
 writeFileSync(join(opt.out as string, "README.md.tmp"), md);
 Bun.spawnSync(["mv", join(opt.out as string, "README.md.tmp"), join(opt.out as string, "README.md")]);
 // The checkout's formatter owns markdown too (biome): the report lands as it would write it.

@@ -711,28 +711,39 @@ describe.if(canBoot)("a master and a node in two test hosts on one bridge (maste
     expect(planet("stop", "--rootfs", joinRootfs).exitCode).toBe(0);
   }, 420_000);
 
-  test("certificates of a few minutes renew themselves across their expiry: the node's through the master, its units restarted one by one; it stays Ready and no API write fails", async () => {
+  test("certificates of a few minutes renew themselves across their expiry on the master (from its CA keys) and the node (through the master), units restarted one by one, etcd and the apiserver kept running; both stay Ready and no API write fails", async () => {
     const MINUTES = 5;
-    const serial = (name: string) => parseCert(readFileSync(join(secretsOf(N1.name), `${name}.cert`), "utf8")).serialNumber;
-    // The node's certificates issued anew for five minutes, and the node restarted on them.
-    await issueHost(clusterDir, secretsOf(N1.name), certRequests("node", ["node"]).requests, {
-      nodeName: N1.name,
-      ips: [N1.ip],
-      hosts: [],
-      roles: ["node"],
-      validityDays: MINUTES / 1440,
-    });
+    const serial = (name: string, host = N1.name) =>
+      parseCert(readFileSync(join(secretsOf(host), `${name}.cert`), "utf8")).serialNumber;
+    // Both hosts' certificates issued anew for five minutes, and both restarted on them (the master first).
+    for (const [h, roles, target] of [
+      [M1, ["master"], "master"],
+      [N1, ["node"], "node"],
+    ] as const)
+      await issueHost(clusterDir, secretsOf(h.name), certRequests(target, [...roles]).requests, {
+        nodeName: h.name,
+        ips: [h.ip],
+        hosts: [],
+        roles: [...roles],
+        validityDays: MINUTES / 1440,
+      });
     const expiry = parseCert(readFileSync(join(secretsOf(N1.name), "kubelet.cert"), "utf8")).validity.notAfter.getTime();
     expect(planet("stop", "--rootfs", nodeRootfs).exitCode).toBe(0);
-    // The kubelet's own certificates (from its CSRs at the first boot) gone: it starts from these.
+    expect(planet("stop", "--rootfs", masterRootfs).exitCode).toBe(0);
+    // The kubelets' own certificates (from their CSRs at the first boot) gone: they start from these.
     const kubeletPki = join(work, `data-${N1.host}`, "kubelet-pki");
     rmSync(kubeletPki, { recursive: true, force: true });
+    rmSync(join(work, `data-${M1.host}`, "kubelet-pki"), { recursive: true, force: true });
+    expect((await start(masterRootfs, M1)).exitCode).toBe(0);
     expect((await startNode()).exitCode).toBe(0);
-    const n1Ready = async () =>
-      (await kube.get<Node>("/api/v1/nodes/n1")).status.conditions?.some((c) => c.type === "Ready" && c.status === "True");
+    const readyNode = (name: string) => async () =>
+      (await kube.get<Node>(`/api/v1/nodes/${name}`)).status.conditions?.some((c) => c.type === "Ready" && c.status === "True");
+    const n1Ready = readyNode("n1");
+    await waitFor("m1 Ready on five-minute certificates", readyNode("m1"), 120_000, 1000);
     await waitFor("n1 Ready on five-minute certificates", n1Ready, 120_000, 1000);
     // The hourly timer would renew on its own a couple of minutes after boot: this test starts its unit itself.
-    expect(inBubble(nodeRootfs, "systemctl", "stop", "planet-secrets-renew.timer").exitCode).toBe(0);
+    for (const r of [masterRootfs, nodeRootfs])
+      expect(inBubble(r, "systemctl", "stop", "planet-secrets-renew.timer").exitCode).toBe(0);
     // Days from an expiry: the critical check says so (the host is degraded) until the renewal.
     const critical = () => {
       const j = JSON.parse(planet("status", "--rootfs", nodeRootfs, "--local", "--json").stdout || "{}") as {
@@ -788,6 +799,20 @@ describe.if(canBoot)("a master and a node in two test hosts on one bridge (maste
     for (const unit of ["kubelet.service", "kube-proxy.service", "coredns.service", "planet-agent.service"])
       expect(log).toContain(`restarted ${unit}`);
     for (const [name, was] of Object.entries(before)) expect(serial(name)).not.toBe(was);
+    // The master renews from its own CA keys: every leaf anew; etcd and the apiserver read their new
+    // files at the next connection (not restarted: the writer below sees no failure), the others restart.
+    const masterLeaves = ["apiserver", "apiserver-etcd-client", "etcd", "kubelet", "scheduler", "controller-manager"];
+    const masterBefore = Object.fromEntries(masterLeaves.map((n) => [n, serial(n, M1.name)]));
+    const pid = (unit: string) => inBubble(masterRootfs, "systemctl", "show", "-P", "MainPID", unit).stdout.trim();
+    const storePids = { etcd: pid("etcd.service"), apiserver: pid("kube-apiserver.service") };
+    expect(inBubble(masterRootfs, "systemctl", "start", "planet-secrets-renew.service").exitCode).toBe(0);
+    const mlog = inBubble(masterRootfs, "journalctl", "-u", "planet-secrets-renew.service", "--no-pager", "-o", "cat").stdout;
+    for (const unit of ["kube-controller-manager.service", "kube-scheduler.service", "kubelet.service"])
+      expect(mlog).toContain(`restarted ${unit}`);
+    expect(mlog).not.toContain("restarted etcd.service");
+    expect(mlog).not.toContain("restarted kube-apiserver.service");
+    expect({ etcd: pid("etcd.service"), apiserver: pid("kube-apiserver.service") }).toEqual(storePids);
+    for (const [name, was] of Object.entries(masterBefore)) expect(serial(name, M1.name), name).not.toBe(was);
     const signer = parseCert(readFileSync(join(clusterDir, "csr-signer.cert"), "utf8"));
     const renewed = parseCert(readFileSync(join(secretsOf(N1.name), "kubelet.cert"), "utf8"));
     expect(signedBy(renewed, signer)).toBe(true);
@@ -795,6 +820,24 @@ describe.if(canBoot)("a master and a node in two test hosts on one bridge (maste
     // Past the original expiry: Ready, exec through the kubelet's renewed serving certificate, pods across hosts.
     await Bun.sleep(Math.max(0, expiry - Date.now() + 5000));
     await waitFor("n1 Ready past the original expiry", n1Ready, 60_000, 1000);
+    await waitFor("m1 Ready past the original expiry", readyNode("m1"), 60_000, 1000);
+    // The master's apiserver opens a new connection to etcd with its renewed client certificate, and
+    // etcd answers with its renewed serving one: both past the original expiry.
+    const etcdCheck = inBubble(
+      masterRootfs,
+      "etcdctl",
+      "--endpoints=https://127.0.0.1:2379",
+      "--cacert=/var/state/etcd-ca.cert",
+      "--cert=/var/state/apiserver-etcd-client.cert",
+      "--key=/var/state/apiserver-etcd-client.key",
+      "get",
+      "--keys-only",
+      "/registry/namespaces/default",
+    );
+    expect(etcdCheck.stderr).toBe("");
+    expect(etcdCheck.stdout.trim()).toBe("/registry/namespaces/default");
+    const served = await peerCertificate(M1.ip, 2379);
+    expect(Date.parse(served.valid_to) - Date.now()).toBeGreaterThan(300 * 86_400_000);
     const m1Pod = await kube.get<Pod>("/api/v1/namespaces/default/pods/web-m1");
     const across = await waitFor(
       "n1's pod reaches m1's",
@@ -810,12 +853,13 @@ describe.if(canBoot)("a master and a node in two test hosts on one bridge (maste
       1000,
     );
     expect(across.stdout.trim()).toBe("m1");
-    await waitFor(
-      "n1 healthy, the critical check green",
-      () => planet("status", "--rootfs", nodeRootfs, "--local").exitCode === 0,
-      120_000,
-      2000,
-    );
+    for (const r of [nodeRootfs, masterRootfs])
+      await waitFor(
+        `${r === nodeRootfs ? "n1" : "m1"} healthy, the critical check green`,
+        () => planet("status", "--rootfs", r, "--local").exitCode === 0,
+        120_000,
+        2000,
+      );
     writing = false;
     await writer;
     expect(ok).toBeGreaterThan(0);
