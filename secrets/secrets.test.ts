@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { certRequests } from "../core/cli/commands/secrets.ts";
@@ -340,12 +340,12 @@ describe("secrets host: one host's own secrets, no CA key it does not need", () 
     expect(checkSecrets(nodeDir, 7).every((r) => r.status === "ok")).toBe(true);
   });
 
-  test("a master: etcd member and apiserver certificates for its address, the CSR signer's key, not the cluster CA's", () => {
+  test("a master: etcd member and apiserver certificates for its address, and every CA's key (it renews itself)", async () => {
     const files = readdirSync(masterDir);
-    expect(files).toContain("csr-signer.key");
-    expect(files).toContain("sa.key");
-    expect(files).not.toContain("root.key");
-    expect(files).not.toContain("etcd-ca.key");
+    for (const f of ["csr-signer.key", "root.key", "etcd-ca.key", "front-proxy-ca.key", "sa.key"]) expect(files).toContain(f);
+    // A node holds none.
+    for (const f of ["csr-signer.key", "root.key", "etcd-ca.key", "front-proxy-ca.key", "sa.key"])
+      expect(readdirSync(nodeDir)).not.toContain(f);
     const etcd = openssl("x509", "-in", join(masterDir, "etcd.cert"), "-noout", "-ext", "subjectAltName");
     expect(etcd).toContain("IP Address:10.212.0.1");
     expect(readFileSync(join(masterDir, "admin.kubeconfig"), "utf8")).toContain("server: https://10.212.0.1:6443");
@@ -353,6 +353,23 @@ describe("secrets host: one host's own secrets, no CA key it does not need", () 
     expect(bundle.match(/BEGIN CERTIFICATE/g)).toHaveLength(2);
     expect(bundle).toContain(readFileSync(join(dir, "csr-signer.cert"), "utf8"));
     expect(readFileSync(join(masterDir, "sa.key"), "utf8")).toBe(readFileSync(join(dir, "sa.key"), "utf8"));
+  });
+
+  test("a master's own directory renews its leaves from its CA keys; a node's refuses (it renews through the masters)", async () => {
+    const copy = join(root, "master-renew");
+    cpSync(masterDir, copy, { recursive: true });
+    // Everything due (a 400-day window): each leaf anew, from the same CA, for its same names.
+    const before = openssl("x509", "-in", join(copy, "etcd.cert"), "-noout", "-serial", "-ext", "subjectAltName");
+    const renewed = await renewSecrets(copy, 400);
+    for (const n of ["apiserver", "etcd", "apiserver-etcd-client", "front-proxy-client", "kubelet"]) expect(renewed).toContain(n);
+    const after = openssl("x509", "-in", join(copy, "etcd.cert"), "-noout", "-serial", "-ext", "subjectAltName");
+    expect(after).not.toBe(before);
+    expect(after.split("\n").slice(1)).toEqual(before.split("\n").slice(1));
+    expect(openssl("verify", "-CAfile", join(copy, "etcd-ca.cert"), join(copy, "etcd.cert"))).toContain(": OK");
+    expect(openssl("verify", "-CAfile", join(copy, "front-proxy-ca.cert"), join(copy, "front-proxy-client.cert"))).toContain(
+      ": OK",
+    );
+    await expect(renewSecrets(nodeDir, 400)).rejects.toThrow(/without the CA keys: it renews through the masters/);
   });
 
   test("a re-run keeps the host's files byte-identical", async () => {

@@ -645,10 +645,11 @@ export async function renewSecrets(dir: string, warnDays: number, validityDays?:
     throw new PlanetError("NO_RECORD", `${dir} has no ${RECORD}; renew works on directories made by planet secrets init`, {
       phase,
     });
-  if (record.host)
+  // A master's own directory holds every CA's key (their keyRoles): it renews itself. A node's holds none.
+  if (record.host && !record.host.roles.includes("master"))
     throw new PlanetError(
       "HOST_DIR",
-      `${dir} holds host ${record.nodeName}'s secrets, without the CA keys: renew where the CAs are, then reissue it: planet secrets host <cluster-dir> ${dir} --node-name ${record.nodeName} …`,
+      `${dir} holds host ${record.nodeName}'s secrets, without the CA keys: it renews through the masters (planet secrets renew --masters …), or reissue it: planet secrets host <cluster-dir> ${dir} --node-name ${record.nodeName} …`,
       { phase },
     );
   const rows = checkSecrets(dir, warnDays);

@@ -42,7 +42,7 @@ export default definePlugin({
     },
     { name: "apiserver-kubelet-client", cn: "kube-apiserver-kubelet-client", org: ["system:masters"], usage: ["client"] },
     { name: "apiserver-etcd-client", cn: "kube-apiserver-etcd-client", usage: ["client"], issuer: "etcd-ca" },
-    { name: "front-proxy-ca", cn: "front-proxy-ca", usage: ["ca"] },
+    { name: "front-proxy-ca", cn: "front-proxy-ca", usage: ["ca"], keyRoles: ["master"] },
     { name: "front-proxy-client", cn: "front-proxy-client", usage: ["client"], issuer: "front-proxy-ca" },
     // Also their serving certificates on 10259/10257, so health checks verify them against the CA.
     {

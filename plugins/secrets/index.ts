@@ -10,12 +10,13 @@ export default definePlugin({
   roles: ["master", "node"],
   units: [{ name: "planet-secrets-renew.service", enabled: false }, "planet-secrets-renew.timer"],
   certs: [
-    { name: "root", cn: "planet-ca", org: ["planet"], usage: ["ca"] },
+    // Every CA's key goes to the masters (as kubeadm's control-plane nodes hold them): a master renews
+    // its own leaves unattended. A node holds none.
+    { name: "root", cn: "planet-ca", org: ["planet"], usage: ["ca"], keyRoles: ["master"] },
     // etcd trusts only its own CA: a certificate from the cluster CA opens nothing there.
-    { name: "etcd-ca", cn: "planet-etcd-ca", org: ["planet"], usage: ["ca"] },
+    { name: "etcd-ca", cn: "planet-etcd-ca", org: ["planet"], usage: ["ca"], keyRoles: ["master"] },
     // The masters' signer at run time: the controller-manager's for approved CSRs (kubelet rotation)
-    // and the masters' agents' for hosts that join with a token. Its key goes to masters only (the
-    // cluster CA's never leaves where planet secrets init ran); client-ca trusts both, on every host.
+    // and the masters' agents' for hosts that join with a token; client-ca trusts it beside the root.
     { name: "csr-signer", cn: "planet-csr-signer", usage: ["ca"], keyRoles: ["master"] },
     { name: "client-ca", bundle: ["root", "csr-signer"] },
   ],

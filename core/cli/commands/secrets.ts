@@ -275,21 +275,8 @@ const renew = defineCommand({
     if (!Number.isFinite(warnDays) || warnDays < 0)
       throw new PlanetError("BAD_FLAG", `--warn-days ${args["warn-days"]}: expected days`);
     // A node's own directory holds no CA key: its certificates are renewed by a master. A master's
-    // serving certificates chain to the CAs themselves: renewed where they are (renewSecrets says so).
+    // (and the cluster's) holds every CA's key: renewed here.
     const host = loadRecord(args.dir)?.host;
-    if (host?.roles.includes("master")) {
-      // Not an error (the hourly timer runs this on every master): the expiry checks say what is due.
-      const due = checkSecrets(args.dir, warnDays).filter((r) => r.status === "expiring" || r.status === "expired");
-      log.warn(
-        due.length
-          ? `due on this master: ${due.map((r) => r.name).join(", ")}; renew where planet secrets init ran (planet secrets renew <cluster-dir>), then planet secrets host for this master`
-          : "nothing due on this master",
-      );
-      // What `planet secrets host` wrote anew for this master (a renewal, a CA rotation's stage) is
-      // taken up by the units that use it.
-      if (args["restart-units"]) await restartStale(args.dir);
-      return;
-    }
     const renewed =
       host && !host.roles.includes("master")
         ? await renewThroughMasters({
