@@ -28,4 +28,7 @@ export const commands: Record<string, () => Promise<CommandDef>> = {
   "join-check": lazy(() => import("./join-check.ts")),
   install: lazy(() => import("./upgrade.ts"), "installCmd"),
   upgrade: lazy(() => import("./upgrade.ts"), "upgradeCmd"),
+  etcd: lazy(() => import("./etcd.ts")),
+  backup: lazy(() => import("./backup.ts"), "backupCmd"),
+  restore: lazy(() => import("./backup.ts"), "restoreCmd"),
 };
