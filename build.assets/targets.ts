@@ -1,26 +1,29 @@
 import type { TargetDef } from "../core/resolve.ts";
 
+/** A master's plugins: the control plane, a tainted Node of its own and the add-ons; `dev` carries the same. */
+const master = [
+  "secrets",
+  "etcd",
+  "kube-master",
+  "kube-node",
+  "flannel",
+  "dns",
+  "serf",
+  "registry",
+  "agent",
+  "metrics",
+  "storage",
+  "netpol",
+  "helm",
+];
+
 /** Targets as data: which plugins each image carries. `dev` is master + node on one host. */
 export const targets: Record<string, TargetDef> = {
   master: {
     description:
       "control plane: etcd, apiserver, controller-manager, scheduler, serf, registry, agent — and a tainted Node (kubelet, flannel, CoreDNS)",
     roles: ["master"],
-    plugins: [
-      "secrets",
-      "etcd",
-      "kube-master",
-      "kube-node",
-      "flannel",
-      "dns",
-      "serf",
-      "registry",
-      "agent",
-      "metrics",
-      "storage",
-      "netpol",
-      "helm",
-    ],
+    plugins: [...master],
   },
   node: {
     description: "worker: containerd, kubelet, kube-proxy, flannel, CoreDNS, serf, agent",
@@ -36,20 +39,6 @@ export const targets: Record<string, TargetDef> = {
   dev: {
     description: "master and node on one host — what `make dev` builds and `make dev-start` boots",
     roles: ["master", "node"],
-    plugins: [
-      "secrets",
-      "etcd",
-      "kube-master",
-      "kube-node",
-      "flannel",
-      "dns",
-      "serf",
-      "registry",
-      "agent",
-      "metrics",
-      "storage",
-      "netpol",
-      "helm",
-    ],
+    plugins: [...master],
   },
 };
