@@ -192,6 +192,7 @@ export const restoreCmd = defineCommand({
       throw new PlanetError("NOT_OUR_DIR", `${secretsDir} is not empty: restore writes a fresh secrets directory`);
     const running = listStates().find((st) => st.dataDir && resolve(st.dataDir) === dataDir && pidAlive(st.pid));
     if (running) throw new PlanetError("BUBBLE_RUNNING", `bubble ${running.id} runs on ${dataDir}: stop it first`);
+    mkdirSync(dirname(dataDir), { recursive: true });
     const work = mkdtempSync(join(dirname(dataDir), ".planet-restore-"));
     try {
       const info = await openBackup(resolve(args.file), work);
