@@ -8,6 +8,7 @@ import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { type Kube, KubeError } from "./e2e/kube.ts";
 import { PlanetError } from "./errors.ts";
+import type { ObjectRule } from "./plugin.ts";
 
 /** Where an image keeps each plugin's manifests: `<dir>/<plugin>/<file>`. */
 export const MANIFESTS_DIR = "/usr/share/planet/manifests";
@@ -77,6 +78,23 @@ export function loadPluginManifests(plugin: string, dir: string): ManifestFile[]
       throw e;
     }
   });
+}
+
+/**
+ * Runs the image's object rules (every plugin's `validates`) over one plugin's manifests at build
+ * time; the first refusal is one line naming the plugin, the file and the object.
+ */
+export function checkObjects(plugin: string, dir: string, files: ManifestFile[], rules: ObjectRule[]): void {
+  for (const { file } of files) {
+    const { objects, refs } = parseManifest(readFileSync(join(dir, file), "utf8"), file);
+    objects.forEach((o, i) => {
+      for (const rule of rules.filter((r) => r.kind === o.kind)) {
+        const why = rule.check(o as Record<string, unknown>);
+        if (why)
+          throw new PlanetError("MANIFEST_INVALID", `${file}: ${o.kind} ${refs[i]?.name}: ${why}`, { plugin, phase: "resolve" });
+      }
+    });
+  }
 }
 
 /** `${VAR}` from the environment; an unknown name is an error naming the file. */

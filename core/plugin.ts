@@ -228,6 +228,11 @@ export interface PluginDef {
    */
   manifests?: string;
   /**
+   * Checks of Kubernetes objects that any plugin of the image ships in its manifests, run at build
+   * time: e.g. the storage plugin refuses a StorageClass parameter its provisioner does not take.
+   */
+  validates?: ObjectRule[];
+  /**
    * Folder beside `index.ts` holding Helm charts, one per sub-folder named as its `Chart.yaml` says
    * (`charts/`): rendered at build time, installed at boot as Helm releases named after the chart (in
    * the namespace its `planet/namespace` annotation names, else `default`), upgraded when a newer
@@ -237,6 +242,14 @@ export interface PluginDef {
   charts?: string;
   /** What an upgrade to this image needs from this plugin: version rules, steps around the swap. */
   upgrade?: UpgradeDef;
+}
+
+/** A build-time check of every shipped object of one kind. */
+export interface ObjectRule {
+  /** The kind it looks at, e.g. `StorageClass`. */
+  kind: string;
+  /** Why the object is refused (one line), or undefined when it is fine. */
+  check: (object: Record<string, unknown>) => string | undefined;
 }
 
 /**

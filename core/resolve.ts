@@ -3,7 +3,7 @@ import { basename, join, resolve as resolvePath } from "node:path";
 import { HELM_ASSET, loadPluginCharts } from "./charts.ts";
 import { type ErrorCode, PlanetError } from "./errors.ts";
 import { parseRef } from "./image/oci-layout.ts";
-import { loadPluginManifests } from "./manifests.ts";
+import { checkObjects, loadPluginManifests } from "./manifests.ts";
 import { isCertificate, type PluginDef, type ResolvedPlugin, ROLES, type Role, type UnitDef } from "./plugin.ts";
 import { BASE_UNITS, parseUnit, referencedUnits, UnitParseError } from "./units.ts";
 
@@ -284,6 +284,10 @@ export async function resolvePlugins(input: ResolveInput): Promise<Resolution> {
       for (const c of p.charts) claim("chart", c.name, name, "DUPLICATE_CHART", "chart");
     }
   }
+  // Every plugin's object rules over every plugin's manifests.
+  const rules = plugins.flatMap((p) => p.def.validates ?? []);
+  if (rules.length)
+    for (const p of plugins) if (p.def.manifests) checkObjects(p.def.name, join(p.dir, p.def.manifests), p.manifests, rules);
   // Cross references, once every name is known.
   const known = new Set([...BASE_UNITS, ...(input.baseUnits ?? []), ...owner.unit.keys()]);
   for (const p of plugins) {
