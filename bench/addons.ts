@@ -34,15 +34,24 @@ check(run([...CLI, "dev-host", "up", NS, "--ip", IP]));
 const kube = new Kube(loadKubeconfig(join(secrets, "admin.kubeconfig")));
 
 const sec = (ms: number) => `${(ms / 1000).toFixed(2)} s`;
+let waitingFor = "";
 async function until<T>(probe: () => Promise<T | undefined | false>, ms = 180_000, step = 100): Promise<T> {
   const end = Date.now() + ms;
+  let last = "";
   while (Date.now() < end) {
-    const v = await probe().catch(() => undefined);
+    const v = await probe().catch((e: Error) => {
+      last = e.message;
+      return undefined;
+    });
     if (v) return v;
     await Bun.sleep(step);
   }
-  throw new Error("timeout");
+  throw new Error(`timed out after ${ms / 1000} s waiting for ${waitingFor}${last ? `: ${last}` : ""}`);
 }
+const step = (what: string) => {
+  waitingFor = what;
+  process.stderr.write(`${new Date().toISOString().slice(11, 19)} ${what}\n`);
+};
 /** `planet start --detach` of a rootfs with a data dir of its own: seconds until it says ready. */
 const start = (rootfs: string, data: string) =>
   check(run([...CLI, ...startArgs({ rootfs, host: NS, cluster: "addons", node: "bench", secrets, data })])).seconds;
@@ -77,13 +86,16 @@ try {
   // start → every add-on check ok, on a restart (a fresh cluster's first boot also pulls images).
   let t0 = Date.now();
   start(rootfs, join(work, "data-with-the-add-ons"));
+  step("every add-on check ok");
   await until(
     async () => {
       const st = JSON.parse(run([...CLI, "status", "--rootfs", rootfs, "--local", "--json"]).out || "{}") as {
         members?: { checks?: { name: string; state: string }[] }[];
       };
       const checks = st.members?.[0]?.checks ?? [];
-      return CHECKS.every((n) => checks.some((c) => c.name === n && c.state === "ok"));
+      const bad = CHECKS.filter((n) => !checks.some((c) => c.name === n && c.state === "ok"));
+      if (bad.length) throw new Error(`not ok: ${bad.join(", ")}`);
+      return true;
     },
     300_000,
     500,
@@ -91,6 +103,7 @@ try {
   rows.push(["restart → every add-on check ok", sec(Date.now() - t0), CHECKS.join(", ")]);
 
   // A claim → Bound (WaitForFirstConsumer: once its pod is scheduled) → its pod Running.
+  step("default service account");
   await until(async () => kube.get("/api/v1/namespaces/default/serviceaccounts/default"));
   const bound: number[] = [];
   const running: number[] = [];
@@ -114,12 +127,14 @@ try {
         volumes: [{ name: "d", persistentVolumeClaim: { claimName: `c${i}` } }],
       },
     });
+    step("PVC Bound");
     await until(
       async () =>
         (await kube.get<{ status: { phase: string } }>(`/api/v1/namespaces/default/persistentvolumeclaims/c${i}`)).status
           .phase === "Bound",
     );
     bound.push(Date.now() - t0);
+    step("PVC pod Running");
     await until(async () => (await podPhase(`p${i}`)).phase === "Running");
     running.push(Date.now() - t0);
   }
@@ -137,10 +152,12 @@ try {
       metadata: { name, labels },
       spec: { terminationGracePeriodSeconds: 1, containers: [busybox([...cmd])] },
     });
+  step("srv Running");
   const ip = await until(async () => {
     const s = await podPhase("srv");
     return s.phase === "Running" && s.podIP;
   });
+  step("cli Running");
   await until(async () => (await podPhase("cli")).phase === "Running");
   const connects = async () =>
     (await kube.exec("default", "cli", ["sh", "-c", `nc -z -w 1 ${ip} 8080 && echo yes || echo no`])).stdout.trim() === "yes";
@@ -149,6 +166,7 @@ try {
   const lift: number[] = [];
   const policies = "/apis/networking.k8s.io/v1/namespaces/default/networkpolicies";
   for (let i = 0; i < runs; i++) {
+    step("client connects");
     await until(connects);
     const p0 = Date.now();
     await connects();
@@ -160,10 +178,12 @@ try {
       metadata: { name: "deny" },
       spec: { podSelector: { matchLabels: { app: "srv" } }, policyTypes: ["Ingress"] },
     });
+    step("policy enforced");
     await until(async () => !(await connects()), 60_000, 0);
     enforce.push(Date.now() - t0);
     t0 = Date.now();
     await kube.delete(`${policies}/deny`);
+    step("policy lifted");
     await until(connects, 60_000, 0);
     lift.push(Date.now() - t0);
   }

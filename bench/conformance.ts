@@ -163,7 +163,8 @@ const md = [
   "",
 ].join("\n");
 for (const f of ["e2e.log", "junit_01.xml"])
-  if (existsSync(join(report, f))) Bun.spawnSync(["sh", "-c", `gzip -9 -c '${join(report, f)}' > '${join(opt.out as string, f)}.gz'`]);
+  if (existsSync(join(report, f)))
+    Bun.spawnSync(["sh", "-c", `gzip -9 -c '${join(report, f)}' > '${join(opt.out as string, f)}.gz'`]);
 writeFileSync(join(opt.out as string, "README.md.tmp"), md);
 Bun.spawnSync(["mv", join(opt.out as string, "README.md.tmp"), join(opt.out as string, "README.md")]);
 // The checkout's formatter owns markdown too (biome): the report lands as it would write it.
