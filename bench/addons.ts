@@ -160,7 +160,9 @@ try {
   step("cli Running");
   await until(async () => (await podPhase("cli")).phase === "Running");
   const connects = async () =>
-    (await kube.exec("default", "cli", ["sh", "-c", `nc -z -w 1 ${ip} 8080 && echo yes || echo no`])).stdout.trim() === "yes";
+    (
+      await kube.exec("default", "cli", ["sh", "-c", `printf 'GET /i HTTP/1.0\\r\\n\\r\\n' | nc -w 1 ${ip} 8080 | tail -n 1`])
+    ).stdout.trim() === "ok";
   const probeMs: number[] = [];
   const enforce: number[] = [];
   const lift: number[] = [];
