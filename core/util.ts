@@ -1,5 +1,16 @@
-/** Small pieces several rooms of the core share: one poll, one directory walk, one sysctl reader. */
-import { existsSync, readdirSync, readFileSync, statfsSync } from "node:fs";
+/** Small pieces several rooms of the core share: one poll, one directory walk, one sysctl reader, one durable write. */
+import {
+  closeSync,
+  copyFileSync,
+  existsSync,
+  fsyncSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  statfsSync,
+} from "node:fs";
 import { dirname, join, resolve } from "node:path";
 
 /**
@@ -81,4 +92,27 @@ export function freeBytes(path: string): number {
   while (!existsSync(p)) p = dirname(p);
   const s = statfsSync(p);
   return s.bavail * s.bsize;
+}
+
+/** Flushes a file's or a folder's contents to disk (a rename is durable once its folder is). */
+export function fsyncPath(path: string): void {
+  const fd = openSync(path, "r");
+  try {
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** Copies a file to `dest` through a temp name in the same folder, fsynced, then renamed. */
+export function copyDurably(src: string, dest: string): void {
+  const tmp = `${dest}.tmp-${process.pid}`;
+  try {
+    copyFileSync(src, tmp);
+    fsyncPath(tmp);
+    renameSync(tmp, dest);
+    fsyncPath(join(dest, ".."));
+  } finally {
+    rmSync(tmp, { force: true });
+  }
 }

@@ -4,21 +4,11 @@
  * optionally copied to a second folder, listed with what etcdutl reads from each file, and pruned per
  * kind to the newest N. Kinds: `scheduled` (the timer), `manual`, `pre-upgrade`, `backup`.
  */
-import {
-  closeSync,
-  copyFileSync,
-  existsSync,
-  fsyncSync,
-  mkdirSync,
-  openSync,
-  readdirSync,
-  renameSync,
-  rmSync,
-  statSync,
-} from "node:fs";
+import { existsSync, mkdirSync, readdirSync, renameSync, rmSync, statSync } from "node:fs";
 import { basename, join } from "node:path";
 import { PlanetError } from "../../core/errors.ts";
 import { run } from "../../core/proc.ts";
+import { copyDurably, fsyncPath } from "../../core/util.ts";
 
 export const SNAPSHOT_DIR = "/ext/etcd/snapshots";
 export const KINDS = ["scheduled", "manual", "pre-upgrade", "backup"] as const;
@@ -47,16 +37,6 @@ export function stamp(d = new Date()): string {
     .toISOString()
     .replace(/[-:]/g, "")
     .replace(/\.\d+Z$/, "Z");
-}
-
-/** Flushes a file's or a folder's contents to disk (a rename is durable once its folder is). */
-export function fsyncPath(path: string): void {
-  const fd = openSync(path, "r");
-  try {
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
 }
 
 /** The snapshots in `dir`, newest first; files of other names are not ours and are left out. */
@@ -97,19 +77,6 @@ export async function snapshotStatus(file: string, etcdutl = "etcdutl"): Promise
       `${file} is not a whole etcd snapshot: ${(res.stderr.trim().split("\n").at(-1) ?? "").replace(/^Error: /, "")}`,
     );
   return JSON.parse(res.stdout) as SnapshotStatus;
-}
-
-/** Copies a file to `dest` through a temp name in the same folder, fsynced, then renamed. */
-export function copyDurably(src: string, dest: string): void {
-  const tmp = `${dest}.tmp-${process.pid}`;
-  try {
-    copyFileSync(src, tmp);
-    fsyncPath(tmp);
-    renameSync(tmp, dest);
-    fsyncPath(join(dest, ".."));
-  } finally {
-    rmSync(tmp, { force: true });
-  }
 }
 
 /**

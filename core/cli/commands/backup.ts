@@ -22,7 +22,6 @@ import {
 } from "node:fs";
 import { basename, dirname, join, resolve } from "node:path";
 import { defineCommand } from "citty";
-import { fsyncPath } from "../../../plugins/etcd/snapshots.ts";
 import { issueHost, loadRecord, RECORD } from "../../../secrets/store.ts";
 import { findBubble } from "../../box/box.ts";
 import { execRun } from "../../box/exec.ts";
@@ -31,6 +30,7 @@ import { PlanetError } from "../../errors.ts";
 import { logger } from "../../log.ts";
 import { certsFor, readManifest } from "../../manifest.ts";
 import { run } from "../../proc.ts";
+import { fsyncPath } from "../../util.ts";
 import { debugArg } from "../_args.ts";
 
 const log = logger("backup");
