@@ -12,6 +12,16 @@ describe("the CLI's boundaries: a typo is an error, never a silent success", () 
     const r = planet("bogus");
     expect(r.code).toBe(1);
     expect(r.err).toBe("USAGE: Unknown command bogus (see planet --help)");
+    // With --help too, at the top and under a command with subcommands; a known one still shows its help.
+    expect(planet("bogus", "--help")).toMatchObject({ code: 1, err: "USAGE: Unknown command bogus (see planet --help)" });
+    expect(planet("secrets", "bogus", "-h")).toMatchObject({ code: 1, err: "USAGE: Unknown command bogus (see planet --help)" });
+    expect(planet("secrets", "init", "--help").code).toBe(0);
+  });
+
+  test("plugins show of a plugin the target lacks names the ones it has", () => {
+    const r = planet("plugins", "show", "nope");
+    expect(r.code).toBe(1);
+    expect(r.err).toMatch(/^UNKNOWN_PLUGIN: plugin nope is not in target dev; its plugins: secrets, .*kube-master.*, storage$/);
   });
 
   test("an unknown flag exits 1 naming the flag and the command", () => {

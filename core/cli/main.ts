@@ -61,7 +61,10 @@ export async function cli(rawArgs: string[]): Promise<void> {
   setDebug(debug);
   try {
     if (rawArgs.includes("--help") || rawArgs.includes("-h") || rawArgs.length === 0) {
-      const [cmd, parent] = await locate(rawArgs);
+      const [cmd, parent, rest] = await locate(rawArgs);
+      // `planet bogus --help`: a word where a subcommand goes is the unknown-command error, not the parent's help.
+      const stray = cmd.subCommands ? rest.find((a) => !a.startsWith("-")) : undefined;
+      if (stray) throw new PlanetError("USAGE", `Unknown command ${stray} (see planet --help)`);
       await showUsage(cmd, parent);
       process.exit(0);
     }

@@ -1,4 +1,5 @@
 import { defineCommand } from "citty";
+import { PlanetError } from "../../errors.ts";
 import { checkKind } from "../../plugin.ts";
 import { debugArg, multi } from "../_args.ts";
 import { resolveTarget, targets } from "../_project.ts";
@@ -37,7 +38,11 @@ const show = defineCommand({
   async run({ args, rawArgs }) {
     const res = await resolveTarget(args.target, multi(rawArgs, "plugin"), multi(rawArgs, "without"));
     const chosen = res.plugins.filter((p) => !args.name || p.def.name === args.name);
-    if (args.name && chosen.length === 0) throw new Error(`plugin ${args.name} is not in target ${args.target}`);
+    if (args.name && chosen.length === 0)
+      throw new PlanetError(
+        "UNKNOWN_PLUGIN",
+        `plugin ${args.name} is not in target ${args.target}; its plugins: ${res.plugins.map((p) => p.def.name).join(", ")}`,
+      );
     const view = chosen.map((p) => ({
       name: p.def.name,
       description: p.def.description,
