@@ -12,7 +12,15 @@ import { freeBytes, walkTree } from "../util.ts";
 import { type AssetDef, cacheRoot, ensureAsset, type ResolvedAsset } from "./assets.ts";
 import { checkPackages, ensureBase, packageList, scratch } from "./base.ts";
 import { compilePlanet, smokeTest } from "./compile.ts";
-import { buildImages, installAssets, installCharts, installManifests, installPlugins, makeManifest } from "./install.ts";
+import {
+  buildImages,
+  envDefaults,
+  installAssets,
+  installCharts,
+  installManifests,
+  installPlugins,
+  makeManifest,
+} from "./install.ts";
 
 const log = logger("build");
 
@@ -151,9 +159,7 @@ async function checkCharts(
     throw new PlanetError("MISSING_REQUIREMENT", `charts need the ${HELM_ASSET} asset (add the helm plugin)`, {
       phase: "charts",
     });
-  const defaults: Record<string, string> = {};
-  for (const p of plugins) Object.assign(defaults, p.def.env ?? {});
-  const env = expandEnv(defaults);
+  const env = expandEnv(envDefaults(plugins));
   for (const c of charts)
     await renderChart(join(helm.out, "helm"), join(rootfs, c.path), c, env, `${c.plugin}/charts/${c.name}`).catch((e: Error) => {
       throw new PlanetError("CHART_INVALID", e.message, { plugin: c.plugin, phase: "charts" });

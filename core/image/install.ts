@@ -168,6 +168,11 @@ export async function buildImages(
   return images;
 }
 
+/** The plugins' defaults for /etc/container-environment, one owner per variable (ENV_CONFLICT). */
+export function envDefaults(plugins: ResolvedPlugin[]): Record<string, string> {
+  return Object.assign({}, ...plugins.map((p) => p.def.env ?? {}));
+}
+
 export function makeManifest(
   res: Resolution,
   assets: ManifestAsset[],
@@ -175,8 +180,7 @@ export function makeManifest(
   images: Manifest["images"],
   packages: Manifest["packages"],
 ): Manifest {
-  const env: Record<string, string> = {};
-  for (const p of res.plugins) Object.assign(env, p.def.env ?? {}); // one owner per variable (ENV_CONFLICT)
+  const env = envDefaults(res.plugins);
   return {
     schema: 1,
     version: VERSION,
