@@ -348,6 +348,22 @@ describe.if(canBoot)("a master and a node in two test hosts on one bridge (maste
     await settle("policies removed", everyone);
     await policy("clients-no-egress", { podSelector: { matchLabels: { role: "client" } }, policyTypes: ["Egress"] });
     await settle("egress deny enforced", { "web-m1": "n1", "client-m1": "", "client-n1": "", "other-n1": "n1" });
+    // The node's identity (what kube-router reads with) may read policies, never write or delete one.
+    const n1 = new Kube(loadKubeconfig(join(secretsOf(N1.name), "kubelet.kubeconfig"), `https://${M1.ip}:6443`));
+    await n1.get(policies);
+    const denyAll = {
+      apiVersion: "networking.k8s.io/v1",
+      kind: "NetworkPolicy",
+      metadata: { name: "by-node" },
+      spec: { podSelector: {} },
+    };
+    await expect(n1.create(policies, denyAll)).rejects.toMatchObject({ status: 403 });
+    await expect(n1.delete(`${policies}/clients-no-egress`)).rejects.toMatchObject({ status: 403 });
+    const anonymous = await new Kube({ server: `https://${M1.ip}:6443`, ca: kube.auth.ca }).get(policies).then(
+      () => 200,
+      (e: KubeError) => e.status,
+    );
+    expect([401, 403]).toContain(anonymous);
     await kube.delete(`${policies}/clients-no-egress`);
     await settle("egress policy removed", everyone);
     for (const c of clients) await kube.delete(`/api/v1/namespaces/default/pods/${c.name}`);
