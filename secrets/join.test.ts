@@ -33,6 +33,7 @@ let port = 0;
 let token: JoinToken;
 
 const nodeRequests = () => certRequests("node", ["node"]).requests.filter((c) => issuedTo(c, ["node"]));
+const masterRequests = () => certRequests("master", ["master"]).requests;
 
 beforeAll(async () => {
   const opts = { domain: "cluster.local", serviceSubnet: "10.100.0.0/16", hosts: [], validityDays: 30 };
@@ -54,6 +55,13 @@ beforeAll(async () => {
       // The apiserver's part (the bootstrap token Secret) stands in as one known token here.
       answer: async (body, peer) => {
         const b = body as JoinRequest;
+        // abc124 admits a master (what `planet token create --role master` makes); the agent adds
+        // the masters etcd has, the joining one last.
+        if (b.token === `abc124.${SECRET}`)
+          return {
+            ...(await answerJoin(master, masterRequests(), b, "master", peer)),
+            masters: ["m1:127.0.0.2", `${b.nodeName}:${b.ip}`],
+          };
         if (b.token !== `abc123.${SECRET}`) {
           const { PlanetError } = await import("../core/errors.ts");
           throw new PlanetError("JOIN_REFUSED", "token abc123: wrong secret");
@@ -164,6 +172,42 @@ describe("a host joins through a master's agent", () => {
       }).then((r) => r.status);
     expect(await as("/health")).toBe(200);
     expect(await as("/leader/pause", "POST")).toBe(403);
+  });
+
+  test("a master joins with a master token: the CA keys every master holds come over, its own certificates are made here", async () => {
+    const dir = join(work, "m9");
+    const asMaster = {
+      nodeName: "m9",
+      roles: ["master" as const],
+      requests: masterRequests(),
+      token: { ...token, id: "abc124" },
+    };
+    // A master token asked for a node is refused as a node token asked for a master is.
+    expect(await codeOf(joinAs(join(work, "m9-as-node"), { ...asMaster, roles: ["node"], requests: nodeRequests() }))).toContain(
+      "this token admits a master, not node",
+    );
+    expect(existsSync(join(work, "m9-as-node"))).toBe(false);
+    expect(await codeOf(joinAs(dir, asMaster))).toBe("ok");
+    const files = readdirSync(dir).sort();
+    for (const r of masterRequests()) for (const f of filesOf(r, ["master"])) expect(files).toContain(f);
+    // The same CAs as the cluster's (keys included), the shared secrets the same.
+    for (const f of ["root.cert", "root.key", "etcd-ca.key", "csr-signer.key", "front-proxy-ca.key", "sa.key", "serf.key"])
+      expect(readFileSync(join(dir, f), "utf8")).toBe(readFileSync(join(master, f), "utf8"));
+    // Its leaves are its own: issued for m9, signed by the CAs, keys that the master never had.
+    const etcd = parseCert(readFileSync(join(dir, "etcd.cert"), "utf8"));
+    expect(signedBy(etcd, parseCert(readFileSync(join(cluster, "etcd-ca.cert"), "utf8")))).toBe(true);
+    expect(sansOf(etcd)).toContain("127.0.0.1");
+    expect(subjectText(parseCert(readFileSync(join(dir, "planet-rpc-master.cert"), "utf8")))).toBe(
+      "CN=planet-agent:m9,O=planet:master",
+    );
+    for (const f of files.filter(
+      (f) => f.endsWith(".key") && !f.match(/^(root|etcd-ca|csr-signer|front-proxy-ca|sa|serf|encryption)\./),
+    ))
+      expect(readFileSync(join(dir, f), "utf8")).not.toBe(readFileSync(join(master, f), "utf8"));
+    const record = JSON.parse(readFileSync(join(dir, "planet-secrets.json"), "utf8"));
+    expect(record.host).toEqual({ roles: ["master"], cluster: token.caHash, masters: ["m1:127.0.0.2", "m9:127.0.0.1"] });
+    // The cluster's files passed through a private folder beside it, gone now.
+    expect(readdirSync(work).filter((f) => f.includes(".join-"))).toEqual([]);
   });
 
   test("a master of another cluster is found out by the token's CA hash before anything is sent", async () => {

@@ -5,9 +5,13 @@
  * `client-ca.pem`) for exactly the host's name and address and the token's role, and hands over the
  * trust anchors and the shared secrets that role needs. The private keys never leave the host.
  *
+ * A master joins as kubeadm's `join --control-plane` does: its token (one made with `--role master`)
+ * brings it the CA keys every master holds (their `keyRoles`) and the shared secrets, and the
+ * joining host issues its own leaf certificates with them; etcd takes it in as a learner first.
+ *
  * Protocol (the agent's port, TLS): `GET /join/ca` answers the cluster CA, which the host checks
  * against the hash its token carries before it trusts anything; `POST /join` (verified against that
- * CA) takes `{token, nodeName, ip, roles, csrs: {name: pem}}` and answers `{files, record}`.
+ * CA) takes `{token, nodeName, ip, roles, csrs: {name: pem}}` and answers `{files, record, masters}`.
  */
 import { existsSync, rmSync } from "node:fs";
 import { isIP } from "node:net";
@@ -21,6 +25,7 @@ import {
   expandOne,
   type FileRecord,
   hashOf,
+  issueHost,
   loadCA,
   loadRecord,
   newRecord,
@@ -28,6 +33,7 @@ import {
   RECORD,
   type Record_,
   read,
+  rotating,
   type SecretsOptions,
   validate,
 } from "./store.ts";
@@ -35,6 +41,8 @@ import { caHash, type JoinToken } from "./token.ts";
 
 const phase = "join";
 const NODE_NAME = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
+/** A master as a join names it: `name:ip`. */
+const MASTER = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?:(\d{1,3}\.){3}\d{1,3}$/;
 /** The masters' run-time signer. */
 export const SIGNER = "csr-signer";
 
@@ -48,9 +56,15 @@ export interface JoinRequest {
 }
 
 export interface JoinAnswer {
-  /** File name → contents: the issued certificates, CA certificates, bundles and shared secrets. */
+  /**
+   * File name → contents: the issued certificates, CA certificates, bundles and shared secrets; for
+   * a master, the CAs' keys and the shared secrets, from which it issues its own certificates.
+   */
   files: Record<string, string>;
+  /** The host's record; for a master, the cluster's (what its files are). */
   record: Record_;
+  /** The cluster's masters (`name:ip`), a joining master among them. */
+  masters?: string[];
 }
 
 /** What the joining host's certificates are issued for: its name and its address only. */
@@ -91,12 +105,9 @@ export async function answerJoin(
     throw refuse(
       `this token admits a ${tokenRole}, not ${roles.join("+") || "no role"}: create a token with --role ${roles[0] ?? "node"}`,
     );
-  if (tokenRole === "master")
-    throw refuse(
-      "a master cannot join with a token yet: its etcd and apiserver certificates need the CA keys, which stay where planet secrets init ran; issue its secrets there with planet secrets host",
-    );
   const cluster = loadRecord(signerDir);
   if (!cluster) throw refuse(`this master has no ${RECORD} in ${signerDir}`);
+  if (tokenRole === "master") return masterAnswer(signerDir, cluster, requests, refuse);
   const signer = loadCA(signerDir, SIGNER);
   if (!signer) throw refuse(`this master does not hold the signer's key (${SIGNER}.key); it cannot issue certificates`);
   const opts = hostOptions(cluster, body.nodeName, body.ip, validityDays);
@@ -144,6 +155,49 @@ export async function answerJoin(
   // The root CA is what the host pins and what its record names: always there.
   files["root.cert"] = rootPem;
   record.files.root = { kind: "ca", hash: "ca" };
+  return { files, record };
+}
+
+/**
+ * What a joining master gets: every CA certificate with its key (a master holds them all: their
+ * `keyRoles`), the shared secrets with the keys a rotation keeps beside them, and the cluster's
+ * record of them; no leaf, which the master issues itself with these.
+ */
+function masterAnswer(
+  signerDir: string,
+  cluster: Record_,
+  requests: CertRequest[],
+  refuse: (why: string) => PlanetError,
+): JoinAnswer {
+  const files: Record<string, string> = {};
+  const record = newRecord({ ...cluster, ips: [], hosts: [], nodeName: "", validityDays: 365 }, cluster.serviceIp);
+  const copy = (file: string, what: string) => {
+    const text = read(signerDir, file);
+    if (!text) throw refuse(`this master has no ${file} (${what}) to hand over`);
+    files[file] = text;
+  };
+  const cas = requests.filter(isCA).map((r) => r.name);
+  for (const name of cas.includes("root") ? cas : ["root", ...cas]) {
+    copy(`${name}.cert`, `the ${name} CA`);
+    copy(`${name}.key`, `the ${name} CA's key, which every master holds`);
+    record.files[name] = { kind: "ca", hash: "ca" };
+  }
+  for (const r of requests) {
+    if (!("randomBytes" in r || "keyPair" in r)) continue;
+    record.files[r.name] =
+      "randomBytes" in r ? { kind: "random", hash: hashOf(r.randomBytes) } : { kind: "keypair", hash: "keypair" };
+    copy(`${r.name}.key`, "a secret every master shares");
+    if ("keyPair" in r) copy(`${r.name}.pub`, "a secret every master shares");
+    // A rotation's keys go along while the cluster keeps them.
+    for (const c of "randomBytes" in r ? rotating(r.name) : []) {
+      const text = read(signerDir, `${c}.key`);
+      const entry = cluster.files[c];
+      if (text && entry) {
+        files[`${c}.key`] = text;
+        record.files[c] = entry;
+      }
+    }
+  }
   return { files, record };
 }
 
@@ -201,7 +255,9 @@ export async function joinCluster(o: JoinOptions): Promise<{ issued: string[] }>
       `the master at ${o.master} presents CA sha256:${presented}, the token pins sha256:${o.token.caHash}: another cluster, or a forged master`,
       { phase },
     );
-  const leaves = o.requests.filter((r): r is CertificateRequest => "cn" in r && !isCA(r));
+  const master = o.roles.includes("master");
+  // A master issues its own certificates once it holds the CAs: it sends no signing request.
+  const leaves = master ? [] : o.requests.filter((r): r is CertificateRequest => "cn" in r && !isCA(r));
   const keys = new Map(await Promise.all(leaves.map(async (r) => [r.name, (await generateKey()).privateKey] as const)));
   const csrs = Object.fromEntries([...keys].map(([name, key]) => [name, csrPem(name, key)]));
   const body: JoinRequest = { token: `${o.token.id}.${o.token.secret}`, nodeName: o.nodeName, ip: o.ip, roles: o.roles, csrs };
@@ -224,6 +280,14 @@ export async function joinCluster(o: JoinOptions): Promise<{ issued: string[] }>
     if (e instanceof PlanetError) throw e;
     throw new PlanetError("JOIN_FAILED", `joining through ${o.master}: ${(e as Error).message}`, { phase });
   }
+  const masters = answer.masters ?? [];
+  const bad = masters.find((m) => !MASTER.test(m));
+  if (bad)
+    throw new PlanetError("JOIN_FAILED", `the master at ${o.master} named a master ${JSON.stringify(bad)} (not name:ip)`, {
+      phase,
+    });
+  if (master) return joinAsMaster(o, answer, masters);
+  if (masters.length && answer.record.host) answer.record.host.masters = masters;
   const created = !existsSync(o.dir);
   prepareDir(o.dir);
   const batch = new Batch(o.dir);
@@ -247,6 +311,43 @@ export async function joinCluster(o: JoinOptions): Promise<{ issued: string[] }>
     throw new PlanetError("JOIN_FAILED", `writing ${o.dir}: ${(e as Error).message}`, { phase });
   }
   return { issued: [...keys.keys()].sort() };
+}
+
+/**
+ * A master's join, on the joining host: the cluster's CAs and shared secrets go to a private folder
+ * beside the host's, from which its own certificates are issued as `planet secrets host` would
+ * (keys made here); the folder is removed again, and so is the host's on failure.
+ */
+async function joinAsMaster(o: JoinOptions, answer: JoinAnswer, masters: string[]): Promise<{ issued: string[] }> {
+  if (answer.record.host)
+    throw new PlanetError("JOIN_FAILED", `the master at ${o.master} answered a node's join, not a master's`, { phase });
+  const created = !existsSync(o.dir);
+  const from = `${o.dir.replace(/\/+$/, "")}.join-${process.pid}`;
+  try {
+    prepareDir(from);
+    const batch = new Batch(from);
+    for (const [file, text] of Object.entries(answer.files)) {
+      if (!/^[a-z0-9-]+\.(cert|key|pub)$/.test(file)) throw new Error(`the master sent a file named ${JSON.stringify(file)}`);
+      batch.put(file, text, file.endsWith(".key") ? 0o600 : 0o644);
+    }
+    batch.put(RECORD, `${JSON.stringify(answer.record, null, 2)}\n`, 0o600);
+    batch.commit();
+    const { issued } = await issueHost(from, o.dir, o.requests, {
+      nodeName: o.nodeName,
+      ips: [o.ip],
+      hosts: [],
+      roles: o.roles,
+      validityDays: 365,
+      masters,
+    });
+    return { issued };
+  } catch (e) {
+    if (created) rmSync(o.dir, { recursive: true, force: true });
+    if (e instanceof PlanetError) throw e;
+    throw new PlanetError("JOIN_FAILED", `writing ${o.dir}: ${(e as Error).message}`, { phase });
+  } finally {
+    rmSync(from, { recursive: true, force: true });
+  }
 }
 
 /** True when `dir` already holds this host's secrets (a restart after a join needs no token). */

@@ -75,8 +75,11 @@ export interface Record_ {
   ips: string[];
   hosts: string[];
   nodeName: string;
-  /** Set in a host's directory (`planet secrets host`): its roles and the root CA's fingerprint. */
-  host?: { roles: Role[]; cluster: string };
+  /**
+   * Set in a host's directory (`planet secrets host`): its roles and the root CA's fingerprint; after a
+   * join with a token, also the masters the cluster had then (`name:ip`, a joining master last).
+   */
+  host?: { roles: Role[]; cluster: string; masters?: string[] };
   files: Record<string, FileRecord>;
 }
 
@@ -318,6 +321,8 @@ export interface HostOptions {
   roles: Role[];
   validityDays: number;
   force?: boolean;
+  /** The cluster's masters as a join learned them (`name:ip`), kept in the record. */
+  masters?: string[];
 }
 
 /**
@@ -382,7 +387,11 @@ export async function issueHost(
   };
   prepareDir(hostDir);
   const record = newRecord(sopts, serviceIp);
-  record.host = { roles: opts.roles, cluster: fingerprint(caPairs.get("root") as KeyPair) };
+  record.host = {
+    roles: opts.roles,
+    cluster: fingerprint(caPairs.get("root") as KeyPair),
+    ...(opts.masters ? { masters: opts.masters } : {}),
+  };
   const batch = new Batch(hostDir);
   const out: InitResult = { issued: [], kept: [] };
   try {

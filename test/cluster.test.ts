@@ -690,8 +690,13 @@ describe.if(canBoot)("a master and a node in two test hosts on one bridge (maste
       start(joinRootfs, { ...joiner, name: "n1" }, "--join", M1.ip, "--token", good),
       /a Node named n1 exists; give this host another --node-name/,
     );
-    expect(inBubble(masterRootfs, "planet", "token", "create", "--role", "master").stderr).toContain(
-      "a master does not join with a token yet",
+    // A master's token does not make a node (nor a node's a master: test/masters.test.ts).
+    await refused(
+      join2(token("create", "--role", "master", "--ttl", "10m")),
+      /JOIN_REFUSED.*this token admits a master, not node/,
+    );
+    expect(inBubble(masterRootfs, "planet", "token", "create", "--role", "admin").stderr).toContain(
+      "--role admin: a token admits a node or a master",
     );
     // The join itself.
     const res = await join2(good);

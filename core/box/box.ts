@@ -288,10 +288,14 @@ export async function start(opts: StartOptions): Promise<number> {
   preflightHost();
   preflightRootfs(opts.rootfs);
   const rootfs = realpathSync(opts.rootfs);
-  const p = prepare({ ...opts, rootfs });
+  let p = prepare({ ...opts, rootfs });
   try {
     await claim(p.id, rootfs);
-    if (opts.join) await joinFirst(p, opts, opts.join, rootfs);
+    if (opts.join) {
+      await joinFirst(p, opts, opts.join, rootfs);
+      // The join told this host the cluster's masters (a joining master: etcd's members, itself last).
+      p = prepare({ ...opts, rootfs });
+    }
     await preflightImage(p, opts);
   } catch (e) {
     pruneStateRoot(); // `runc state` creates its root; a refused start leaves nothing behind

@@ -19,6 +19,7 @@ import {
 import { isIP } from "node:net";
 import { hostname as osHostname } from "node:os";
 import { dirname, join, resolve } from "node:path";
+import { loadRecord } from "../../secrets/store.ts";
 import type { JoinToken } from "../../secrets/token.ts";
 import { PlanetError } from "../errors.ts";
 import { type Manifest, readManifest } from "../manifest.ts";
@@ -120,6 +121,13 @@ export function initialCluster(
   return members;
 }
 
+/** The masters a join learned (`name:ip,…`), kept in the host's secrets record; undefined without. */
+function mastersFromJoin(secretsDir: string | undefined): string | undefined {
+  if (!secretsDir || !existsSync(secretsDir)) return undefined;
+  const masters = loadRecord(secretsDir)?.host?.masters;
+  return masters?.length ? masters.join(",") : undefined;
+}
+
 /** Writes a file inside the rootfs atomically (temp + rename). */
 function writeRootfsFile(rootfs: string, path: string, text: string): void {
   const dest = join(rootfs, path);
@@ -176,7 +184,9 @@ export function prepare(opts: StartOptions): Prepared {
   requireIp(publicIp, "--public-ip");
   const hostname = opts.hostname ?? osHostname();
   const nodeName = opts.nodeName ?? hostname;
-  const masters = initialCluster(opts.initialCluster, roles, nodeName, publicIp, opts.masterIp);
+  // Without --initial-cluster, a host that joined with a token knows the masters from its join.
+  const joinedMasters = opts.initialCluster ? undefined : mastersFromJoin(opts.secretsDir);
+  const masters = initialCluster(opts.initialCluster ?? joinedMasters, roles, nodeName, publicIp, opts.masterIp);
   // Where planet-master points until the agents' leader says otherwise: a master's own apiserver.
   const masterIp = requireIp(
     opts.masterIp ?? (roles.includes("master") ? publicIp : (masters[0]?.ip ?? publicIp)),
@@ -229,6 +239,8 @@ export function prepare(opts: StartOptions): Prepared {
     PLANET_INITIAL_CLUSTER: masters.map((m) => `${m.name}:${m.ip}`).join(","),
     PLANET_ETCD_INITIAL_CLUSTER: masters.map((m) => `${m.name}=https://${m.ip}:2380`).join(","),
     PLANET_ETCD_ENDPOINTS: masters.map((m) => `https://${m.ip}:2379`).join(","),
+    // `existing` for a master that joined a running cluster (etcd took it in as a learner), else `new`.
+    PLANET_CLUSTER_STATE: joinedMasters && roles.includes("master") ? "existing" : "new",
   };
   const env = expandEnv({ ...manifest.env, ...flags, ...opts.env });
   // Options append to what plugins default to, like the original's KUBE_*_FLAGS.

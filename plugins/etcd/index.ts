@@ -8,13 +8,20 @@ export default definePlugin({
   roles: ["master"],
   assets: ["etcd"],
   files: { "files/": "/" },
-  units: ["etcd.service", "etcd-auth.service", { name: "etcd-snapshot.service", enabled: false }, "etcd-snapshot.timer"],
+  units: [
+    "etcd.service",
+    "etcd-member.service",
+    "etcd-auth.service",
+    { name: "etcd-snapshot.service", enabled: false },
+    "etcd-snapshot.timer",
+  ],
   volumes: { etcd: "/ext/etcd" },
   env: {
     PLANET_ETCD_MEMBER_NAME: "${KUBE_NODE_NAME}",
     // Every master of --initial-cluster (name=https://ip:2380,…), computed by planet start.
     ETCD_INITIAL_CLUSTER: "${PLANET_ETCD_INITIAL_CLUSTER}",
-    ETCD_INITIAL_CLUSTER_STATE: "new",
+    // `existing` on a master that joined a running cluster with a token (planet start sets it).
+    ETCD_INITIAL_CLUSTER_STATE: "${PLANET_CLUSTER_STATE}",
     // Scheduled snapshots into the etcd volume (systemd calendar syntax; default twice a day), how
     // many to keep, and a folder in the bubble to copy each to (a --volume of another disk; none by default).
     PLANET_ETCD_SNAPSHOT_SCHEDULE: "*-*-* 00,12:00:00",

@@ -1,6 +1,7 @@
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { defineCommand } from "citty";
+import { addLearner, listMembers, rootClient } from "../../../plugins/etcd/members.ts";
 import { answerJoin, type JoinRequest } from "../../../secrets/join.ts";
 import { KUBELET_SERVING, type NodeAddresses, type ServingCsr, servingRefusal } from "../../../secrets/kubelet-serving.ts";
 import { answerRenew, type RenewRequest, trustFiles } from "../../../secrets/renew.ts";
@@ -45,6 +46,7 @@ function joinService(
   dir: string,
   roles: Role[],
   manifest: Manifest,
+  etcdEndpoints: string[],
 ): Pick<Required<AgentOptions>, "join" | "renew" | "trust"> | null {
   if (!roles.includes("master") || !existsSync(join(dir, "csr-signer.key")) || !existsSync(join(dir, "admin.kubeconfig")))
     return null;
@@ -91,6 +93,16 @@ function joinService(
             `a Node named ${b.nodeName} exists; give this host another --node-name, or remove that one first (kubectl delete node ${b.nodeName})`,
           );
         const answer = await answerJoin(dir, certsFor(manifest, [role]), b, role, peer);
+        // etcd last, once all else is checked: a master becomes a learner; every host learns the masters.
+        const etcd = rootClient({ endpoints: etcdEndpoints, dir });
+        try {
+          const members =
+            role === "master" ? await addLearner(etcd, b.nodeName, b.ip) : (await listMembers(etcd)).filter((m) => !m.learner);
+          answer.masters = members.map((m) => `${m.name || b.nodeName}:${m.ip}`);
+          if (role === "master") log.info(`etcd: ${b.nodeName} (${b.ip}) added as a learner`);
+        } finally {
+          etcd.close();
+        }
         log.info(
           `issued ${Object.keys(answer.record.files).length} secrets to ${b.nodeName} (${b.ip}) joining as a ${role} with token ${m[1]}`,
         );
@@ -249,7 +261,7 @@ export const agentCmd = defineCommand({
       // Masters lead; nodes follow (planet-master points at the leader on every host).
       campaign: roles.includes("master"),
       hostsFile: args["hosts-file"] || undefined,
-      ...(joinService(args["secrets-dir"], roles, image.manifest) ?? {}),
+      ...(joinService(args["secrets-dir"], roles, image.manifest, endpoints) ?? {}),
     });
     const stopApprover = servingApprover(args["secrets-dir"], roles);
     await new Promise<void>((resolve) => {

@@ -1,4 +1,5 @@
 import { defineCommand } from "citty";
+import { listMembers, promoteWhenSynced, rootClient } from "../../../plugins/etcd/members.ts";
 import {
   KINDS,
   listSnapshots,
@@ -104,12 +105,63 @@ const prune = defineCommand({
   },
 });
 
+const members = defineCommand({
+  meta: { name: "list", description: "etcd's members: name, address, voting or learner" },
+  args: { ...debugArg, json: { type: "boolean", description: "print as JSON" } },
+  async run({ args }) {
+    insideMaster();
+    const client = rootClient({ endpoints: ["https://127.0.0.1:2379"] });
+    try {
+      const all = await listMembers(client);
+      if (args.json) return void process.stdout.write(`${JSON.stringify(all, null, 2)}\n`);
+      for (const m of all)
+        process.stdout.write(`${m.id}\t${m.name || "(not started)"}\t${m.ip}\t${m.learner ? "learner" : "voting"}\n`);
+    } finally {
+      client.close();
+    }
+  },
+});
+
+const promote = defineCommand({
+  meta: {
+    name: "promote",
+    description: "this master's etcd, a learner after a join: promoted to a voting member once caught up",
+  },
+  args: { ...debugArg, timeout: { type: "string", description: "seconds to wait for it to catch up", default: "600" } },
+  async run({ args }) {
+    insideMaster();
+    const ip = process.env.PLANET_PUBLIC_IP ?? "";
+    const seconds = Number(args.timeout);
+    if (!Number.isFinite(seconds) || seconds <= 0)
+      throw new PlanetError("BAD_FLAG", `--timeout ${args.timeout}: expected seconds`);
+    // The others answer for the membership: a learner serves no linearizable read itself.
+    const others = (process.env.PLANET_ETCD_ENDPOINTS ?? "").split(",").filter((e) => e && !e.includes(`//${ip}:`));
+    if (!others.length) return void log.info("this member is etcd's only one: nothing to promote");
+    const client = rootClient({ endpoints: others });
+    const t0 = Date.now();
+    try {
+      const how = await promoteWhenSynced(client, ip, seconds * 1000);
+      log.success(
+        how === "promoted"
+          ? `etcd member ${process.env.KUBE_NODE_NAME} promoted to a voting member after ${((Date.now() - t0) / 1000).toFixed(1)} s`
+          : `etcd member ${process.env.KUBE_NODE_NAME} votes already`,
+      );
+    } finally {
+      client.close();
+    }
+  },
+});
+
 export default defineCommand({
-  meta: { name: "etcd", description: "the etcd of this master: snapshots (save, list, prune)" },
+  meta: { name: "etcd", description: "the etcd of this master: snapshots (save, list, prune), members (list, promote)" },
   subCommands: {
     snapshot: defineCommand({
       meta: { name: "snapshot", description: "etcd snapshots in the etcd volume" },
       subCommands: { save, list, prune },
+    }),
+    member: defineCommand({
+      meta: { name: "member", description: "etcd's membership (planet leave and planet remove change it)" },
+      subCommands: { list: members, promote },
     }),
   },
 });

@@ -31,4 +31,6 @@ export const commands: Record<string, () => Promise<CommandDef>> = {
   etcd: lazy(() => import("./etcd.ts")),
   backup: lazy(() => import("./backup.ts"), "backupCmd"),
   restore: lazy(() => import("./backup.ts"), "restoreCmd"),
+  leave: lazy(() => import("./leave.ts"), "leaveCmd"),
+  remove: lazy(() => import("./leave.ts"), "removeCmd"),
 };

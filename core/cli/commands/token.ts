@@ -37,17 +37,13 @@ const create = defineCommand({
   args: {
     ...debugArg,
     ...secretsArg,
-    role: { type: "string", description: "what a host joining with it becomes: node (master: not yet)", default: "node" },
+    role: { type: "string", description: "what a host joining with it becomes: node or master", default: "node" },
     ttl: { type: "string", description: "how long it admits hosts (30m, 24h, 7d)", default: "24h" },
     description: { type: "string", description: "a note kept with it" },
   },
   async run({ args }) {
-    if (args.role === "master")
-      throw new PlanetError(
-        "BAD_ROLE",
-        "--role master: a master does not join with a token yet (its etcd and apiserver certificates need the CA keys); issue its secrets with planet secrets host",
-      );
-    if (args.role !== "node") throw new PlanetError("BAD_ROLE", `--role ${args.role}: a token admits a node`);
+    if (args.role !== "node" && args.role !== "master")
+      throw new PlanetError("BAD_ROLE", `--role ${args.role}: a token admits a node or a master`);
     const ttl = parseTtl(args.ttl);
     const { kube, ca } = kubeOf(args["secrets-dir"], args.server);
     process.stdout.write(`${await createToken(kube, ca, args.role, ttl, args.description)}\n`);
