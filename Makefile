@@ -49,8 +49,8 @@ stop: ## halt the dev bubble and remove the test host
 test: deps ## lint, typecheck and every test (integration tests boot real bubbles)
 	@test/run.sh
 
-ha-test: deps ## only the three-master test (part of make test): the leader's bubble stopped under a writer
-	bun test --timeout 900000 ./test/ha.test.ts
+ha-test: deps ## only the three-master tests (part of make test): the leader's bubble stopped under a writer; masters joining and leaving
+	bun test --timeout 900000 ./test/ha.test.ts ./test/masters.test.ts
 
 upgrade-test: deps ## upgrades: one host killed at every phase boundary, Kubernetes 1.36 → 1.37 on one host and rolled over 3 masters + 1 node (not in make test)
 	PLANET_UPGRADE_KILLS=all PLANET_UPGRADE_VERSIONS=1 PLANET_UPGRADE_CLUSTER=1 bun test --timeout 3600000 ./test/upgrade.test.ts ./test/upgrade-versions.test.ts ./test/upgrade-cluster.test.ts

@@ -121,6 +121,79 @@ export class Fleet {
     );
   }
 
+  /**
+   * `planet start --detach` of a host that joins the running cluster through master `via` with a
+   * token: no --initial-cluster, and a secrets folder the join makes (none issued beforehand).
+   */
+  startJoin(h: FleetHost, via: FleetHost, token: string, ...extra: string[]): Promise<Ran> {
+    return planetAsync(
+      startArgs(
+        {
+          rootfs: this.rootfs(h),
+          host: h.host,
+          cluster: this.o.cluster,
+          node: h.name,
+          secrets: this.joinedSecrets(h),
+          data: this.dataDir(h),
+        },
+        "--join",
+        via.ip,
+        "--token",
+        token,
+        "--ready-timeout",
+        "300",
+        ...extra,
+      ),
+    );
+  }
+  /** Where a host that joins with a token keeps the secrets it makes. */
+  joinedSecrets(h: FleetHost): string {
+    return join(this.o.work, `joined-${h.name}`);
+  }
+
+  /**
+   * Creates ConfigMaps `<prefix>-<i>` in a loop, each through the first master that answers (a client
+   * with every master's endpoint), until `stop()`: what the API acknowledged, and what no master took.
+   */
+  writer(prefix = "w"): { acked: string[]; failed: string[]; stop(): Promise<void> } {
+    const acked: string[] = [];
+    const failed: string[] = [];
+    let writing = true;
+    const done = (async () => {
+      for (let i = 0; writing; i++) {
+        const name = `${prefix}-${i}`;
+        let ok = false;
+        for (const m of this.masters)
+          try {
+            await this.kube(m).create("/api/v1/namespaces/default/configmaps", {
+              apiVersion: "v1",
+              kind: "ConfigMap",
+              metadata: { name },
+              data: { i: String(i) },
+            });
+            ok = true;
+            break;
+          } catch (e) {
+            // 409: an earlier attempt went through after all — acknowledged by the API.
+            if ((e as { status?: number }).status === 409) {
+              ok = true;
+              break;
+            }
+          }
+        (ok ? acked : failed).push(name);
+        await Bun.sleep(50);
+      }
+    })();
+    return {
+      acked,
+      failed,
+      stop: async () => {
+        writing = false;
+        await done;
+      },
+    };
+  }
+
   /** Masters together (etcd waits for a quorum before it says ready), then the nodes. */
   async startAll(): Promise<void> {
     const check = (h: FleetHost, r: Ran) => {

@@ -9,7 +9,6 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import type { KubeError } from "../core/e2e/kube.ts";
 import { Fleet, type FleetHost } from "./fleet.ts";
 import { buildTest, canBoot, hostSnapshot, planet, REPO, waitFor } from "./helpers.ts";
 
@@ -53,34 +52,8 @@ describe.if(canBoot && process.env.PLANET_HA !== "0")("three masters survive the
     const oldIp = fleet.leader(node) as string;
     const old = fleet.host(oldIp);
     // The writer goes to each master in turn while one answers, like a client with three endpoints.
-    const acked: string[] = [];
-    const failed: string[] = [];
-    let writing = true;
-    const writer = (async () => {
-      for (let i = 0; writing; i++) {
-        const name = `w-${i}`;
-        let ok = false;
-        for (const m of fleet.masters)
-          try {
-            await fleet.kube(m).create("/api/v1/namespaces/default/configmaps", {
-              apiVersion: "v1",
-              kind: "ConfigMap",
-              metadata: { name },
-              data: { i: String(i) },
-            });
-            ok = true;
-            break;
-          } catch (e) {
-            // 409: an earlier attempt went through after all — acknowledged by the API.
-            if ((e as KubeError).status === 409) {
-              ok = true;
-              break;
-            }
-          }
-        (ok ? acked : failed).push(name);
-        await Bun.sleep(50);
-      }
-    })();
+    const writer = fleet.writer();
+    const { acked } = writer;
     await waitFor("writes flowing", () => acked.length >= 20, 60_000, 200);
     expect(fleet.stop(old).exitCode).toBe(0);
     const newIp = await waitFor(
@@ -118,8 +91,7 @@ describe.if(canBoot && process.env.PLANET_HA !== "0")("three masters survive the
     );
     const countAfter = acked.length;
     await waitFor("writes after the failover", () => acked.length >= countAfter + 20, 60_000, 200);
-    writing = false;
-    await writer;
+    await writer.stop();
     const cms = await live.get<{ items: { metadata: { name: string } }[] }>("/api/v1/namespaces/default/configmaps");
     const have = new Set(cms.items.map((c) => c.metadata.name));
     const lost = acked.filter((n) => !have.has(n));

@@ -17,6 +17,8 @@ import { debugArg } from "../_args.ts";
 
 const log = logger("leave");
 const ADMIN = "/var/state/admin.kubeconfig";
+/** This master's own apiserver. */
+const LOCAL = "https://127.0.0.1:6443";
 const phase = "leave";
 
 interface Here {
@@ -62,14 +64,19 @@ async function kubectl(server: string, ...args: string[]): Promise<{ ok: boolean
   return { ok: res.exitCode === 0, out: (res.stdout + res.stderr).trim() };
 }
 
+/** The Node's Ready status ("True", "False", "Unknown"), or null when there is no such Node. */
+async function nodeReady(server: string, name: string): Promise<string | null> {
+  const ready = await kubectl(server, "get", "node", name, "-o", `jsonpath={.status.conditions[?(@.type=="Ready")].status}`);
+  if (ready.ok) return ready.out;
+  if (/NotFound/.test(ready.out)) return null;
+  throw new PlanetError("KUBE_ERROR", `cannot read Node ${name}: ${ready.out.split("\n").at(-1)}`, { phase });
+}
+
 /** The Node goes: drained first when it is Ready (its pods move on), then deleted. */
 async function removeNode(server: string, name: string): Promise<void> {
-  const ready = await kubectl(server, "get", "node", name, "-o", `jsonpath={.status.conditions[?(@.type=="Ready")].status}`);
-  if (!ready.ok) {
-    if (/NotFound/.test(ready.out)) return void log.info(`Node ${name}: none`);
-    throw new PlanetError("KUBE_ERROR", `cannot read Node ${name}: ${ready.out.split("\n").at(-1)}`, { phase });
-  }
-  if (ready.out === "True") {
+  const ready = await nodeReady(server, name);
+  if (ready === null) return void log.info(`Node ${name}: none`);
+  if (ready === "True") {
     const drained = await kubectl(
       server,
       "drain",
@@ -120,10 +127,16 @@ export const removeCmd = defineCommand({
         throw new PlanetError("BAD_FLAG", `${args.name} is this host: run planet leave on it instead`, { phase });
       await refuseWhileUpgrading(h.client, `remove ${args.name}`);
       const member = h.members.find((m) => m.name === args.name || m.ip === args.name);
+      if (!member && (await nodeReady(LOCAL, args.name)) === null)
+        throw new PlanetError(
+          "NO_MEMBER",
+          `no host ${args.name} in this cluster: neither an etcd member (${h.members.map((m) => m.name || m.ip).join(", ")}) nor a Node`,
+          { phase },
+        );
       // etcd first: the check for quorum refuses before anything else changed.
       const left = member ? await removeMember(h.client, args.name) : h.members;
       if (member) log.info(`etcd member ${member.name || member.id} (${member.ip}) removed`);
-      await removeNode("https://127.0.0.1:6443", member?.name || args.name);
+      await removeNode(LOCAL, member?.name || args.name);
       await memberCommand("PLANET_MEMBER_REMOVE_COMMAND", member?.name || args.name);
       summary(left);
       log.success(`${args.name} removed from the cluster: it joins again only with a new token`);
