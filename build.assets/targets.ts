@@ -26,9 +26,10 @@ export const targets: Record<string, TargetDef> = {
     plugins: [...master],
   },
   node: {
-    description: "worker: containerd, kubelet, kube-proxy, flannel, CoreDNS, serf, agent",
+    description:
+      "worker: containerd, kubelet, kube-proxy, flannel, CoreDNS, serf, agent, every master through a local load balancer",
     roles: ["node"],
-    plugins: ["secrets", "kube-node", "flannel", "dns", "serf", "agent", "storage", "netpol"],
+    plugins: ["secrets", "kube-node", "flannel", "dns", "serf", "agent", "apilb", "storage", "netpol"],
   },
   conformance: {
     description: "a bundle, not an image: e2e.test, ginkgo and the conformance images (planet test --conformance)",

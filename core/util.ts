@@ -1,4 +1,4 @@
-/** Small pieces several rooms of the core share: one poll, one directory walk, one sysctl reader, one durable write. */
+/** Small pieces several rooms of the core share: one poll, one directory walk, one sysctl reader, durable writes. */
 import {
   closeSync,
   copyFileSync,
@@ -10,6 +10,7 @@ import {
   renameSync,
   rmSync,
   statfsSync,
+  writeFileSync,
 } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 
@@ -112,6 +113,22 @@ export function copyDurably(src: string, dest: string): void {
     fsyncPath(tmp);
     renameSync(tmp, dest);
     fsyncPath(join(dest, ".."));
+  } finally {
+    rmSync(tmp, { force: true });
+  }
+}
+
+/**
+ * Writes `text` to `path` whole or not at all: a temp name in the same folder, fsynced, renamed over
+ * it, the folder fsynced (a crash leaves the old file or the new, never half of one).
+ */
+export function writeDurably(path: string, text: string, mode = 0o644): void {
+  const tmp = `${path}.tmp-${process.pid}`;
+  try {
+    writeFileSync(tmp, text, { mode });
+    fsyncPath(tmp);
+    renameSync(tmp, path);
+    fsyncPath(join(path, ".."));
   } finally {
     rmSync(tmp, { force: true });
   }

@@ -1,5 +1,6 @@
 import type { PluginDef } from "../core/plugin.ts";
 import agent from "./agent/index.ts";
+import apilb from "./apilb/index.ts";
 import conformance from "./conformance/index.ts";
 import dns from "./dns/index.ts";
 import etcd from "./etcd/index.ts";
@@ -25,6 +26,7 @@ export const plugins: readonly PluginDef[] = [
   serf,
   registry,
   agent,
+  apilb,
   metrics,
   storage,
   netpol,

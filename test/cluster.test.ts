@@ -383,8 +383,14 @@ describe.if(canBoot)("a master and a node in two test hosts on one bridge (maste
     expect(st.members?.map((m) => m.name)).toEqual(["m1", "n1"]);
     // The node follows the master the agents elected.
     expect(st.leader?.leader).toBe(M1.ip);
-    expect(readFileSync(join(nodeRootfs, "etc/hosts"), "utf8")).toMatch(
-      new RegExp(`^${M1.ip.replace(/\./g, "\\.")}\\s+planet-master$`, "m"),
+    // The node reaches the masters through its own load balancer, which the masters' agents keep told.
+    expect(readFileSync(join(nodeRootfs, "etc/hosts"), "utf8")).toMatch(/^127\.0\.0\.1\s+planet-master$/m);
+    await waitFor("the node's masters file", () => existsSync(join(nodeRootfs, "run/planet/masters")), 30_000, 500).catch(
+      () => {},
+    );
+    expect(inBubble(nodeRootfs, "cat", "/run/planet/masters").stdout).toBe(`m1:${M1.ip}\n`);
+    expect(inBubble(nodeRootfs, "grep", "server m1", "/run/planet/haproxy.cfg").stdout).toContain(
+      `server m1 ${M1.ip}:6443 check`,
     );
   }, 150_000);
 

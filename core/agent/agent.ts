@@ -5,6 +5,7 @@ import { Etcd3 } from "etcd3";
 import { logger } from "../log.ts";
 import type { Role } from "../plugin.ts";
 import { run } from "../proc.ts";
+import { writeDurably } from "../util.ts";
 import { type AgentView, createApi, createJoinApi, type LeaderView, type MemberHealth, type NodeHealth } from "./api.ts";
 import { CheckRunner, type RunnableCheck, tlsFiles, withTimeout } from "./checks.ts";
 import { LeaderElection } from "./election.ts";
@@ -52,6 +53,11 @@ export interface AgentOptions {
   followMasters?: string[];
   /** A hosts file whose `planet-master` line the agent points at each new leader (/etc/hosts). */
   hostsFile?: string;
+  /**
+   * A file the agent keeps holding the cluster's masters, one `name:ip` a line, as the masters' agents
+   * name them (a follower; e.g. a node-local load balancer in front of every apiserver reads it).
+   */
+  mastersFile?: string;
   timing?: { readyEveryMs: number; healthEveryMs: number };
   /** Largest clock difference to the leader before `host-time-drift` fails (default 1000 ms). */
   maxDriftMs?: number;
@@ -178,8 +184,27 @@ export async function createAgent(opts: AgentOptions): Promise<Agent> {
             return (await res.json()) as LeaderView;
           },
           onLeader,
+          2000,
+          (masters) => {
+            log.info(`masters: ${masters.join(", ")}`);
+            if (opts.mastersFile) writeDurably(opts.mastersFile, `${masters.join("\n")}\n`);
+          },
         )
       : undefined;
+  // A master names the cluster's masters to the followers: etcd's started voting members.
+  let masters: string[] = [];
+  const refreshMasters = async () => {
+    if (!client) return;
+    const res = await withTimeout(client.cluster.memberList({ linearizable: false }), 3000, "etcd member list").catch(() => null);
+    if (!res) return;
+    masters = res.members
+      .filter((m) => m.name && !m.isLearner && MEMBER_NAME.test(m.name))
+      .map((m) => `${m.name}:${/^https:\/\/([\d.]+):/.exec(m.peerURLs[0] ?? "")?.[1] ?? ""}`)
+      .filter((m) => isIP(m.split(":")[1] ?? "") === 4)
+      .sort();
+  };
+  const mastersTimer = client ? setInterval(() => void refreshMasters(), 5000) : undefined;
+  await refreshMasters();
   const now = opts.now ?? Date.now;
   const maxDrift = opts.maxDriftMs ?? 1000;
   // The original's satellite check: this node's clock against the leader's, over the mTLS API.
@@ -237,6 +262,11 @@ export async function createAgent(opts: AgentOptions): Promise<Agent> {
       ...(opts.campaign === false ? { follower: true } : {}),
       etcd: election?.etcdUp ? "up" : "down",
       ...(election instanceof LeaderFollower ? { via: "masters" as const } : {}),
+      ...(masters.length
+        ? { masters }
+        : election instanceof LeaderFollower && election.known.length
+          ? { masters: election.known }
+          : {}),
       ...(election?.error ? { error: election.error } : election ? {} : { error: "no etcd endpoints configured" }),
     }),
     pause: async () => election?.pause(),
@@ -301,6 +331,7 @@ export async function createAgent(opts: AgentOptions): Promise<Agent> {
   );
 
   const close = async () => {
+    clearInterval(mastersTimer);
     runner.stop();
     await election?.close();
     client?.close();

@@ -29,6 +29,8 @@ export interface LeaderView {
   etcd: "up" | "down";
   /** `masters`: learned from the masters' agents (a host without an etcd credential); else from etcd. */
   via?: "masters";
+  /** The cluster's masters now (`name:ip`, etcd's started voting members), as the masters' agents know them. */
+  masters?: string[];
   error?: string;
 }
 

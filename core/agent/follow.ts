@@ -3,6 +3,8 @@ import { logger } from "../log.ts";
 import type { LeaderView } from "./api.ts";
 
 const log = logger("agent:follow");
+/** `name:ip` of a master, as the masters' agents list them. */
+const MASTER = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*:[0-9.]+$/;
 
 /**
  * Who leads, learned from the masters' agents instead of etcd: what a host without an etcd
@@ -21,12 +23,28 @@ export class LeaderFollower {
   private closed = false;
   private first = 0;
 
+  /** The masters as the last answer named them (`name:ip`), empty until one does. */
+  known: string[] = [];
+
   constructor(
-    private readonly masters: string[],
+    private masters: string[],
     private readonly ask: (master: string) => Promise<LeaderView>,
     private readonly onLeader?: (leader: string) => void,
     private readonly everyMs = 2000,
+    /** Called when the masters' list changes (a master joined or left); only well-formed entries. */
+    private readonly onMasters?: (masters: string[]) => void,
   ) {}
+
+  /** Takes the masters a master's agent named: asked from now on, and handed to `onMasters`. */
+  private learn(named: unknown): void {
+    if (!Array.isArray(named)) return;
+    const list = named.filter((m): m is string => typeof m === "string" && MASTER.test(m) && isIP(m.split(":")[1] ?? "") === 4);
+    if (!list.length || list.join(",") === this.known.join(",")) return;
+    this.known = list;
+    const ips = list.map((m) => m.split(":")[1] as string);
+    this.masters = ips;
+    this.onMasters?.(list);
+  }
 
   async start(): Promise<void> {
     await this.poll();
@@ -51,8 +69,9 @@ export class LeaderFollower {
       try {
         const view = await this.ask(master);
         this.etcdUp = view.etcd === "up";
+        this.learn(view.masters);
         if (typeof view.leader === "string" && isIP(view.leader)) {
-          this.first = at;
+          this.first = Math.max(0, this.masters.indexOf(master));
           this.error = undefined;
           return view.leader;
         }

@@ -362,7 +362,8 @@ export function writeRootfs(rootfs: string, p: Prepared): void {
     "127.0.0.1\tlocalhost",
     "::1\tlocalhost ip6-localhost ip6-loopback",
     `${p.env.PLANET_PUBLIC_IP}\t${p.spec.hostname}${p.env.KUBE_NODE_NAME !== p.spec.hostname ? ` ${p.env.KUBE_NODE_NAME}` : ""}`,
-    `${p.env.KUBE_MASTER_IP}\tplanet-master`,
+    // A node-local load balancer in front of every master (a plugin's PLANET_MASTER_LB), else a master.
+    `${p.env.PLANET_MASTER_LB || p.env.KUBE_MASTER_IP}\tplanet-master`,
   ];
   writeRootfsFile(rootfs, "etc/hosts", `${hosts.join("\n")}\n`);
   // Units of plugins left out of this start are masked where systemd looks first; last start's go.

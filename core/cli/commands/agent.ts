@@ -204,6 +204,11 @@ export const agentCmd = defineCommand({
       description: "hosts file whose planet-master line follows the leader ('' = leave it)",
       default: "/etc/hosts",
     },
+    "masters-file": {
+      type: "string",
+      description: "file kept holding the cluster's masters, name:ip a line, as the masters name them ('' = none)",
+      default: "/run/planet/masters",
+    },
     "secrets-dir": { type: "string", default: "/var/state" },
     socket: { type: "string", default: AGENT_SOCKET },
     "initial-cluster": { type: "string", description: "members name:ip,... (default PLANET_INITIAL_CLUSTER)" },
@@ -260,7 +265,9 @@ export const agentCmd = defineCommand({
       membersCommand: env.PLANET_MEMBERS_COMMAND?.split(" ").filter(Boolean),
       // Masters lead; nodes follow (planet-master points at the leader on every host).
       campaign: roles.includes("master"),
-      hostsFile: args["hosts-file"] || undefined,
+      // Behind a node-local load balancer (PLANET_MASTER_LB) planet-master stays on it: every master serves.
+      hostsFile: env.PLANET_MASTER_LB ? undefined : args["hosts-file"] || undefined,
+      mastersFile: args["masters-file"] || undefined,
       ...(joinService(args["secrets-dir"], roles, image.manifest, endpoints) ?? {}),
     });
     const stopApprover = servingApprover(args["secrets-dir"], roles);
