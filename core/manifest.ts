@@ -52,6 +52,8 @@ export interface Manifest {
   certs: (CertRequest & { plugin: string })[];
   /** Defaults for /etc/container-environment; `${VAR}` refers to other variables. */
   env: Record<string, string>;
+  /** The plugin each default comes from (a plugin left out at start takes its defaults along). */
+  envOwners?: Record<string, string>;
   images: { ref: string; path: string; sha256: string }[];
   /** TCP ports the units of each plugin listen on. */
   ports: { port: number; plugin: string; roles: Role[] }[];

@@ -197,6 +197,13 @@ describe.if(canBoot)("a master and a node in two test hosts on one bridge (maste
     expect(dup.exitCode).toBe(1);
     expect(dup.stderr).toContain(`DUPLICATE_NODE: (join) a host named m1 already runs at ${M1.ip}`);
     nothingLeft(N2);
+    // --disable: a plugin the image lacks, or one another plugin needs, is one line.
+    const unknown = await start(nodeRootfs, N2, "--master-ip", M1.ip, "--disable", "etcd");
+    expect(unknown.stderr).toMatch(/UNKNOWN_PLUGIN: --disable etcd: image target node has no plugin etcd \(it has .*apilb/);
+    const needed = await start(nodeRootfs, N2, "--master-ip", M1.ip, "--disable", "agent");
+    expect(needed.stderr).toMatch(/BAD_FLAG: --disable agent: plugin [a-z-]+ requires it/);
+    expect(needed.exitCode).toBe(1);
+    nothingLeft(N2);
     expect((await kube.get<{ items: unknown[] }>("/api/v1/nodes")).items).toHaveLength(1);
   }, 120_000);
 

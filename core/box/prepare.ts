@@ -121,6 +121,30 @@ export function initialCluster(
   return members;
 }
 
+/**
+ * `--disable <plugin>`: a plugin of the image, and none that another plugin left in requires (its
+ * units would start without it). Returns the names.
+ */
+function checkDisabled(manifest: Manifest, roles: Role[], disable: string[]): string[] {
+  const names = manifest.plugins.map((p) => p.name);
+  for (const d of disable) {
+    if (!names.includes(d))
+      throw new PlanetError(
+        "UNKNOWN_PLUGIN",
+        `--disable ${d}: image target ${manifest.target} has no plugin ${d} (it has ${names.join(", ")})`,
+      );
+    const needs = manifest.plugins.find(
+      (p) => !disable.includes(p.name) && p.requires.includes(d) && p.roles.some((r) => roles.includes(r)),
+    );
+    if (needs)
+      throw new PlanetError(
+        "BAD_FLAG",
+        `--disable ${d}: plugin ${needs.name} requires it (disable ${needs.name} too, or keep ${d})`,
+      );
+  }
+  return [...new Set(disable)];
+}
+
 /** The masters a join learned (`name:ip,…`), kept in the host's secrets record; undefined without. */
 function mastersFromJoin(secretsDir: string | undefined): string | undefined {
   if (!secretsDir || !existsSync(secretsDir)) return undefined;
@@ -205,7 +229,7 @@ export function prepare(opts: StartOptions): Prepared {
   const vxlanPort = opts.vxlanPort ?? 8472;
   if (!Number.isInteger(vxlanPort) || vxlanPort < 1 || vxlanPort > 65535)
     throw new PlanetError("BAD_FLAG", `--vxlan-port ${opts.vxlanPort}: expected a UDP port 1..65535`);
-  const disabled = (opts.disable ?? []).filter((d) => manifest.plugins.some((pl) => pl.name === d));
+  const disabled = checkDisabled(manifest, roles, opts.disable ?? []);
   const dnsHosts = parseDnsList(opts.dnsHosts, "--dns-hosts", "domain/ip");
   const dnsZones = parseDnsList(opts.dnsZones, "--dns-zones", "zone/nameserver");
   const resolvConf = hostResolvConf(opts.netns);
@@ -242,7 +266,11 @@ export function prepare(opts: StartOptions): Prepared {
     // `existing` for a master that joined a running cluster (etcd took it in as a learner), else `new`.
     PLANET_CLUSTER_STATE: joinedMasters && roles.includes("master") ? "existing" : "new",
   };
-  const env = expandEnv({ ...manifest.env, ...flags, ...opts.env });
+  // A plugin left out takes its defaults along (e.g. planet-master on a load balancer that is not there).
+  const defaults = Object.fromEntries(
+    Object.entries(manifest.env).filter(([k]) => !disabled.includes(manifest.envOwners?.[k] ?? "")),
+  );
+  const env = expandEnv({ ...defaults, ...flags, ...opts.env });
   // Options append to what plugins default to, like the original's KUBE_*_FLAGS.
   if (opts.kubeletOptions) env.KUBE_KUBELET_FLAGS = `${env.KUBE_KUBELET_FLAGS ?? ""} ${opts.kubeletOptions}`.trim();
   if (opts.apiserverOptions) env.KUBE_APISERVER_FLAGS = `${env.KUBE_APISERVER_FLAGS ?? ""} ${opts.apiserverOptions}`.trim();

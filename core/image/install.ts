@@ -199,6 +199,7 @@ export function makeManifest(
     assets,
     units: enabled,
     unitOwners: Object.fromEntries(res.plugins.flatMap((p) => p.units.map((u) => [u.name, p.def.name]))),
+    envOwners: Object.fromEntries(res.plugins.flatMap((p) => Object.keys(p.def.env ?? {}).map((k) => [k, p.def.name]))),
     checks: res.plugins.flatMap((p) =>
       (p.def.checks ?? []).map((c) => ({ ...c, plugin: p.def.name, roles: c.roles ?? p.def.roles })),
     ),

@@ -78,9 +78,14 @@ export const startCmd = defineCommand({
       description: "prefix length of each host's share of the pod subnet (default 24, at most 28) [PLANET_POD_SUBNET_SIZE]",
     },
     "vxlan-port": { type: "string", description: "UDP port of the vxlan overlay (default 8472) [PLANET_VXLAN_PORT]" },
+    disable: {
+      type: "string",
+      description:
+        "leave a plugin of the image out of this start: its units masked, its checks off (repeatable) [PLANET_DISABLE]",
+    },
     "disable-flannel": {
       type: "boolean",
-      description: "leave the flannel overlay out; pods use a bridge on the node's podCIDR [PLANET_DISABLE_FLANNEL]",
+      description: "--disable flannel: pods use a bridge on the node's podCIDR [PLANET_DISABLE_FLANNEL]",
     },
     "dns-hosts": { type: "string", description: "domain/ip,… answered by cluster DNS [PLANET_DNS_HOSTS]" },
     "dns-zones": { type: "string", description: "zone/nameserver,… forwarded to their own servers [PLANET_DNS_ZONES]" },
@@ -126,7 +131,11 @@ export const startCmd = defineCommand({
       podSubnet: args["pod-subnet"] ?? env("PLANET_POD_SUBNET") ?? "10.244.0.0/16",
       podSubnetSize: intFlag(args["pod-subnet-size"] ?? env("PLANET_POD_SUBNET_SIZE"), "--pod-subnet-size"),
       vxlanPort: intFlag(args["vxlan-port"] ?? env("PLANET_VXLAN_PORT"), "--vxlan-port"),
-      disable: args["disable-flannel"] || env("PLANET_DISABLE_FLANNEL") === "true" ? ["flannel"] : [],
+      disable: [
+        ...(env("PLANET_DISABLE")?.split(",").filter(Boolean) ?? []),
+        ...multi(rawArgs, "disable", { split: true }),
+        ...(args["disable-flannel"] || env("PLANET_DISABLE_FLANNEL") === "true" ? ["flannel"] : []),
+      ],
       dnsHosts: args["dns-hosts"] ?? env("PLANET_DNS_HOSTS"),
       dnsZones: args["dns-zones"] ?? env("PLANET_DNS_ZONES"),
       nodeName: args["node-name"] ?? env("PLANET_NODE_NAME"),
