@@ -701,7 +701,7 @@ describe.if(canBoot)("a master and a node in two test hosts on one bridge (maste
     // The name of an existing Node: refused by the master before it issues anything.
     await refused(
       start(joinRootfs, { ...joiner, name: "n1" }, "--join", M1.ip, "--token", good),
-      /a Node named n1 exists; give this host another --node-name/,
+      /a Node named n1 exists and its host is alive; give this host another --node-name/,
     );
     // A master's token does not make a node (nor a node's a master: test/masters.test.ts).
     await refused(
@@ -1003,6 +1003,64 @@ describe.if(canBoot)("a master and a node in two test hosts on one bridge (maste
     kube = api;
     expect(planet("stop", "--rootfs", joinRootfs).exitCode).toBe(0);
   }, 900_000);
+
+  test("n2's host is reinstalled: refused while its heartbeat is fresh, then it joins under its name with a new token (the old Node replaced); planet leave drains it and deletes its Node with its own credential", async () => {
+    const dir = secretsOf("n2-joined");
+    const joiner = { ...N2, secrets: dir };
+    // Its disk is gone: no secrets, no data. Its Node is still there, its lease renewed moments ago.
+    rmSync(dir, { recursive: true, force: true });
+    rmSync(join(work, `data-${N2.host}`), { recursive: true, force: true });
+    const fresh = inBubble(masterRootfs, "planet", "token", "create", "--ttl", "10m").stdout.trim();
+    const early = await start(joinRootfs, joiner, "--join", M1.ip, "--token", fresh);
+    expect(early.exitCode).toBe(1);
+    expect(early.stderr).toContain("a Node named n2 exists and its host is alive");
+    expect(existsSync(dir)).toBe(false);
+    nothingLeft(N2);
+    const lease = "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/n2";
+    await waitFor(
+      "n2's heartbeat a minute old",
+      async () => Date.now() - Date.parse((await kube.get<{ spec: { renewTime: string } }>(lease)).spec.renewTime) > 62_000,
+      120_000,
+      2000,
+    );
+    const oldUid = (await kube.get<{ metadata: { uid: string } }>("/api/v1/nodes/n2")).metadata.uid;
+    const res = await start(joinRootfs, joiner, "--join", M1.ip, "--token", fresh);
+    expect(res.exitCode).toBe(0);
+    const node = await waitFor(
+      "the new n2 Ready",
+      async () => {
+        const n = await kube.get<Node & { metadata: { uid: string } }>("/api/v1/nodes/n2");
+        return n.metadata.uid !== oldUid && n.status.conditions?.some((c) => c.type === "Ready" && c.status === "True")
+          ? n
+          : null;
+      },
+      120_000,
+      1000,
+    );
+    expect(node.metadata.uid).not.toBe(oldUid);
+    // It leaves by itself: its pods evicted and its Node deleted with its kubelet credential, serf left.
+    const left = inBubble(joinRootfs, "planet", "leave");
+    expect(left.stderr).toContain("n2 left the cluster");
+    expect(left.exitCode).toBe(0);
+    expect(
+      await kube.get("/api/v1/nodes/n2").then(
+        () => 200,
+        (e: KubeError) => e.status,
+      ),
+    ).toBe(404);
+    await waitFor(
+      "n2 marked left on the master",
+      () =>
+        (
+          JSON.parse(planet("status", "--rootfs", masterRootfs, "--json").stdout || "{}") as {
+            members?: { name: string; status: string }[];
+          }
+        ).members?.some((m) => m.name === "n2" && m.status === "left"),
+      60_000,
+      1000,
+    );
+    expect(planet("stop", "--rootfs", joinRootfs).exitCode).toBe(0);
+  }, 600_000);
 
   test("a node that stops leaves: the master's status marks it; both stop and the host is as it was", async () => {
     // A host-wide sysctl as a component in a bubble would change it: it belongs to every bubble

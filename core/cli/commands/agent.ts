@@ -39,6 +39,26 @@ function seconds(text: string, flag: string): number {
 }
 
 /**
+ * How long the host of Node `name` has gone without its kubelet's heartbeat (its Lease in
+ * kube-node-lease, renewed every 10 s), in ms; null when there is no such Node.
+ */
+async function heartbeatAge(kube: Kube, name: string): Promise<number | null> {
+  const missing = (e: KubeError) => {
+    if (e.status === 404) return null;
+    throw new PlanetError("JOIN_REFUSED", `cannot check whether ${name} is taken: ${e.message}`);
+  };
+  const node = await kube.get(`/api/v1/nodes/${encodeURIComponent(name)}`).catch(missing);
+  if (!node) return null;
+  const lease = await kube
+    .get<{ spec?: { renewTime?: string } }>(
+      `/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/${encodeURIComponent(name)}`,
+    )
+    .catch(missing);
+  const renewed = lease?.spec?.renewTime ? Date.parse(lease.spec.renewTime) : 0;
+  return Date.now() - renewed;
+}
+
+/**
  * A master issues certificates to hosts that join with a token: it holds the signer's key and an
  * admin credential to read the tokens (bootstrap token Secrets) through the local apiserver.
  */
@@ -78,20 +98,24 @@ function joinService(
         if (!m) throw new PlanetError("BAD_TOKEN", "the join carries no token (<id>.<secret>)");
         const kube = kubeOf();
         const role = await checkToken(kube, { id: m[1] as string, secret: m[2] as string, caHash: "" });
-        // A name stays with its host: a Node of that name (Ready or not) refuses the join, until it is
-        // removed (kubectl delete node). An apiserver that cannot say refuses too.
-        const exists = await kube.get(`/api/v1/nodes/${encodeURIComponent(String(b.nodeName))}`).then(
-          () => true,
-          (e: KubeError) => {
-            if (e.status === 404) return false;
-            throw new PlanetError("JOIN_REFUSED", `cannot check whether ${b.nodeName} is taken: ${e.message}`);
-          },
-        );
-        if (exists)
+        // A name stays with its live host: a Node of that name that heartbeats refuses the join. One
+        // whose host is gone (no heartbeat for a minute: reinstalled, its disk lost) is replaced by a
+        // node joining under its name; a master's name is freed by planet remove (etcd's quorum).
+        // An apiserver that cannot say refuses too.
+        const stale = await heartbeatAge(kube, String(b.nodeName));
+        if (stale !== null && (role === "master" || stale < 60_000))
           throw new PlanetError(
             "DUPLICATE_NODE",
-            `a Node named ${b.nodeName} exists; give this host another --node-name, or remove that one first (kubectl delete node ${b.nodeName})`,
+            role === "master"
+              ? `a Node named ${b.nodeName} exists; give this master another --node-name, or take the old one out first (planet remove ${b.nodeName} on a master)`
+              : `a Node named ${b.nodeName} exists and its host is alive; give this host another --node-name, or take that one out first (planet remove ${b.nodeName} on a master)`,
           );
+        if (stale !== null) {
+          await kube.delete(`/api/v1/nodes/${encodeURIComponent(String(b.nodeName))}`);
+          log.warn(
+            `Node ${b.nodeName} had no heartbeat for ${Math.round(stale / 1000)} s: replaced by the host joining under its name`,
+          );
+        }
         const answer = await answerJoin(dir, certsFor(manifest, [role]), b, role, peer);
         // etcd last, once all else is checked: a master becomes a learner; every host learns the masters.
         const etcd = rootClient({ endpoints: etcdEndpoints, dir });

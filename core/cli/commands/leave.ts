@@ -1,8 +1,10 @@
 /**
- * Hosts leaving a running cluster, run in a master's bubble: `planet leave` takes this master out
- * (its etcd member, its Node, its gossip membership), `planet remove <name>` another host, e.g. one
- * whose disk died. Each checks first what would break — the upgrade lock held, the last etcd
- * member, another member down (quorum) — and changes nothing when it refuses.
+ * Hosts leaving a running cluster. `planet leave`, in the leaving host's bubble: a master takes
+ * itself out (its etcd member, its Node, its gossip membership); a node, with its own kubelet
+ * credential (the Node authorizer lets it evict its pods and delete its own Node), drains and
+ * deletes its Node and leaves the gossip. `planet remove <name>`, in a master's bubble, takes another
+ * host out, e.g. one whose disk died. Each checks first what would break — the upgrade lock held,
+ * the last etcd member, another member down (quorum) — and changes nothing when it refuses.
  */
 import { dirname } from "node:path";
 import { defineCommand } from "citty";
@@ -17,6 +19,8 @@ import { debugArg } from "../_args.ts";
 
 const log = logger("leave");
 const ADMIN = "/var/state/admin.kubeconfig";
+/** A node's own credential: the Node authorizer confines it to its Node and its pods. */
+const KUBELET = "/var/state/kubelet.kubeconfig";
 /** This master's own apiserver. */
 const LOCAL = "https://127.0.0.1:6443";
 const phase = "leave";
@@ -57,40 +61,43 @@ async function refuseWhileUpgrading(client: Etcd3, what: string): Promise<void> 
     );
 }
 
-async function kubectl(server: string, ...args: string[]): Promise<{ ok: boolean; out: string }> {
-  const res = await run(["kubectl", `--kubeconfig=${ADMIN}`, `--server=${server}`, "--request-timeout=20s", ...args], {
-    timeoutMs: 240_000,
-  });
+/** kubectl with a kubeconfig (the admin's on a master), at `server` when given. */
+async function kubectl(server: string | undefined, kubeconfig: string, ...args: string[]): Promise<{ ok: boolean; out: string }> {
+  const res = await run(
+    ["kubectl", `--kubeconfig=${kubeconfig}`, ...(server ? [`--server=${server}`] : []), "--request-timeout=20s", ...args],
+    { timeoutMs: 240_000 },
+  );
   return { ok: res.exitCode === 0, out: (res.stdout + res.stderr).trim() };
 }
 
 /** The Node's Ready status ("True", "False", "Unknown"), or null when there is no such Node. */
-async function nodeReady(server: string, name: string): Promise<string | null> {
-  const ready = await kubectl(server, "get", "node", name, "-o", `jsonpath={.status.conditions[?(@.type=="Ready")].status}`);
+async function nodeReady(server: string | undefined, name: string, kubeconfig = ADMIN): Promise<string | null> {
+  const jsonpath = `jsonpath={.status.conditions[?(@.type=="Ready")].status}`;
+  const ready = await kubectl(server, kubeconfig, "get", "node", name, "-o", jsonpath);
   if (ready.ok) return ready.out;
   if (/NotFound/.test(ready.out)) return null;
   throw new PlanetError("KUBE_ERROR", `cannot read Node ${name}: ${ready.out.split("\n").at(-1)}`, { phase });
 }
 
 /** The Node goes: drained first when it is Ready (its pods move on), then deleted. */
-async function removeNode(server: string, name: string): Promise<void> {
-  const ready = await nodeReady(server, name);
+async function removeNode(server: string | undefined, name: string, kubeconfig = ADMIN): Promise<void> {
+  const ready = await nodeReady(server, name, kubeconfig);
   if (ready === null) return void log.info(`Node ${name}: none`);
   if (ready === "True") {
-    const drained = await kubectl(
-      server,
-      "drain",
-      name,
-      "--ignore-daemonsets",
-      "--delete-emptydir-data",
-      "--force",
-      "--timeout=120s",
-    );
+    const flags = ["--ignore-daemonsets", "--delete-emptydir-data", "--force", "--timeout=120s"];
+    const drained = await kubectl(server, kubeconfig, "drain", name, ...flags);
     if (!drained.ok) log.warn(`drain ${name}: ${drained.out.split("\n").at(-1)} (deleting the Node anyway)`);
   }
-  const gone = await kubectl(server, "delete", "node", name, "--ignore-not-found");
+  const gone = await kubectl(server, kubeconfig, "delete", "node", name, "--ignore-not-found");
   if (!gone.ok) throw new PlanetError("KUBE_ERROR", `cannot delete Node ${name}: ${gone.out.split("\n").at(-1)}`, { phase });
   log.info(`Node ${name} deleted`);
+}
+
+/** A node leaves with its own kubelet credential: its pods evicted, its Node deleted, the gossip left. */
+async function leaveAsNode(node: string): Promise<void> {
+  await removeNode(undefined, node, KUBELET);
+  await memberCommand("PLANET_MEMBER_LEAVE_COMMAND");
+  log.success(`${node} left the cluster: stop it (planet stop); it joins again with a new token and an empty --secrets-dir`);
 }
 
 /** The membership plugin's command (serf's force-leave, …), when the image has one. */
@@ -149,10 +156,19 @@ export const removeCmd = defineCommand({
 export const leaveCmd = defineCommand({
   meta: {
     name: "leave",
-    description: "on a master: take this master out of the cluster (drained, etcd member and Node removed)",
+    description:
+      "in the bubble of the host that leaves: drained, its Node deleted, the gossip left (a master: its etcd member too)",
   },
   args: { ...debugArg },
   async run() {
+    if (!(process.env.PLANET_ROLE ?? "").split(",").includes("master")) {
+      if (!readManifest("/"))
+        throw new PlanetError(
+          "NOT_AN_IMAGE",
+          "planet leave runs in the leaving host's bubble: planet exec --rootfs <rootfs> -- planet leave",
+        );
+      return leaveAsNode(process.env.KUBE_NODE_NAME ?? "");
+    }
     const h = await here("leave");
     try {
       await refuseWhileUpgrading(h.client, "leave");
