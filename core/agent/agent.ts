@@ -193,13 +193,16 @@ export async function createAgent(opts: AgentOptions): Promise<Agent> {
       : undefined;
   // A master names the cluster's masters to the followers: etcd's started voting members.
   let masters: string[] = [];
+  let learners = new Set<string>();
   const refreshMasters = async () => {
     if (!client) return;
     const res = await withTimeout(client.cluster.memberList({ linearizable: false }), 3000, "etcd member list").catch(() => null);
     if (!res) return;
+    const ipOf = (m: { peerURLs: string[] }) => /^https:\/\/([\d.]+):/.exec(m.peerURLs[0] ?? "")?.[1] ?? "";
+    learners = new Set(res.members.filter((m) => m.isLearner).map(ipOf));
     masters = res.members
       .filter((m) => m.name && !m.isLearner && MEMBER_NAME.test(m.name))
-      .map((m) => `${m.name}:${/^https:\/\/([\d.]+):/.exec(m.peerURLs[0] ?? "")?.[1] ?? ""}`)
+      .map((m) => `${m.name}:${ipOf(m)}`)
       .filter((m) => isIP(m.split(":")[1] ?? "") === 4)
       .sort();
   };
@@ -281,8 +284,16 @@ export async function createAgent(opts: AgentOptions): Promise<Agent> {
       const known = listed ?? (opts.members.length ? opts.members : [{ name: opts.node, ip: opts.ip }]);
       return Promise.all(
         known.map(async (m: Member): Promise<MemberHealth> => {
-          if (m.status === "left" || m.status === "failed")
+          if (m.status === "left" || m.status === "failed" || m.status === "leaving")
             return { name: m.name, ip: m.ip, roles: m.roles, status: m.status, error: `member ${m.status}` };
+          if (learners.has(m.ip))
+            return {
+              name: m.name,
+              ip: m.ip,
+              roles: m.roles,
+              status: "learning",
+              error: "etcd learner: catching up before it votes",
+            };
           if (m.ip === opts.ip) {
             const h = health();
             return { name: m.name, ip: m.ip, roles: m.roles, status: h.status, health: h };

@@ -37,8 +37,12 @@ export interface LeaderView {
 export interface MemberHealth {
   name: string;
   ip: string;
-  /** `left` and `failed` come from the membership (serf): the member said goodbye, or stopped answering gossip. */
-  status: "healthy" | "degraded" | "unreachable" | "left" | "failed";
+  /**
+   * `left`, `leaving` and `failed` come from the membership (serf): the member said goodbye (or is
+   * saying it), or stopped answering gossip; `learning` is a master that joined and whose etcd
+   * member is a learner still catching up (masters' agents see it).
+   */
+  status: "healthy" | "degraded" | "unreachable" | "left" | "leaving" | "failed" | "learning";
   roles?: string[];
   error?: string;
   health?: NodeHealth;

@@ -13,11 +13,12 @@ const serf = {
     { name: "n2", addr: "10.0.0.2:7946", port: 7946, tags: { role: "node", cluster: "c" }, status: "left" },
     { name: "m1", addr: "10.0.0.1:7946", port: 7946, tags: { role: "master", cluster: "c" }, status: "alive" },
     { name: "n3", addr: "10.0.0.3:7946", port: 7946, tags: { role: "node", cluster: "c" }, status: "failed" },
+    { name: "n4", addr: "10.0.0.4:7946", port: 7946, tags: { role: "node", cluster: "c" }, status: "leaving" },
   ],
 };
 
 describe("membership from the plugin's command", () => {
-  test("members sorted by name; left and failed ones marked, not asked; this host answers for itself", async () => {
+  test("members sorted by name; left, leaving and failed ones marked, not asked; this host answers for itself", async () => {
     const out = join(dir, "members.json");
     writeFileSync(out, JSON.stringify(serf));
     await using agent = await createAgent({
@@ -38,6 +39,7 @@ describe("membership from the plugin's command", () => {
       ["m1", "10.0.0.1", "healthy", ["master"]],
       ["n2", "10.0.0.2", "left", ["node"]],
       ["n3", "10.0.0.3", "failed", ["node"]],
+      ["n4", "10.0.0.4", "leaving", ["node"]],
     ]);
   });
 
@@ -62,7 +64,7 @@ describe("membership from the plugin's command", () => {
       members: [],
       membersCommand: ["cat", out],
     });
-    expect((await agent.view.members()).map((m) => m.name)).toEqual(["m1", "n2", "n3"]);
+    expect((await agent.view.members()).map((m) => m.name)).toEqual(["m1", "n2", "n3", "n4"]);
   });
 
   test("a command that fails falls back to the members the flags name", async () => {
