@@ -1,6 +1,7 @@
 /**
  * Masters added and taken out of a running cluster, under a writer: one master is born alone, two
- * more join it with a master token (etcd learners promoted once caught up), then one is lost and
+ * more join it with a master token (etcd learners promoted once caught up), one's etcd is killed
+ * with -9 and another is cut off by dropped packets and healed, then one is lost and
  * removed from another master, one leaves by itself, and a fresh host under a lost master's name
  * replaces it. Every write the API acknowledged is still there at the end. Refused, with nothing
  * changed: a node's token asked for a master, removing a member while another is down, the last
@@ -12,7 +13,7 @@ import { existsSync, readdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import type { EtcdMember } from "../plugins/etcd/members.ts";
 import { Fleet, type FleetHost } from "./fleet.ts";
-import { buildTest, canBoot, hostSnapshot, planet, planetAsync, type Ran, REPO, startArgs, waitFor } from "./helpers.ts";
+import { buildTest, canBoot, hostSnapshot, planet, planetAsync, type Ran, REPO, sh, startArgs, waitFor } from "./helpers.ts";
 
 const fleet = new Fleet({
   cluster: "mstest",
@@ -126,6 +127,68 @@ describe.if(canBoot && process.env.PLANET_HA !== "0")("masters join and leave a 
     ).toBe("via-m3");
   }, 900_000);
 
+  test("faults on three masters under the writer: one's etcd killed with -9, one cut off from the others by dropped packets and healed", async () => {
+    const health = () =>
+      planet("exec", "--rootfs", fleet.rootfs(m1), "--", "etcdctl", "endpoint", "health", "--cluster").stdout.match(/is healthy/g)
+        ?.length ?? 0;
+    // etcd on m2 dies at once (SIGKILL): systemd starts it again, it catches up from the others.
+    const pid = planet(
+      "exec",
+      "--rootfs",
+      fleet.rootfs(m2),
+      "--",
+      "systemctl",
+      "show",
+      "-P",
+      "MainPID",
+      "etcd.service",
+    ).stdout.trim();
+    expect(
+      planet("exec", "--rootfs", fleet.rootfs(m2), "--", "systemctl", "kill", "--signal=SIGKILL", "etcd.service").exitCode,
+    ).toBe(0);
+    await waitFor(
+      "m2's etcd back",
+      () =>
+        planet("exec", "--rootfs", fleet.rootfs(m2), "--", "systemctl", "show", "-P", "MainPID", "etcd.service").stdout.trim() !==
+          pid && health() === 3,
+      60_000,
+      1000,
+    );
+    // m3 cut off: every packet between it and the other masters dropped on its side of the bridge.
+    const rules = [
+      ["INPUT", "-s"],
+      ["OUTPUT", "-d"],
+    ].map(([chain, dir]) => [chain as string, dir as string, `${m1.ip.replace(/\.\d+$/, ".0")}/24`]);
+    const ipt = (op: string) =>
+      rules.map(([chain, dir, net]) =>
+        sh(["ip", "netns", "exec", m3.host, "iptables", op, chain as string, dir as string, net as string, "-j", "DROP"]),
+      );
+    const count = writer.acked.length;
+    try {
+      for (const r of ipt("-I")) expect(r.exitCode).toBe(0);
+      await waitFor("m3 seen down by the others", () => health() === 2, 60_000, 1000);
+      await waitFor("writes while m3 is cut off", () => writer.acked.length >= count + 20, 60_000, 200);
+    } finally {
+      ipt("-D");
+    }
+    await waitFor("m3 back in the cluster", () => health() === 3, 90_000, 1000);
+    // It caught up: the writes made while it was away are there through its own apiserver.
+    const last = writer.acked.at(-1) as string;
+    await waitFor(
+      `${last} through m3`,
+      () =>
+        fleet
+          .kube(m3)
+          .get(`/api/v1/namespaces/default/configmaps/${last}`)
+          .then(
+            () => true,
+            () => false,
+          ),
+      60_000,
+      1000,
+    );
+  }, 600_000);
+
   test("shrink 3 → 1: a lost master removed from another, one leaves; quorum, the last master and oneself refused", async () => {
     // m3's disk dies: its bubble is gone.
     expect(fleet.stop(m3).exitCode).toBe(0);
@@ -133,6 +196,16 @@ describe.if(canBoot && process.env.PLANET_HA !== "0")("masters join and leave a 
     refused(onMaster(m1, "remove", "m2"), /QUORUM_AT_RISK.*m3 .*does not answer/);
     refused(onMaster(m1, "remove", "m1"), /m1 is this host: run planet leave on it instead/);
     refused(onMaster(m1, "remove", "m9"), /NO_MEMBER.*no host m9 in this cluster/);
+    expect(voters()).toEqual(["m1", "m2", "m3"]);
+    // While an upgrade holds the cluster's lock nobody leaves or is removed.
+    const agent = (...args: string[]) =>
+      planet("exec", "--rootfs", fleet.rootfs(m1), "--", "curl", "-sf", "--unix-socket", "/var/lib/planet/agent.sock", ...args);
+    expect(
+      agent("-X", "POST", "-d", '{"owner":"masters-test","what":"a pretend upgrade"}', "http://agent/upgrade/lock").exitCode,
+    ).toBe(0);
+    refused(onMaster(m1, "remove", "m3"), /UPGRADE_LOCKED: .*a pretend upgrade holds the upgrade lock/);
+    refused(onMaster(m2, "leave"), /UPGRADE_LOCKED/);
+    expect(agent("-X", "DELETE", "http://agent/upgrade/lock?owner=masters-test").exitCode).toBe(0);
     expect(voters()).toEqual(["m1", "m2", "m3"]);
     const removed = onMaster(m1, "remove", "m3");
     expect(removed.exitCode).toBe(0);
