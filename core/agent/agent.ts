@@ -187,7 +187,9 @@ export async function createAgent(opts: AgentOptions): Promise<Agent> {
           2000,
           (masters) => {
             log.info(`masters: ${masters.join(", ")}`);
-            if (opts.mastersFile) writeDurably(opts.mastersFile, `${masters.join("\n")}\n`);
+            if (!opts.mastersFile) return;
+            mkdirSync(dirname(opts.mastersFile), { recursive: true });
+            writeDurably(opts.mastersFile, `${masters.join("\n")}\n`);
           },
         )
       : undefined;
@@ -206,8 +208,9 @@ export async function createAgent(opts: AgentOptions): Promise<Agent> {
       .filter((m) => isIP(m.split(":")[1] ?? "") === 4)
       .sort();
   };
+  // Not awaited: at boot etcd may not answer yet, and the agent's API comes first.
   const mastersTimer = client ? setInterval(() => void refreshMasters(), 5000) : undefined;
-  await refreshMasters();
+  void refreshMasters();
   const now = opts.now ?? Date.now;
   const maxDrift = opts.maxDriftMs ?? 1000;
   // The original's satellite check: this node's clock against the leader's, over the mTLS API.
