@@ -68,6 +68,22 @@ describe.if(canBoot)("planet upgrade (one host)", () => {
     images.broken = derivedImage(dev, join(work, "image-broken"), "99.0.3", {
       "etc/systemd/system/etcd.service.d/99-broken.conf": "[Service]\nExecStart=\nExecStart=/usr/bin/etcd --no-such-flag\n",
     });
+    // A user's plugin whose unit crash-loops (up a second, down a second) and whose unit check is
+    // green whenever it catches the unit up: never committed.
+    const unit =
+      "[Unit]\nDescription=a user's service that crash-loops\n[Service]\nExecStart=/bin/sh -c 'sleep 1; exit 1'\nRestart=always\nRestartSec=1\n";
+    images.flapping = derivedImage(
+      dev,
+      join(work, "image-flapping"),
+      "99.0.4",
+      { "etc/systemd/system/flappy.service": unit, "etc/systemd/system/planet-master.target.wants/flappy.service": unit },
+      (m) => {
+        const mm = m as unknown as { units: Record<string, string[]>; unitOwners: Record<string, string>; checks: unknown[] };
+        mm.units.master = [...(mm.units.master ?? []), "flappy.service"];
+        mm.unitOwners["flappy.service"] = "user";
+        mm.checks.push({ name: "user-flappy", unit: "flappy.service", plugin: "user", roles: ["master"] });
+      },
+    );
     await devSecrets(secrets, { domain: "upg.test", ips: [IP], node: NODE });
     host = testHost(HOST, IP);
     kube = new Kube(loadKubeconfig(join(secrets, "admin.kubeconfig"), `https://${IP}:6443`));
@@ -221,6 +237,23 @@ describe.if(canBoot)("planet upgrade (one host)", () => {
     );
     const after = (await kube.get<{ items: unknown[] }>("/api/v1/namespaces/default/configmaps")).items.length;
     expect(after).toBe(before);
+  }, 900_000);
+
+  test("an image whose unit crash-loops behind a check that is sometimes green: rolled back every time, never committed", async () => {
+    for (let i = 0; i < 3; i++) {
+      const res = await upgrade(images.flapping as string);
+      expect(res.exitCode).toBe(1);
+      expect(res.stderr).toContain("rolled back");
+      // Found by its restarts while the gate watched, not at the gate's deadline (240 s here).
+      expect(status().upgrade?.reason).toMatch(/crash-looping: flappy\.service restarted \d+ times/);
+      expect(current()?.version).toBe("99.0.1");
+    }
+    await waitFor(
+      "the apiserver after the rollbacks",
+      () => kube.get("/api/v1/namespaces/kube-system").catch(() => null),
+      180_000,
+      1000,
+    );
   }, 900_000);
 
   test(`killed after ${KILLS.join(", ")}: --resume converges (to the new image, or back to the old one)`, async () => {
