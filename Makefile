@@ -10,7 +10,7 @@ ASSETS ?=
 BUILD := $(PLANET) build $(foreach a,$(ASSETS),--asset $(a))
 START_FLAGS := --rootfs $(DEV_ROOTFS) --netns $(DEV_HOST) --public-ip $(DEV_IP) --secrets-dir $(DEV_SECRETS) --cluster-id dev
 
-.PHONY: deps dev production master node conformance conformance-run dev-start enter stop test ha-test upgrade-test lint clean
+.PHONY: deps dev production master node conformance conformance-run dev-start enter stop test ha-test upgrade-test bench lint clean
 
 deps: ## install Debian packages, bun and node_modules
 	@build.assets/host-deps.sh
@@ -48,6 +48,9 @@ stop: ## halt the dev bubble and remove the test host
 
 test: deps ## lint, typecheck and every test (integration tests boot real bubbles)
 	@test/run.sh
+
+bench: deps ## the quick benches, each figure beside the last recorded one (RECORD=1 adds this run to bench/results/)
+	@for b in secrets boot kube; do PLANET_BENCH_RECORD=$${RECORD:-0} bun bench/$$b.ts || exit 1; done
 
 ha-test: deps ## only the three-master tests (part of make test): the leader's bubble stopped under a writer; masters joining and leaving
 	bun test --timeout 900000 ./test/ha.test.ts ./test/masters.test.ts

@@ -1,7 +1,93 @@
-import { readdirSync, readFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { cpus, hostname, release, totalmem } from "node:os";
+import { basename, join } from "node:path";
 
-/** Prints rows as an aligned table — what every bench ends with. */
+/**
+ * Prints rows as an aligned table — what every bench ends with — each figure beside the one the
+ * bench's history (`bench/results/<bench>.json`) last recorded, flagged when worse by more than 10 %;
+ * with `--record` (or PLANET_BENCH_RECORD=1) the table is added to that history, with the commit,
+ * the machine and the date.
+ */
 export function table(title: string, rows: (string | number)[][]): void {
+  const bench = basename(process.argv[1] ?? "bench", ".ts");
+  const previous = lastRecorded(bench, title);
+  const shown = previous ? compared(rows, previous) : rows;
+  print(title, shown);
+  if (previous)
+    process.stdout.write(
+      `(last: ${previous.date.slice(0, 10)}, ${previous.commit.slice(0, 10)}, ${previous.machine.cpus} cores)\n`,
+    );
+  if (process.argv.includes("--record") || process.env.PLANET_BENCH_RECORD === "1") record(bench, title, rows);
+}
+
+interface Recorded {
+  title: string;
+  date: string;
+  commit: string;
+  machine: { host: string; cpus: number; memGiB: number; kernel: string };
+  rows: string[][];
+}
+
+export const RESULTS = join(new URL("..", import.meta.url).pathname, "bench", "results");
+const history = (bench: string): Recorded[] => {
+  const file = join(RESULTS, `${bench}.json`);
+  if (!existsSync(file)) return [];
+  try {
+    return JSON.parse(readFileSync(file, "utf8")) as Recorded[];
+  } catch {
+    return [];
+  }
+};
+
+function lastRecorded(bench: string, title: string): Recorded | undefined {
+  return history(bench).findLast((r) => r.title === title);
+}
+
+function record(bench: string, title: string, rows: (string | number)[][]): void {
+  const git = Bun.spawnSync(["git", "rev-parse", "HEAD"], { cwd: join(RESULTS, "..", "..") });
+  const entry: Recorded = {
+    title,
+    date: new Date().toISOString(),
+    commit: git.exitCode === 0 ? git.stdout.toString().trim() : "unknown",
+    machine: { host: hostname(), cpus: cpus().length, memGiB: Math.round(totalmem() / 2 ** 30), kernel: release() },
+    rows: rows.map((r) => r.map(String)),
+  };
+  mkdirSync(RESULTS, { recursive: true });
+  const file = join(RESULTS, `${bench}.json`);
+  writeFileSync(`${file}.tmp`, `${JSON.stringify([...history(bench), entry], null, 1)}\n`);
+  renameSync(`${file}.tmp`, file);
+  process.stdout.write(`recorded in ${file}\n`);
+}
+
+/** A figure's number and whether less is better (times, memory) or more (throughput); null when not a measure. */
+export function figure(cell: string): { n: number; lowerBetter: boolean } | null {
+  // "0.4 / 0.9 ms" (p50 / p99): the first figure, in the unit at the end.
+  const m = /^(-?\d+(?:\.\d+)?)(?:\s*\/\s*-?\d+(?:\.\d+)?)*\s*(ms|s|min|MiB|GiB|KiB|MB|GB|Mbit\/s|Gbit\/s|%)?(?!\S)/.exec(
+    cell.trim(),
+  );
+  if (!m?.[2]) return null;
+  return { n: Number(m[1]), lowerBetter: !/bit\/s$/.test(m[2]) };
+}
+
+/** Rows with a "last" column (the history's figure for the same measure) and a flag when >10 % worse. */
+export function compared(rows: (string | number)[][], previous: Recorded): string[][] {
+  const before = new Map(previous.rows.slice(1).map((r) => [r[0], r[1]]));
+  return rows.map((r, i) => {
+    const cells = r.map(String);
+    if (i === 0) return [...cells, "last", ""];
+    const old = before.get(cells[0] as string);
+    const now = figure(cells[1] ?? "");
+    const was = figure(old ?? "");
+    let flag = "";
+    if (now && was && was.n !== 0) {
+      const worse = now.lowerBetter ? (now.n - was.n) / was.n : (was.n - now.n) / was.n;
+      if (worse > 0.1) flag = `worse by ${Math.round(worse * 100)} %`;
+    }
+    return [...cells, old ?? "", flag];
+  });
+}
+
+function print(title: string, rows: (string | number)[][]): void {
   const cells = rows.map((r) => r.map(String));
   const widths = cells[0]?.map((_, i) => Math.max(...cells.map((r) => (r[i] ?? "").length))) ?? [];
   const line = (r: string[]) => r.map((c, i) => c.padEnd(widths[i] ?? 0)).join("  ");

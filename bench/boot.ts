@@ -28,6 +28,8 @@ check(
     "storage",
     "--without",
     "netpol",
+    "--without",
+    "apilb",
     "--plugin",
     "./examples/hello",
     "--out",

@@ -7,7 +7,7 @@ mkdir -p build
 status=0
 bunx biome check . || status=1
 bunx tsc --noEmit || status=1
-bun test --timeout 1800000 ./core ./plugins ./secrets ./build.assets ./test 2>&1 | tee build/test.log
+bun test --timeout 1800000 ./core ./plugins ./secrets ./build.assets ./bench ./test 2>&1 | tee build/test.log
 [ "${PIPESTATUS[0]}" = 0 ] || status=1
 pass=$(grep -Eo '^ *[0-9]+ pass$' build/test.log | tail -1 | grep -Eo '[0-9]+')
 fail=$(grep -Eo '^ *[0-9]+ fail$' build/test.log | tail -1 | grep -Eo '[0-9]+')
