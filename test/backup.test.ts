@@ -8,7 +8,7 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, truncateSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { readState } from "../core/box/state.ts";
 import { Kube, loadKubeconfig } from "../core/e2e/kube.ts";
 import {
@@ -43,6 +43,8 @@ describe.if(canBoot)("etcd snapshots, backup and restore (dev target)", () => {
   const start = (h: typeof OLD, ...extra: string[]) =>
     planetAsync(startArgs({ rootfs, host: h.host, cluster: CLUSTER, node: NODE, ...dirs(h) }, ...extra));
   const inBubble = (...cmd: string[]) => planet("exec", "--rootfs", rootfs, "--", ...cmd);
+  /** The admin of the restored host (its kubeconfig is made from the restored CA). */
+  const admin = () => new Kube(loadKubeconfig(join(dirs(NEW).secrets, "admin.kubeconfig"), `https://${NEW.ip}:6443`));
   const restore = (file: string, h: typeof OLD, ...extra: string[]) =>
     planet(
       "restore",
@@ -192,10 +194,13 @@ describe.if(canBoot)("etcd snapshots, backup and restore (dev target)", () => {
       expect(existsSync(join(dirs(NEW).data, "etcd/member")), file).toBe(false);
       expect(existsSync(dirs(NEW).secrets) && readdirSync(dirs(NEW).secrets).length > 0, file).toBe(false);
     }
-    // Onto the host that runs the cluster: refused, its data untouched.
-    const onto = restore(archive, OLD);
-    expect(onto.exitCode).toBe(1);
-    expect(onto.stderr).toMatch(/etcd\/member exists: this host already holds a cluster's etcd/);
+    // Onto the host that runs the cluster: refused, even with --force, its data untouched.
+    for (const extra of [[], ["--force"]]) {
+      const onto = restore(archive, OLD, ...extra);
+      expect(onto.exitCode).toBe(1);
+      expect(onto.stderr).toMatch(/BUBBLE_RUNNING: .*runs on .*: stop it first/);
+    }
+    expect(readdirSync(dirname(join(dirs(OLD).data, "etcd/member"))).filter((f) => f.includes("before-restore"))).toEqual([]);
   }, 300_000);
 
   test("every host destroyed; restore on a fresh test host brings the cluster back: objects, the Secret, the pods, scheduled snapshots", async () => {
@@ -258,5 +263,36 @@ describe.if(canBoot)("etcd snapshots, backup and restore (dev target)", () => {
     );
     await Bun.sleep(25_000);
     expect(readdirSync(join(dirs(NEW).data, "etcd/snapshots")).filter((f) => f.startsWith("scheduled-"))).toHaveLength(2);
+  }, 600_000);
+
+  test("restored again onto the same host, which holds the cluster's etcd and secrets: refused without --force, set aside with it", async () => {
+    await admin().create("/api/v1/namespaces/keep/configmaps", { metadata: { name: "after-backup" }, data: {} });
+    expect(planet("stop", "--rootfs", rootfs).exitCode).toBe(0);
+    const plain = restore(archive, NEW);
+    expect(plain.exitCode).toBe(1);
+    expect(plain.stderr).toMatch(/etcd\/member exists: this host already holds a cluster's etcd; .* --force/);
+    expect(restore(archive, NEW, "--force").exitCode).toBe(0);
+    // What the host held is kept aside, not deleted; the secrets are the backup's again.
+    const etcdDir = join(dirs(NEW).data, "etcd");
+    expect(readdirSync(etcdDir).filter((f) => /^member\.before-restore-\d{8}T\d{6}Z$/.test(f))).toHaveLength(1);
+    expect(readdirSync(dirname(dirs(NEW).secrets)).filter((f) => f.includes(".before-restore-"))).toHaveLength(1);
+    expect((await start(NEW)).exitCode).toBe(0);
+    const cm = await waitFor(
+      "the backed-up ConfigMap",
+      () => admin().get<{ data: { v: string } }>("/api/v1/namespaces/keep/configmaps/cm"),
+      120_000,
+      1000,
+    );
+    expect(cm.data.v).toBe("one");
+    // The object made after the backup is not in it: the cluster is the backup's.
+    expect(
+      await admin()
+        .get("/api/v1/namespaces/keep/configmaps/after-backup")
+        .then(
+          () => 200,
+          (e: { status: number }) => e.status,
+        ),
+    ).toBe(404);
+    expect(planet("stop", "--rootfs", rootfs).exitCode).toBe(0);
   }, 600_000);
 });

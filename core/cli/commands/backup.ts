@@ -173,6 +173,11 @@ export const restoreCmd = defineCommand({
     "node-name": { type: "string", description: "this host's node name (the etcd member's name too)", required: true },
     ip: { type: "string", description: "this host's public IP (etcd's peer address)", required: true },
     "cluster-id": { type: "string", description: "refuse a backup of another cluster than this one" },
+    force: {
+      type: "boolean",
+      description:
+        "onto a host that held a cluster before: its etcd data and secrets are set aside (<path>.before-restore-<time>), not deleted",
+    },
   },
   async run({ args }) {
     const rootfs = resolve(args.rootfs);
@@ -183,15 +188,18 @@ export const restoreCmd = defineCommand({
     const dataDir = resolve(args["data-dir"]);
     const secretsDir = resolve(args["secrets-dir"]);
     const member = join(dataDir, ETCD_VOLUME, "member");
-    if (existsSync(member))
-      throw new PlanetError(
-        "BUBBLE_RUNNING",
-        `${member} exists: this host already holds a cluster's etcd; restore onto a fresh --data-dir`,
-      );
-    if (existsSync(secretsDir) && readdirSync(secretsDir).length > 0)
-      throw new PlanetError("NOT_OUR_DIR", `${secretsDir} is not empty: restore writes a fresh secrets directory`);
     const running = listStates().find((st) => st.dataDir && resolve(st.dataDir) === dataDir && pidAlive(st.pid));
     if (running) throw new PlanetError("BUBBLE_RUNNING", `bubble ${running.id} runs on ${dataDir}: stop it first`);
+    if (existsSync(member) && !args.force)
+      throw new PlanetError(
+        "BUBBLE_RUNNING",
+        `${member} exists: this host already holds a cluster's etcd; restore onto a fresh --data-dir, or with --force to set it aside`,
+      );
+    if (existsSync(secretsDir) && readdirSync(secretsDir).length > 0 && !args.force)
+      throw new PlanetError(
+        "NOT_OUR_DIR",
+        `${secretsDir} is not empty: restore writes a fresh secrets directory (--force sets this one aside)`,
+      );
     mkdirSync(dirname(dataDir), { recursive: true });
     const work = mkdtempSync(join(dirname(dataDir), ".planet-restore-"));
     try {
@@ -234,6 +242,16 @@ export const restoreCmd = defineCommand({
         rmSync(tmp, { recursive: true, force: true });
         throw new PlanetError("ETCD_ERROR", `etcdutl snapshot restore: ${res.stderr.trim().split("\n").at(-1) ?? ""}`);
       }
+      // An old host's etcd data and secrets go aside (an operator may want them), once the backup checked out and etcd restored.
+      const aside = `before-restore-${new Date()
+        .toISOString()
+        .replace(/[-:]/g, "")
+        .replace(/\.\d+Z$/, "Z")}`;
+      for (const old of [member, secretsDir])
+        if (existsSync(old) && (old === member || readdirSync(old).length > 0)) {
+          renameSync(old, `${old}.${aside}`);
+          log.warn(`${old} set aside as ${old}.${aside}`);
+        }
       const roles = image.manifest.roles;
       try {
         await issueHost(from, secretsDir, certsFor(image.manifest, roles), {
