@@ -19,7 +19,12 @@ export default definePlugin({
   roles: ["master", "node"],
   assets: ["coredns"],
   packages: ["bind9-dnsutils"],
-  units: ["coredns.service", { name: "dns-endpoints.service", roles: ["master"] }],
+  // A master says ready once cluster DNS answers through the kube-dns Service (dns-ready).
+  units: [
+    "coredns.service",
+    { name: "dns-endpoints.service", roles: ["master"] },
+    { name: "dns-ready.service", roles: ["master"] },
+  ],
   files: { "files/": "/" },
   manifests: "manifests",
   env: { PLANET_DNS_ALLOW: "" },

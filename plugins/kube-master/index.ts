@@ -15,6 +15,8 @@ export default definePlugin({
     "kube-scheduler.service",
     "planet-manifests.service",
     "kube-master-node.service",
+    // Boot ends (and planet start says ready) once a pod can be created: the default ServiceAccount is there.
+    "kube-ready.service",
   ],
   files: { "files/": "/" },
   // The audit log (rotated by the apiserver), kept on the host beside the other data.
