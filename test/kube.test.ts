@@ -69,12 +69,22 @@ describe.if(canBoot)("Kubernetes in the bubble (dev target)", () => {
     host?.[Symbol.dispose]();
   });
 
-  test("boots to a Ready node with the default service account and the kubernetes service", async () => {
+  test("ready means usable: the moment start returns a pod is admitted and cluster DNS answers; the node turns Ready", async () => {
     const t0 = Date.now();
     const res = await start();
     expect(res.exitCode).toBe(0);
+    // No waiting: what a user's next kubectl run needs is there when start says ready.
+    const pod = await kube.create<{ spec: { serviceAccountName: string } }>("/api/v1/namespaces/default/pods", {
+      apiVersion: "v1",
+      kind: "Pod",
+      metadata: { name: "at-once" },
+      spec: { terminationGracePeriodSeconds: 0, containers: [busybox(["sleep", "3600"])] },
+    });
+    expect(pod.spec.serviceAccountName).toBe("default");
+    expect(await kube.get("/api/v1/namespaces/default/configmaps/kube-root-ca.crt")).toBeTruthy();
+    expect(planet("exec", "--rootfs", rootfs, "/usr/lib/planet/dns-check", "cluster").exitCode).toBe(0);
+    await kube.delete("/api/v1/namespaces/default/pods/at-once");
     await waitFor("node Ready", () => nodeReady(kube, t0), 120_000, 250);
-    await waitFor("default service account", () => kube.get("/api/v1/namespaces/default/serviceaccounts/default"), 60_000);
     const svc = await kube.get<{ spec: { clusterIP: string } }>("/api/v1/namespaces/default/services/kubernetes");
     expect(svc.spec.clusterIP).toBe("10.100.0.1");
     const failed = planet("exec", "--rootfs", rootfs, "systemctl", "--failed", "--no-legend").stdout.trim();
