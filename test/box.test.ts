@@ -3,7 +3,7 @@
  * with systemd as PID 1, in a test host, then stopped — and the host compared before and after.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { readState } from "../core/box/state.ts";
 import { certRequests } from "../core/cli/commands/secrets.ts";
@@ -53,6 +53,9 @@ describe.if(canBoot)("box: planet start | exec | stop", () => {
         "storage",
         "--without",
         "netpol",
+        // The node-local load balancer goes with the masters a node reaches: none here.
+        "--without",
+        "apilb",
         "--plugin",
         "./examples/hello",
       ]),
@@ -231,6 +234,56 @@ describe.if(canBoot)("box: planet start | exec | stop", () => {
     expect(await proc.exited).toBe(0);
     expect(readState(`planet-${CLUSTER}-${HOST}`)).toBeNull();
   });
+
+  test("a data volume that fills up: a critical check names it and the host turns degraded; space freed, healthy again", async () => {
+    expect(planet("stop", "--rootfs", rootfs).exitCode).toBe(0);
+    // The data dir on a small filesystem of its own (a loop-mounted file), as a host's data disk.
+    const img = join(REPO, "build", "test-box-small.img");
+    const mnt = join(REPO, "build", "test-box-small");
+    rmSync(img, { force: true });
+    mkdirSync(mnt, { recursive: true });
+    expect(sh(["truncate", "-s", "64M", img]).exitCode).toBe(0);
+    expect(sh(["mkfs.ext4", "-q", "-F", img]).exitCode).toBe(0);
+    expect(sh(["mount", "-o", "loop", img, mnt]).exitCode).toBe(0);
+    try {
+      const args = startArgs();
+      args[args.indexOf("--data-dir") + 1] = join(mnt, "data");
+      expect(planet(...args, "--detach").exitCode).toBe(0);
+      const check = (name: string) =>
+        (
+          JSON.parse(planet("status", "--rootfs", rootfs, "--local", "--json").stdout) as {
+            members: { checks: { name: string; state: string; error?: string; results?: { error?: string }[] }[] }[];
+          }
+        ).members[0]?.checks.find((c) => c.name === name);
+      const critical = "host-disk-ext-state-critical";
+      await waitFor(`${critical} ok`, () => check(critical)?.state === "ok", 30_000, 500);
+      // Filled to the last block from the host, as a runaway log would.
+      sh(["fallocate", "-l", "60M", join(mnt, "data", "state", "fill")]);
+      sh(["dd", "if=/dev/zero", `of=${join(mnt, "data", "state", "fill2")}`, "bs=1M", "status=none"]);
+      const red = await waitFor(
+        `${critical} red`,
+        () => {
+          const c = check(critical);
+          return c?.state === "failed" ? c : null;
+        },
+        60_000,
+        1000,
+      );
+      expect(JSON.stringify(red)).toContain("/ext/state is 100 % full");
+      expect(planet("status", "--rootfs", rootfs, "--local").exitCode).toBe(1);
+      // The bubble still answers; once space is freed it is healthy again.
+      expect(inBubble("true").exitCode).toBe(0);
+      rmSync(join(mnt, "data", "state", "fill"), { force: true });
+      rmSync(join(mnt, "data", "state", "fill2"), { force: true });
+      await waitFor(`${critical} ok again`, () => check(critical)?.state === "ok", 60_000, 1000);
+      expect(planet("stop", "--rootfs", rootfs).exitCode).toBe(0);
+    } finally {
+      if (readState(`planet-${CLUSTER}-${HOST}`)) planet("stop", "--rootfs", rootfs, "--timeout", "20");
+      sh(["umount", mnt]);
+      rmSync(img, { force: true });
+      rmSync(mnt, { recursive: true, force: true });
+    }
+  }, 180_000);
 
   test("stop leaves the host as it was: mounts, cgroups, sysctls, runc, processes, links", async () => {
     planet(...startArgs(), "--detach");
