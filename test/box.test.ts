@@ -226,6 +226,36 @@ describe.if(canBoot)("box: planet start | exec | stop", () => {
     expect(inBubble("systemctl", "is-system-running").stdout.trim()).toBe("running");
   });
 
+  test("after a crash: two starts racing, one cleans up and boots, the other steps back; a PID reused since is never signalled", async () => {
+    const id = `planet-${CLUSTER}-${HOST}`;
+    const crash = async () => {
+      const owner = readState(id)?.pid as number;
+      process.kill(owner, "SIGKILL");
+      await waitFor("the owner gone", () => !existsSync(`/proc/${owner}`), 10_000, 50);
+    };
+    await crash();
+    const [a, b] = await Promise.all([planetAsync([...startArgs(), "--detach"]), planetAsync([...startArgs(), "--detach"])]);
+    expect([a.exitCode, b.exitCode].sort()).toEqual([0, 1]);
+    expect((a.exitCode ? a : b).stderr).toContain("ALREADY_RUNNING");
+    expect([a, b].filter((r) => r.stderr.includes("cleaning up after a planet start that died"))).toHaveLength(1);
+    expect(inBubble("systemctl", "is-system-running", "--wait").stdout.trim()).toBe("running");
+    // The owner crashes again and its PID now names another process (here: one of ours, a sleep).
+    await crash();
+    const other = Bun.spawn(["sleep", "300"]);
+    try {
+      const file = join("/run/planet", id, "start.json");
+      writeFileSync(file, JSON.stringify({ ...JSON.parse(readFileSync(file, "utf8")), pid: other.pid }));
+      const stopped = planet("stop", "--rootfs", rootfs);
+      expect(stopped.exitCode).toBe(0);
+      expect(existsSync(`/proc/${other.pid}`)).toBe(true);
+      expect(other.exitCode).toBeNull();
+      expect(readState(id)).toBeNull();
+    } finally {
+      other.kill();
+    }
+    expect(planet(...startArgs(), "--detach").exitCode).toBe(0);
+  }, 180_000);
+
   test("SIGTERM to a foreground start halts the bubble cleanly", async () => {
     expect(planet("stop", "--rootfs", rootfs).exitCode).toBe(0);
     const proc = Bun.spawn([...CLI, ...startArgs()], { cwd: REPO, stdout: "ignore", stderr: "pipe" });

@@ -618,7 +618,11 @@ describe.if(canBoot)("Kubernetes in the bubble (dev target)", () => {
     expect(id).toBe(dbId);
   }, 400_000);
 
-  test("stop leaves the host as it was: sysctls the kubelet changes restored, no links, cgroups or iptables left", async () => {
+  test("stop of a bubble whose planet start was killed still leaves the host as it was: sysctls the kubelet changes restored, no links, cgroups or iptables left", async () => {
+    // Orphaned: its owner killed with -9, as a crash would. Stop halts systemd all the same.
+    const owner = readState(`planet-${CLUSTER}-${HOST}`)?.pid as number;
+    process.kill(owner, "SIGKILL");
+    await waitFor("the owner gone", () => !existsSync(`/proc/${owner}`), 10_000, 50);
     expect(planet("stop", "--rootfs", rootfs).exitCode).toBe(0);
     // The node's own cleanup unit removed its network state inside the test host before halting.
     expect(sh(["ip", "netns", "exec", HOST, "ip", "link", "show", "cni0"]).exitCode).not.toBe(0);

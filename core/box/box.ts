@@ -32,12 +32,15 @@ import {
   detachLog,
   findByRootfs,
   listStates,
+  ownerAlive,
   pidAlive,
+  procStart,
   pruneStateRoot,
   RUNC_ROOT,
   readState,
   runcStatus,
   STATE_ROOT,
+  withBubbleLock,
   writeState,
 } from "./state.ts";
 import { restoreSysctlsIfLast, snapshotSysctls } from "./sysctls.ts";
@@ -235,22 +238,53 @@ const OVERLAYFS_MAGIC = 0x794c7630;
 /** Refuses a second bubble for the same cluster or rootfs; cleans up after a crashed one. */
 async function claim(id: string, rootfs: string): Promise<void> {
   const other = findByRootfs(rootfs);
-  if (other && other.id !== id && pidAlive(other.pid))
+  if (other && other.id !== id && ownerAlive(other))
     throw new PlanetError(
       "ALREADY_RUNNING",
       `${rootfs} already runs as bubble ${other.id} (planet start pid ${other.pid}); stop it first: planet stop`,
     );
   const state = readState(id);
   const rs = await runcStatus(id);
-  if (state && pidAlive(state.pid) && state.pid !== process.pid)
+  if (state && ownerAlive(state) && state.pid !== process.pid)
     throw new PlanetError(
       "ALREADY_RUNNING",
       `bubble ${id} is already running (planet start pid ${state.pid}, phase ${state.phase}); stop it first: planet stop`,
     );
-  if (state || rs) {
-    log.warn(`bubble ${id}: cleaning up after a planet start that died (pid ${state?.pid ?? "unknown"})`);
-    await cleanup(id, state);
-  }
+  if (!state && !rs) return;
+  // Two starts may find the same crashed bubble: one cleans up, under the lock; the other steps back.
+  const busy = (pid: number): never => {
+    throw new PlanetError(
+      "ALREADY_RUNNING",
+      `another planet start (pid ${pid}) is cleaning up after bubble ${id}'s crashed one; stop it first: planet stop`,
+    );
+  };
+  await withBubbleLock(
+    id,
+    async () => {
+      // What the other start may have done while this one waited: cleaned up, or started again.
+      const now = readState(id);
+      if (now && ownerAlive(now) && now.pid !== process.pid) busy(now.pid);
+      if (!now && !(await runcStatus(id))) return;
+      log.warn(`bubble ${id}: cleaning up after a planet start that died (pid ${now?.pid ?? "unknown"})`);
+      await haltOrphan(id, 60);
+      await cleanup(id, now);
+    },
+    busy,
+  );
+}
+
+/**
+ * A bubble whose `planet start` is gone is still halted through systemd (SIGRTMIN+3), so that the
+ * units' own cleanup runs — cni0, flannel.1, pod routes and iptables rules go with them — before the
+ * host's part is done in its place. Returns whether it had to be killed instead.
+ */
+async function haltOrphan(id: string, timeoutSec: number): Promise<boolean> {
+  if ((await runcStatus(id))?.status !== "running") return false;
+  await run(["runc", "--root", RUNC_ROOT, "kill", id, "37"]);
+  const halted = await poll(async () => (await runcStatus(id))?.status !== "running", timeoutSec * 1000, 100);
+  if (halted.value === true) return false;
+  log.warn(`${id} did not halt within ${timeoutSec}s: killing it`);
+  return true;
 }
 
 /** True once `cond` holds, false after `timeoutMs`. */
@@ -315,6 +349,7 @@ export async function start(opts: StartOptions): Promise<number> {
     rootfs,
     clusterId: opts.clusterId,
     pid: process.pid,
+    pidStart: procStart(process.pid) ?? undefined,
     phase: "booting",
     startedAt: new Date().toISOString(),
     netns: opts.netns,
@@ -324,7 +359,7 @@ export async function start(opts: StartOptions): Promise<number> {
   writeState(state);
   // Another cluster id on the same rootfs, claimed at the same moment: the later one steps back.
   const first = (o: BoxState) => o.startedAt < state.startedAt || (o.startedAt === state.startedAt && o.id < p.id);
-  const twin = listStates().find((o) => o.rootfs === rootfs && o.id !== p.id && pidAlive(o.pid) && first(o));
+  const twin = listStates().find((o) => o.rootfs === rootfs && o.id !== p.id && ownerAlive(o) && first(o));
   if (twin) {
     rmSync(dir, { recursive: true, force: true });
     pruneStateRoot();
@@ -451,20 +486,21 @@ export async function stop(rootfs: string, timeoutSec: number): Promise<{ forced
   const state = findBubble(rootfs);
   const id = state.id;
   let forced = false;
-  if (pidAlive(state.pid)) {
+  if (ownerAlive(state)) {
     await run(["runc", "--root", RUNC_ROOT, "kill", id, "37"]);
-    const done = await waitFor(() => !pidAlive(state.pid), timeoutSec * 1000, 50);
+    const done = await waitFor(() => !ownerAlive(state), timeoutSec * 1000, 50);
     if (!done) {
       forced = true;
       log.warn(`${id} did not halt within ${timeoutSec}s: killing it`);
       await run(["runc", "--root", RUNC_ROOT, "kill", id, "KILL"]);
-      if (!(await waitFor(() => !pidAlive(state.pid), 10_000, 50))) {
+      if (!(await waitFor(() => !ownerAlive(state), 10_000, 50))) {
         process.kill(state.pid, "SIGKILL");
         await cleanup(id, state);
       }
     }
   } else {
-    // planet start is gone (crashed or killed): clean up in its place.
+    // planet start is gone (crashed or killed): halted through systemd all the same, then cleaned up here.
+    forced = await haltOrphan(id, timeoutSec);
     await cleanup(id, state);
   }
   rmSync(detachLog(id), { force: true });

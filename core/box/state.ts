@@ -1,4 +1,16 @@
-import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmdirSync, writeFileSync } from "node:fs";
+import {
+  closeSync,
+  existsSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  rmdirSync,
+  rmSync,
+  writeFileSync,
+  writeSync,
+} from "node:fs";
 import { join } from "node:path";
 import { PlanetError } from "../errors.ts";
 import { run } from "../proc.ts";
@@ -17,6 +29,11 @@ export interface BoxState {
   clusterId: string;
   /** PID of the `planet start` process that owns the bubble. */
   pid: number;
+  /**
+   * That process's start time (the kernel's, /proc/<pid>/stat): after a crash the PID may be another
+   * process's, which is never taken for the owner nor signalled.
+   */
+  pidStart?: string;
   phase: Phase;
   startedAt: string;
   readyAt?: string;
@@ -80,7 +97,7 @@ export function writeState(state: BoxState): void {
 export function listStates(): BoxState[] {
   if (!existsSync(STATE_ROOT)) return [];
   return readdirSync(STATE_ROOT)
-    .filter((d) => d !== "runc" && !d.endsWith(".log") && !d.endsWith(".json"))
+    .filter((d) => d !== "runc" && !d.endsWith(".log") && !d.endsWith(".json") && !d.endsWith(".lock"))
     .flatMap((d) => {
       try {
         return readState(d) ?? [];
@@ -94,14 +111,29 @@ export function findByRootfs(rootfs: string): BoxState | undefined {
   return listStates().find((s) => s.rootfs === rootfs);
 }
 
-export function pidAlive(pid: number): boolean {
+export function pidAlive(pid: number, start?: string): boolean {
   try {
     process.kill(pid, 0);
-    return true;
   } catch (e) {
-    return (e as NodeJS.ErrnoException).code === "EPERM";
+    if ((e as NodeJS.ErrnoException).code !== "EPERM") return false;
+  }
+  // Given the start time it had, the same process: not a later one that got its PID.
+  return start === undefined || procStart(pid) === start;
+}
+
+/** When a process started (clock ticks after boot, field 22 of /proc/<pid>/stat), or null when it is gone. */
+export function procStart(pid: number): string | null {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    // Fields after the command (which may hold spaces and parentheses) start at field 3.
+    return stat.slice(stat.lastIndexOf(")") + 2).split(" ")[19] ?? null;
+  } catch {
+    return null;
   }
 }
+
+/** Whether the `planet start` that owns a bubble still runs (its PID, and the process that had it). */
+export const ownerAlive = (st: Pick<BoxState, "pid" | "pidStart">): boolean => pidAlive(st.pid, st.pidStart);
 
 /** runc's view of a container: its status, or null when runc does not know it. */
 export async function runcStatus(id: string): Promise<{ status: string; pid: number } | null> {
@@ -119,4 +151,33 @@ export function pruneStateRoot(): void {
     } catch {
       // not empty (another bubble) or already gone
     }
+}
+
+/**
+ * Runs `work` holding bubble `id`'s cleanup lock (`<STATE_ROOT>/<id>.lock`, made with O_EXCL and
+ * naming its holder): of two starts that find a crashed bubble, one cleans up, and the other finds
+ * the lock held and steps back (`busy`). A lock whose holder died (a PID gone, or another process's
+ * now) is stale and taken over.
+ */
+export async function withBubbleLock<T>(id: string, work: () => Promise<T>, busy: (pid: number) => never): Promise<T> {
+  mkdirSync(STATE_ROOT, { recursive: true });
+  const file = join(STATE_ROOT, `${id}.lock`);
+  for (let attempt = 0; ; attempt++) {
+    try {
+      const fd = openSync(file, "wx", 0o600);
+      writeSync(fd, `${process.pid} ${procStart(process.pid) ?? ""}\n`);
+      closeSync(fd);
+      break;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== "EEXIST" || attempt > 0) throw e;
+      const [pid, start] = (existsSync(file) ? readFileSync(file, "utf8") : "").trim().split(" ");
+      if (pid && pidAlive(Number(pid), start || undefined)) busy(Number(pid));
+      rmSync(file, { force: true });
+    }
+  }
+  try {
+    return await work();
+  } finally {
+    rmSync(file, { force: true });
+  }
 }

@@ -6,7 +6,7 @@ import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync 
 import { dirname } from "node:path";
 import { logger } from "../log.ts";
 import { readSysctl, sysctlPath } from "../util.ts";
-import { HOST_SYSCTLS_FILE, listStates, pidAlive } from "./state.ts";
+import { HOST_SYSCTLS_FILE, listStates, ownerAlive } from "./state.ts";
 
 const log = logger("box");
 
@@ -43,7 +43,7 @@ export function snapshotSysctls(): void {
 /** Restores the host's sysctls once no other bubble runs: they belong to all of them until then. */
 export function restoreSysctlsIfLast(id: string): void {
   if (!existsSync(HOST_SYSCTLS_FILE)) return;
-  const others = listStates().filter((s) => s.id !== id && pidAlive(s.pid));
+  const others = listStates().filter((s) => s.id !== id && ownerAlive(s));
   if (others.length) {
     log.debug(`host sysctls stay as they are: ${others.map((s) => s.id).join(", ")} still running`);
     return;

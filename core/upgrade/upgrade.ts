@@ -11,7 +11,7 @@ import type { CheckStatus } from "../agent/checks.ts";
 import { stop } from "../box/box.ts";
 import { execRun } from "../box/exec.ts";
 import { boxId } from "../box/prepare.ts";
-import { pidAlive, readState } from "../box/state.ts";
+import { ownerAlive, pidAlive, readState } from "../box/state.ts";
 import { agentSocket, ask } from "../cli/commands/status.ts";
 import { PlanetError } from "../errors.ts";
 import { logger } from "../log.ts";
@@ -194,7 +194,7 @@ async function startSlot(slot: Slot, j: Journal, readyTimeout: number): Promise<
 
 function running(box: string): boolean {
   const st = readState(box);
-  return !!st && pidAlive(st.pid) && st.phase === "ready";
+  return !!st && ownerAlive(st) && st.phase === "ready";
 }
 
 async function stopIfRunning(j: Journal): Promise<void> {
@@ -238,7 +238,7 @@ async function gate(j: Journal, slot: Slot, seconds: number): Promise<string | n
   let greenSince = 0;
   while (Date.now() < end) {
     const st = readState(j.box);
-    if (!st || !pidAlive(st.pid)) return "the new bubble stopped while its checks ran";
+    if (!st || !ownerAlive(st)) return "the new bubble stopped while its checks ran";
     const now = await unitRestarts(slot.rootfs);
     const looping = [...now].filter(([u, n]) => n - (base.get(u) ?? n) >= CRASH_LOOP_RESTARTS);
     if (looping.length)
@@ -388,7 +388,7 @@ export async function upgrade(o: UpgradeOptions): Promise<Journal> {
 
   // Preflight: nothing is written or stopped until every check passed.
   const state = readState(box);
-  if (!state || !pidAlive(state.pid))
+  if (!state || !ownerAlive(state))
     throw new PlanetError("NOT_RUNNING", `bubble ${box} is not running: start it first (planet start --data-dir ${dataDir})`);
   const from = slotOfRootfs(state.rootfs);
   if (!from)

@@ -25,7 +25,7 @@ import { defineCommand } from "citty";
 import { issueHost, loadRecord, RECORD } from "../../../secrets/store.ts";
 import { findBubble } from "../../box/box.ts";
 import { execRun } from "../../box/exec.ts";
-import { listStates, pidAlive } from "../../box/state.ts";
+import { listStates, ownerAlive } from "../../box/state.ts";
 import { PlanetError } from "../../errors.ts";
 import { logger } from "../../log.ts";
 import { certsFor, readManifest } from "../../manifest.ts";
@@ -188,7 +188,7 @@ export const restoreCmd = defineCommand({
     const dataDir = resolve(args["data-dir"]);
     const secretsDir = resolve(args["secrets-dir"]);
     const member = join(dataDir, ETCD_VOLUME, "member");
-    const running = listStates().find((st) => st.dataDir && resolve(st.dataDir) === dataDir && pidAlive(st.pid));
+    const running = listStates().find((st) => st.dataDir && resolve(st.dataDir) === dataDir && ownerAlive(st));
     if (running) throw new PlanetError("BUBBLE_RUNNING", `bubble ${running.id} runs on ${dataDir}: stop it first`);
     if (existsSync(member) && !args.force)
       throw new PlanetError(

@@ -6,7 +6,7 @@ import { parseToken } from "../../../secrets/token.ts";
 import { boxId, start, stop } from "../../box/box.ts";
 import { parseEnvPair } from "../../box/environment.ts";
 import { execIn } from "../../box/exec.ts";
-import { detachLog, pidAlive, pruneStateRoot, readState } from "../../box/state.ts";
+import { detachLog, ownerAlive, pidAlive, pruneStateRoot, readState } from "../../box/state.ts";
 import { PlanetError } from "../../errors.ts";
 import { logger } from "../../log.ts";
 import { ownImageRootfs } from "../../manifest.ts";
@@ -204,7 +204,7 @@ async function detach(id: string, rawArgs: string[], timeout: number): Promise<n
       show();
       // The log is the bubble's: keep it while a bubble of this name runs (another start's).
       const owner = readState(id);
-      if (!owner || !pidAlive(owner.pid)) rmSync(logFile, { force: true });
+      if (!owner || !ownerAlive(owner)) rmSync(logFile, { force: true });
       pruneStateRoot();
       return 1;
     }

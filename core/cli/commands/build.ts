@@ -1,6 +1,6 @@
 import { join, resolve } from "node:path";
 import { defineCommand } from "citty";
-import { findByRootfs, pidAlive } from "../../box/state.ts";
+import { findByRootfs, ownerAlive } from "../../box/state.ts";
 import { PlanetError } from "../../errors.ts";
 import { buildBundle } from "../../image/bundle.ts";
 import { buildImage } from "../../image/image.ts";
@@ -27,7 +27,7 @@ export default defineCommand({
     // The builder replaces the rootfs: not under a bubble that runs from it.
     const rootfs = join(resolve(args.out ?? join(repo, "build", resolution.target)), "rootfs");
     const running = findByRootfs(rootfs);
-    if (running && pidAlive(running.pid))
+    if (running && ownerAlive(running))
       throw new PlanetError(
         "BUBBLE_RUNNING",
         `bubble ${running.id} runs from ${rootfs}; stop it first (planet stop --rootfs ${rootfs})`,

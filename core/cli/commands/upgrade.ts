@@ -1,6 +1,6 @@
 import { defineCommand } from "citty";
 import { boxId } from "../../box/prepare.ts";
-import { pidAlive, readState } from "../../box/state.ts";
+import { ownerAlive, readState } from "../../box/state.ts";
 import { PlanetError } from "../../errors.ts";
 import { logger } from "../../log.ts";
 import { lastUpgrade } from "../../upgrade/journal.ts";
@@ -75,7 +75,7 @@ export const upgradeCmd = defineCommand({
     const netns = args.netns ?? process.env.PLANET_NETNS;
     if (args.unlock) {
       const st = readState(boxId(clusterId, netns));
-      if (!st || !pidAlive(st.pid))
+      if (!st || !ownerAlive(st))
         throw new PlanetError("NOT_RUNNING", `bubble ${boxId(clusterId, netns)} is not running: its agent releases the lock`);
       const released = await releaseClusterLock(st.rootfs, args["lock-owner"] ?? null);
       log.success(
