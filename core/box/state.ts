@@ -159,9 +159,14 @@ export function pruneStateRoot(): void {
  * the lock held and steps back (`busy`). A lock whose holder died (a PID gone, or another process's
  * now) is stale and taken over.
  */
-export async function withBubbleLock<T>(id: string, work: () => Promise<T>, busy: (pid: number) => never): Promise<T> {
-  mkdirSync(STATE_ROOT, { recursive: true });
-  const file = join(STATE_ROOT, `${id}.lock`);
+export async function withBubbleLock<T>(
+  id: string,
+  work: () => Promise<T>,
+  busy: (pid: number) => never,
+  root = STATE_ROOT,
+): Promise<T> {
+  mkdirSync(root, { recursive: true });
+  const file = join(root, `${id}.lock`);
   for (let attempt = 0; ; attempt++) {
     try {
       const fd = openSync(file, "wx", 0o600);
