@@ -117,6 +117,14 @@ describe.if(canBoot)("box: planet start | exec | stop", () => {
     expect(env.stdout.trim()).toBe("hello world|box-node|/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
     expect(inBubble("ls", "-d", "/ext/state", "/var/state/root.cert").exitCode).toBe(0);
     expect(inBubble("touch", "/var/state/x").exitCode).not.toBe(0); // secrets are read-only inside
+    // Named by the flags that started it, as an installed image is (no rootfs path to give).
+    expect(planet("exec", "--cluster-id", CLUSTER, "--netns", HOST, "--", "hostname").exitCode).toBe(0);
+    expect(planet("exec", "--data-dir", join(REPO, "build", "test-box-data"), "--", "sh", "-c", "exit 3").exitCode).toBe(3);
+    const none = planet("stop", "--cluster-id", "nope");
+    expect(none.exitCode).toBe(1);
+    expect(none.stderr).toMatch(
+      new RegExp(`NOT_RUNNING: no bubble runs with --cluster-id nope \\(running: .*planet-${CLUSTER}-${HOST}`),
+    );
   });
 
   test("planet status shows every check of every plugin; a stopped unit turns red, then green again", async () => {

@@ -6,7 +6,7 @@ import { parseToken } from "../../../secrets/token.ts";
 import { boxId, start, stop } from "../../box/box.ts";
 import { parseEnvPair } from "../../box/environment.ts";
 import { execIn } from "../../box/exec.ts";
-import { detachLog, ownerAlive, pidAlive, pruneStateRoot, readState } from "../../box/state.ts";
+import { detachLog, listStates, ownerAlive, pidAlive, pruneStateRoot, readState } from "../../box/state.ts";
 import { PlanetError } from "../../errors.ts";
 import { logger } from "../../log.ts";
 import { ownImageRootfs } from "../../manifest.ts";
@@ -50,6 +50,41 @@ export function restartArgs(rawArgs: string[]): string[] {
 }
 
 const rootfsArg = { rootfs: { type: "string", description: "image rootfs (default: the one this binary lives in)" } } as const;
+
+/** How stop, exec and enter name a running bubble: its rootfs, or the flags that started it. */
+const bubbleArgs = {
+  ...rootfsArg,
+  "cluster-id": { type: "string", description: "the bubble started with this --cluster-id [PLANET_CLUSTER_ID]" },
+  netns: { type: "string", description: "…and this --netns [PLANET_NETNS]" },
+  "data-dir": { type: "string", description: "the bubble started with this --data-dir" },
+} as const;
+
+/**
+ * The rootfs of the running bubble the flags name: `--rootfs`, or the bubble started with
+ * `--cluster-id` (and `--netns`), or with `--data-dir` — as `planet start --data-dir D --cluster-id C`
+ * (an installed image) started it — else the image this binary lives in.
+ */
+export function bubbleRootfs(args: { rootfs?: string; "cluster-id"?: string; netns?: string; "data-dir"?: string }): string {
+  if (args.rootfs) return resolve(args.rootfs);
+  const cluster = args["cluster-id"] ?? env("PLANET_CLUSTER_ID");
+  const netns = args.netns ?? env("PLANET_NETNS");
+  const dataDir = args["data-dir"] ? resolve(args["data-dir"]) : undefined;
+  if (cluster || dataDir) {
+    const named = cluster ? readState(boxId(cluster, netns)) : null;
+    const found = named ?? listStates().find((st) => !!dataDir && !!st.dataDir && resolve(st.dataDir) === dataDir);
+    if (!found || (dataDir && found.dataDir && resolve(found.dataDir) !== dataDir))
+      throw new PlanetError(
+        "NOT_RUNNING",
+        `no bubble runs with ${[cluster && `--cluster-id ${cluster}`, netns && `--netns ${netns}`, dataDir && `--data-dir ${dataDir}`].filter(Boolean).join(" ")} (running: ${
+          listStates()
+            .map((st) => st.id)
+            .join(", ") || "none"
+        })`,
+      );
+    return found.rootfs;
+  }
+  return ownRootfs();
+}
 
 export const startCmd = defineCommand({
   meta: { name: "start", description: "boot systemd inside the rootfs under runc; stays in the foreground until it halts" },
@@ -215,9 +250,9 @@ async function detach(id: string, rawArgs: string[], timeout: number): Promise<n
 
 export const stopCmd = defineCommand({
   meta: { name: "stop", description: "halt the bubble cleanly (forced after --timeout) and leave the host as it was" },
-  args: { ...debugArg, ...rootfsArg, timeout: { type: "string", description: "seconds before forcing", default: "60" } },
+  args: { ...debugArg, ...bubbleArgs, timeout: { type: "string", description: "seconds before forcing", default: "60" } },
   async run({ args }) {
-    const res = await stop(ownRootfs(args.rootfs), Number(args.timeout));
+    const res = await stop(bubbleRootfs(args), Number(args.timeout));
     log.success(`stopped in ${res.seconds}s${res.forced ? " (forced)" : ""}`);
   },
 });
@@ -226,14 +261,14 @@ export const execCmd = defineCommand({
   meta: { name: "exec", description: "run a command inside the bubble; its exit code becomes planet's" },
   args: {
     ...debugArg,
-    ...rootfsArg,
+    ...bubbleArgs,
     tty: { type: "boolean", alias: "t", description: "allocate a pseudo-TTY" },
     interactive: { type: "boolean", alias: "i", description: "keep stdin open" },
     command: { type: "positional", description: "command and arguments", required: true },
   },
   async run({ args, rawArgs }) {
     process.exitCode = await execIn({
-      rootfs: ownRootfs(args.rootfs),
+      rootfs: bubbleRootfs(args),
       command: commandAfterFlags(rawArgs),
       tty: !!args.tty,
       interactive: !!args.interactive,
@@ -243,11 +278,11 @@ export const execCmd = defineCommand({
 
 export const enterCmd = defineCommand({
   meta: { name: "enter", description: "a shell (or command) inside the bubble, with a TTY when there is one" },
-  args: { ...debugArg, ...rootfsArg, command: { type: "positional", description: "default /bin/bash", required: false } },
+  args: { ...debugArg, ...bubbleArgs, command: { type: "positional", description: "default /bin/bash", required: false } },
   async run({ args, rawArgs }) {
     const command = commandAfterFlags(rawArgs);
     process.exitCode = await execIn({
-      rootfs: ownRootfs(args.rootfs),
+      rootfs: bubbleRootfs(args),
       command: command.length ? command : ["/bin/bash"],
       tty: true,
       interactive: true,
@@ -261,7 +296,7 @@ export const enterCmd = defineCommand({
  * (`planet exec kubectl create deployment x --image=y -- sleep 1`).
  */
 export function commandAfterFlags(rawArgs: string[]): string[] {
-  const withValue = new Set(["--rootfs"]);
+  const withValue = new Set(["--rootfs", "--cluster-id", "--netns", "--data-dir"]);
   for (let i = 0; i < rawArgs.length; i++) {
     const a = rawArgs[i] ?? "";
     if (a === "--") return rawArgs.slice(i + 1);
