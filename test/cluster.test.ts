@@ -15,7 +15,7 @@ import { readState } from "../core/box/state.ts";
 import { certRequests } from "../core/cli/commands/secrets.ts";
 import { Kube, type KubeError, loadKubeconfig } from "../core/e2e/kube.ts";
 import type { Role } from "../core/plugin.ts";
-import { parseCert, pemsOf, signedBy } from "../secrets/pki.ts";
+import { csrPem, parseCert, parseKey, pemsOf, signedBy } from "../secrets/pki.ts";
 import { initSecrets, issueHost } from "../secrets/store.ts";
 import { caHash } from "../secrets/token.ts";
 import { buildTest, busybox, canBoot, hostSnapshot, planet, planetAsync, REPO, sh, startArgs, waitFor } from "./helpers.ts";
@@ -1004,7 +1004,7 @@ describe.if(canBoot)("a master and a node in two test hosts on one bridge (maste
     expect(planet("stop", "--rootfs", joinRootfs).exitCode).toBe(0);
   }, 900_000);
 
-  test("n2's host is reinstalled: refused while its heartbeat is fresh, then it joins under its name with a new token (the old Node replaced); planet leave drains it and deletes its Node with its own credential", async () => {
+  test("n2's host is reinstalled: refused while its heartbeat is fresh, then it joins under its name with a new token (the old Node replaced); planet leave has a master drain it and delete its Node, on proof of its key alone", async () => {
     const dir = secretsOf("n2-joined");
     const joiner = { ...N2, secrets: dir };
     // Its disk is gone: no secrets, no data. Its Node is still there, its lease renewed moments ago.
@@ -1038,7 +1038,26 @@ describe.if(canBoot)("a master and a node in two test hosts on one bridge (maste
       1000,
     );
     expect(node.metadata.uid).not.toBe(oldUid);
-    // It leaves by itself: its pods evicted and its Node deleted with its kubelet credential, serf left.
+    // Another node cannot make it leave: n1's agent certificate, n2's kubelet certificate (public), but a
+    // request signed with n1's own key — no proof of n2's key.
+    const n1Key = parseKey(readFileSync(join(secretsOf("n1"), "kubelet.key"), "utf8"));
+    const forged = await fetch(`https://${M1.ip}:7575/leave`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({
+        certs: { kubelet: readFileSync(join(dir, "kubelet.cert"), "utf8") },
+        csrs: { kubelet: csrPem("kubelet", n1Key) },
+      }),
+      tls: {
+        ca: readFileSync(join(secretsOf("n1"), "client-ca.pem"), "utf8"),
+        cert: readFileSync(join(secretsOf("n1"), "planet-rpc-client.cert"), "utf8"),
+        key: readFileSync(join(secretsOf("n1"), "planet-rpc-client.key"), "utf8"),
+      },
+    });
+    expect(forged.status).toBeGreaterThanOrEqual(400);
+    expect(JSON.stringify(await forged.json())).toContain("RENEW_REFUSED");
+    expect((await kube.get<Node & { metadata: { uid: string } }>("/api/v1/nodes/n2")).metadata.uid).toBe(node.metadata.uid);
+    // It leaves by itself, through the master: its pods evicted, its Node deleted, serf left.
     const left = inBubble(joinRootfs, "planet", "leave");
     expect(left.stderr).toContain("n2 left the cluster");
     expect(left.exitCode).toBe(0);

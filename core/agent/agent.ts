@@ -67,6 +67,8 @@ export interface AgentOptions {
   join?: AgentView["join"];
   /** Renew hosts' certificates (a master): see secrets/renew.ts. */
   renew?: AgentView["renew"];
+  /** Take a node out at its own request (a master): see core/cli/commands/leave.ts. */
+  leave?: AgentView["leave"];
   /** The CA certificates hosts trust now (a master): see secrets/renew.ts. */
   trust?: AgentView["trust"];
 }
@@ -280,6 +282,7 @@ export async function createAgent(opts: AgentOptions): Promise<Agent> {
     now,
     ...(opts.join ? { join: opts.join } : {}),
     ...(opts.renew ? { renew: opts.renew } : {}),
+    ...(opts.leave ? { leave: opts.leave } : {}),
     ...(opts.trust ? { trust: opts.trust } : {}),
     ...(client ? { lock: new ClusterLock(client, opts.upgradeLockKey ?? `${dirname(opts.leaderKey)}/upgrade`, opts.node) } : {}),
     members: async () => {

@@ -64,6 +64,8 @@ export interface AgentView {
   join?: { ca(): string; answer(body: unknown, peer: string): Promise<unknown> };
   /** A host's certificates renewed with the masters' signer (masters only; secrets/renew.ts). */
   renew?(body: unknown): Promise<Record<string, string>>;
+  /** A node taken out at its own request, proved by its kubelet certificate's key (masters only). */
+  leave?(body: unknown): Promise<{ node: string }>;
   /** The CA certificate files hosts trust now, by file name (masters only; public certificates). */
   trust?(): Record<string, string>;
 }
@@ -138,6 +140,10 @@ export function createApi(view: AgentView, role: AgentRole | null = "admin"): Ho
     return c.json({ status, leader: view.leader(), members });
   });
   app.get("/leader", (c) => c.json(view.leader()));
+  app.post("/leave", async (c) => {
+    if (!view.leave) throw new PlanetError("NOT_FOUND", "this host does not take nodes out: ask a master");
+    return c.json(await view.leave(await c.req.json().catch(() => ({}))));
+  });
   app.post("/renew", async (c) => {
     if (!view.renew) throw new PlanetError("NOT_FOUND", "this host does not renew certificates: ask a master");
     return c.json({ certs: await view.renew(await c.req.json().catch(() => ({}))) });

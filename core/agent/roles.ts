@@ -25,8 +25,11 @@ export type AgentRole = (typeof AGENT_ROLES)[number];
 /** The organisation that gives a certificate its role on the agent's API. */
 export const roleOrg = (role: AgentRole) => `planet:${role}`;
 
-/** Calls any host may make about itself: renewing its own certificates (proved by their keys). */
-const SELF_SERVICE = new Set(["POST /renew"]);
+/**
+ * Calls any host may make about itself, proved by its certificates' keys in the body: renewing its
+ * own certificates, and leaving the cluster (its Node drained and deleted).
+ */
+const SELF_SERVICE = new Set(["POST /renew", "POST /leave"]);
 
 /**
  * What each role may call: reading is everyone's; a host's own certificates are renewed by nodes

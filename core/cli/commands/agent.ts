@@ -15,6 +15,7 @@ import { certsFor, type Manifest, readManifest } from "../../manifest.ts";
 import type { Role } from "../../plugin.ts";
 import { ruledVersions } from "../../upgrade/skew.ts";
 import { debugArg, multi } from "../_args.ts";
+import { removeNode } from "./leave.ts";
 import { AGENT_SOCKET } from "./status.ts";
 
 const log = logger("agent");
@@ -67,7 +68,7 @@ function joinService(
   roles: Role[],
   manifest: Manifest,
   etcdEndpoints: string[],
-): Pick<Required<AgentOptions>, "join" | "renew" | "trust"> | null {
+): Pick<Required<AgentOptions>, "join" | "renew" | "trust" | "leave"> | null {
   if (!roles.includes("master") || !existsSync(join(dir, "csr-signer.key")) || !existsSync(join(dir, "admin.kubeconfig")))
     return null;
   const kubeOf = () => new Kube(loadKubeconfig(join(dir, "admin.kubeconfig"), "https://127.0.0.1:6443"));
@@ -75,6 +76,21 @@ function joinService(
     // What hosts trust now: during a CA rotation, the old CA and the new one.
     trust: () => trustFiles(dir),
     // A node's certificates, proved by their keys (secrets/renew.ts), for a node that is still a member.
+    // A node leaving at its own request: proved as a renewal is (its kubelet certificate and a request
+    // signed with its key), then drained and its Node deleted with the admin's credential. A master
+    // leaves with planet leave on itself (its etcd member too).
+    leave: async (body) => {
+      const node = answerRenew(dir, certsFor(manifest, ["node"]), body as RenewRequest).node;
+      if (!node) throw new PlanetError("RENEW_REFUSED", "the proof names no node: send the kubelet certificate");
+      const etcd = rootClient({ endpoints: etcdEndpoints, dir });
+      const master = await listMembers(etcd)
+        .then((ms) => ms.some((m) => m.name === node))
+        .finally(() => etcd.close());
+      if (master) throw new PlanetError("BAD_ROLE", `${node} is a master: it leaves with planet leave in its own bubble`);
+      await removeNode("https://127.0.0.1:6443", node);
+      log.info(`${node} left the cluster at its own request: drained, its Node deleted`);
+      return { node };
+    },
     renew: async (body) => {
       const { certs, node } = answerRenew(dir, certsFor(manifest, ["node"]), body as RenewRequest);
       await kubeOf()

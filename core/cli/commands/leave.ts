@@ -1,15 +1,18 @@
 /**
  * Hosts leaving a running cluster. `planet leave`, in the leaving host's bubble: a master takes
- * itself out (its etcd member, its Node, its gossip membership); a node, with its own kubelet
- * credential (the Node authorizer lets it evict its pods and delete its own Node), drains and
- * deletes its Node and leaves the gossip. `planet remove <name>`, in a master's bubble, takes another
+ * itself out (its etcd member, its Node, its gossip membership); a node asks a master, proving who
+ * it is with its kubelet certificate's key, to drain it and delete its Node, then leaves the gossip. `planet remove <name>`, in a master's bubble, takes another
  * host out, e.g. one whose disk died. Each checks first what would break — the upgrade lock held,
  * the last etcd member, another member down (quorum) — and changes nothing when it refuses.
  */
-import { dirname } from "node:path";
+import { existsSync, readFileSync } from "node:fs";
+import { isIP } from "node:net";
+import { dirname, join } from "node:path";
 import { defineCommand } from "citty";
 import type { Etcd3 } from "etcd3";
 import { type EtcdMember, evenWarning, listMembers, removeMember, rootClient } from "../../../plugins/etcd/members.ts";
+import { csrPem, parseKey } from "../../../secrets/pki.ts";
+import { tlsFiles } from "../../agent/checks.ts";
 import { ClusterLock } from "../../agent/upgrade-lock.ts";
 import { PlanetError } from "../../errors.ts";
 import { logger } from "../../log.ts";
@@ -19,8 +22,6 @@ import { debugArg } from "../_args.ts";
 
 const log = logger("leave");
 const ADMIN = "/var/state/admin.kubeconfig";
-/** A node's own credential: the Node authorizer confines it to its Node and its pods. */
-const KUBELET = "/var/state/kubelet.kubeconfig";
 /** This master's own apiserver. */
 const LOCAL = "https://127.0.0.1:6443";
 const phase = "leave";
@@ -80,7 +81,7 @@ async function nodeReady(server: string | undefined, name: string, kubeconfig = 
 }
 
 /** The Node goes: drained first when it is Ready (its pods move on), then deleted. */
-async function removeNode(server: string | undefined, name: string, kubeconfig = ADMIN): Promise<void> {
+export async function removeNode(server: string | undefined, name: string, kubeconfig = ADMIN): Promise<void> {
   const ready = await nodeReady(server, name, kubeconfig);
   if (ready === null) return void log.info(`Node ${name}: none`);
   if (ready === "True") {
@@ -93,11 +94,64 @@ async function removeNode(server: string | undefined, name: string, kubeconfig =
   log.info(`Node ${name} deleted`);
 }
 
-/** A node leaves with its own kubelet credential: its pods evicted, its Node deleted, the gossip left. */
+/**
+ * A node leaves through a master (a node's own credential may not delete its Node): it proves who it
+ * is as a renewal does — its kubelet certificate and a request signed with that key — over the
+ * agents' mTLS API; the master drains it and deletes its Node. Then it leaves the gossip itself.
+ */
 async function leaveAsNode(node: string): Promise<void> {
-  await removeNode(undefined, node, KUBELET);
+  const dir = "/var/state";
+  const cert = readFileSync(join(dir, "kubelet.cert"), "utf8");
+  const key = parseKey(readFileSync(join(dir, "kubelet.key"), "utf8"));
+  const body = JSON.stringify({ certs: { kubelet: cert }, csrs: { kubelet: csrPem("kubelet", key) } });
+  const masters = mastersKnown();
+  const port = process.env.PLANET_AGENT_PORT ?? "7575";
+  const errors: string[] = [];
+  let done = false;
+  for (const ip of masters) {
+    try {
+      const res = await fetch(`https://${ip}:${port}/leave`, {
+        method: "POST",
+        body,
+        headers: { "content-type": "application/json" },
+        tls: tlsFiles(dir, "planet-rpc-client"),
+        signal: AbortSignal.timeout(240_000),
+      });
+      const json = (await res.json()) as { node?: string; error?: { code: string; message: string } };
+      if (!res.ok) {
+        // A refusal is the cluster's answer, not a master down: no use asking another.
+        if (res.status < 500)
+          throw new PlanetError("JOIN_REFUSED", `master ${ip} refused: ${json.error?.message ?? res.status}`, { phase });
+        errors.push(`${ip}: ${json.error?.message ?? `HTTP ${res.status}`}`);
+        continue;
+      }
+      done = true;
+      break;
+    } catch (e) {
+      if (e instanceof PlanetError) throw e;
+      errors.push(`${ip}: ${(e as Error).message}`);
+    }
+  }
+  if (!done)
+    throw new PlanetError(
+      "MASTER_UNREACHABLE",
+      `no master took ${node} out (${errors.join("; ") || "no masters known"}); nothing changed`,
+      { phase },
+    );
+  log.info(`Node ${node} drained and deleted by the masters`);
   await memberCommand("PLANET_MEMBER_LEAVE_COMMAND");
   log.success(`${node} left the cluster: stop it (planet stop); it joins again with a new token and an empty --secrets-dir`);
+}
+
+/** The masters this host knows: the agent's list from the masters, else the ones it started with. */
+function mastersKnown(): string[] {
+  const file = "/run/planet/masters";
+  const listed = existsSync(file) ? readFileSync(file, "utf8") : (process.env.PLANET_INITIAL_CLUSTER ?? "").replaceAll(",", "\n");
+  const ips = listed
+    .split("\n")
+    .map((l) => l.split(":")[1] ?? "")
+    .filter((ip) => isIP(ip) === 4);
+  return [...new Set([process.env.KUBE_MASTER_IP ?? "", ...ips].filter((ip) => isIP(ip) === 4 && ip !== "127.0.0.1"))];
 }
 
 /** The membership plugin's command (serf's force-leave, …), when the image has one. */
