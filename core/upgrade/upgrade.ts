@@ -8,11 +8,11 @@
 import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { CheckStatus } from "../agent/checks.ts";
+import { agentSocket, ask } from "../agent/client.ts";
 import { stop } from "../box/box.ts";
 import { execRun } from "../box/exec.ts";
 import { boxId } from "../box/prepare.ts";
 import { pidAlive, readState } from "../box/state.ts";
-import { agentSocket, ask } from "../cli/commands/status.ts";
 import { PlanetError } from "../errors.ts";
 import { logger } from "../log.ts";
 import { type Manifest, manifestDigest, readManifest } from "../manifest.ts";
