@@ -11,7 +11,7 @@ import { existsSync, mkdirSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { agentSocket, ask } from "../core/agent/client.ts";
 import { readState } from "../core/box/state.ts";
-import { Kube, loadKubeconfig } from "../core/e2e/kube.ts";
+import { Kube, loadKubeconfig } from "../core/kube/client.ts";
 import { type Journal, PHASES, type UpgradePhase } from "../core/upgrade/journal.ts";
 import {
   buildTest,
