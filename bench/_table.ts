@@ -1,6 +1,7 @@
-import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync } from "node:fs";
 import { cpus, hostname, release, totalmem } from "node:os";
 import { basename, join } from "node:path";
+import { writeDurably } from "../core/util.ts";
 
 /**
  * Prints rows as an aligned table — what every bench ends with — each figure beside the one the
@@ -54,8 +55,7 @@ function record(bench: string, title: string, rows: (string | number)[][]): void
   };
   mkdirSync(RESULTS, { recursive: true });
   const file = join(RESULTS, `${bench}.json`);
-  writeFileSync(`${file}.tmp`, `${JSON.stringify([...history(bench), entry], null, 1)}\n`);
-  renameSync(`${file}.tmp`, file);
+  writeDurably(file, `${JSON.stringify([...history(bench), entry], null, 1)}\n`);
   process.stdout.write(`recorded in ${file}\n`);
 }
 

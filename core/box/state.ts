@@ -1,7 +1,8 @@
-import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmdirSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync } from "node:fs";
 import { join } from "node:path";
 import { PlanetError } from "../errors.ts";
 import { run } from "../proc.ts";
+import { writeDurably } from "../util.ts";
 
 /** Host-side state of running bubbles; a tmpfs, so a host reboot forgets them. */
 export const STATE_ROOT = process.env.PLANET_STATE_DIR ?? "/run/planet";
@@ -71,9 +72,7 @@ export function readState(id: string): BoxState | null {
 export function writeState(state: BoxState): void {
   const dir = boxDir(state.id);
   mkdirSync(dir, { recursive: true });
-  const tmp = join(dir, `.start.json.${process.pid}`);
-  writeFileSync(tmp, `${JSON.stringify(state, null, 2)}\n`);
-  renameSync(tmp, join(dir, "start.json"));
+  writeDurably(join(dir, "start.json"), `${JSON.stringify(state, null, 2)}\n`);
 }
 
 /** Every bubble this host knows of. */

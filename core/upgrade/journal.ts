@@ -3,9 +3,10 @@
  * phase, so a killed `planet upgrade` is resumed from what it says (and two never run at once).
  * Finished upgrades move to `<data-dir>/upgrade/history/`.
  */
-import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { PlanetError } from "../errors.ts";
+import { writeDurably } from "../util.ts";
 
 /** In order; `committed` and `rolled-back` end an upgrade. */
 export const PHASES = [
@@ -77,9 +78,7 @@ export function writeJournal(j: Journal, phase?: UpgradePhase, note?: string): J
   }
   const dir = upgradeDir(j.dataDir);
   mkdirSync(dir, { recursive: true });
-  const tmp = join(dir, `.journal.json.${process.pid}`);
-  writeFileSync(tmp, `${JSON.stringify(j, null, 2)}\n`);
-  renameSync(tmp, journalFile(j.dataDir));
+  writeDurably(journalFile(j.dataDir), `${JSON.stringify(j, null, 2)}\n`);
   // A test kills the upgrade here to show every phase boundary converges (PLANET_FAILPOINT=upgrade-after-<phase>).
   if (phase && process.env.PLANET_FAILPOINT === `upgrade-after-${phase}`) process.kill(process.pid, "SIGKILL");
   return j;

@@ -5,13 +5,13 @@
  * rolled back, leaving the cluster healthy and mixed. Its state file (beside the plan) records each
  * host's outcome, so `--resume` after a fix carries on with the hosts not yet upgraded.
  */
-import { existsSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { pidAlive } from "../box/state.ts";
 import { PlanetError } from "../errors.ts";
 import { logger } from "../log.ts";
 import { run, selfCommand } from "../proc.ts";
-import { poll, shapeProblem } from "../util.ts";
+import { poll, shapeProblem, writeDurably } from "../util.ts";
 
 const log = logger("upgrade");
 
@@ -80,9 +80,7 @@ export function readPlan(file: string): Plan {
 export const stateFile = (plan: string) => `${resolve(plan)}.state.json`;
 
 function writeRollState(s: RollState): void {
-  const file = stateFile(s.plan);
-  writeFileSync(`${file}.tmp`, `${JSON.stringify(s, null, 2)}\n`);
-  renameSync(`${file}.tmp`, file);
+  writeDurably(stateFile(s.plan), `${JSON.stringify(s, null, 2)}\n`);
 }
 
 function hostArgs(h: PlanHost): string[] {
