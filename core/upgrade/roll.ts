@@ -11,7 +11,7 @@ import { pidAlive } from "../box/state.ts";
 import { PlanetError } from "../errors.ts";
 import { logger } from "../log.ts";
 import { run, selfCommand } from "../proc.ts";
-import { poll, shapeProblem, writeDurably } from "../util.ts";
+import { poll, readJsonOrNull, shapeProblem, writeDurably } from "../util.ts";
 
 const log = logger("upgrade");
 
@@ -163,7 +163,7 @@ async function upgradeHost(plan: Plan, h: PlanHost, state: RollState): Promise<b
 export async function roll(planFile: string, o: { resume?: boolean; concurrency?: number }): Promise<void> {
   const plan = readPlan(planFile);
   const file = stateFile(planFile);
-  let state: RollState | null = existsSync(file) ? (JSON.parse(readFileSync(file, "utf8")) as RollState) : null;
+  let state = readJsonOrNull<RollState>(file);
   if (state && state.phase === "running" && pidAlive(state.pid) && state.pid !== process.pid)
     throw new PlanetError("UPGRADE_RUNNING", `the cluster upgrade of ${planFile} is running (pid ${state.pid})`);
   if (state && state.phase !== "done" && !o.resume)
