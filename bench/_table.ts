@@ -1,6 +1,7 @@
-import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { mkdirSync, readdirSync, readFileSync } from "node:fs";
 import { cpus, hostname, release, totalmem } from "node:os";
 import { basename, join } from "node:path";
+import { readJsonOrNull, writeDurably } from "../core/util.ts";
 
 /**
  * Prints rows as an aligned table — what every bench ends with — each figure beside the one the
@@ -31,9 +32,8 @@ interface Recorded {
 export const RESULTS = join(new URL("..", import.meta.url).pathname, "bench", "results");
 const history = (bench: string): Recorded[] => {
   const file = join(RESULTS, `${bench}.json`);
-  if (!existsSync(file)) return [];
   try {
-    return JSON.parse(readFileSync(file, "utf8")) as Recorded[];
+    return readJsonOrNull<Recorded[]>(file) ?? [];
   } catch {
     return [];
   }
@@ -54,8 +54,7 @@ function record(bench: string, title: string, rows: (string | number)[][]): void
   };
   mkdirSync(RESULTS, { recursive: true });
   const file = join(RESULTS, `${bench}.json`);
-  writeFileSync(`${file}.tmp`, `${JSON.stringify([...history(bench), entry], null, 1)}\n`);
-  renameSync(`${file}.tmp`, file);
+  writeDurably(file, `${JSON.stringify([...history(bench), entry], null, 1)}\n`);
   process.stdout.write(`recorded in ${file}\n`);
 }
 

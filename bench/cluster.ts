@@ -1,7 +1,7 @@
 #!/usr/bin/env bun
 import { join } from "node:path";
 import { memoryInUse } from "../core/box/cgroups.ts";
-import type { Kube, KubeError } from "../core/e2e/kube.ts";
+import type { Kube, KubeError } from "../core/kube/client.ts";
 import { Fleet } from "../test/fleet.ts";
 import { waitFor } from "../test/helpers.ts";
 import { CLI, check, mib, pausePid, REPO, run, table } from "./_table.ts";

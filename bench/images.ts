@@ -10,7 +10,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { execEnv } from "../core/box/exec.ts";
 import { importImages } from "../core/e2e/conformance.ts";
-import { Kube, loadKubeconfig } from "../core/e2e/kube.ts";
+import { Kube, loadKubeconfig } from "../core/kube/client.ts";
 import { startArgs } from "../test/helpers.ts";
 import { CLI, check, median, mib, REPO, run, table } from "./_table.ts";
 

@@ -10,7 +10,7 @@ import { rmSync } from "node:fs";
 import { join } from "node:path";
 import { connect } from "node:tls";
 import { certRequests } from "../core/cli/commands/secrets.ts";
-import { Kube, loadKubeconfig } from "../core/e2e/kube.ts";
+import { Kube, loadKubeconfig } from "../core/kube/client.ts";
 import { issueHost } from "../secrets/store.ts";
 import { Fleet } from "../test/fleet.ts";
 import { planet, waitFor } from "../test/helpers.ts";

@@ -12,7 +12,7 @@
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { Kube, loadKubeconfig } from "../core/e2e/kube.ts";
+import { Kube, loadKubeconfig } from "../core/kube/client.ts";
 import type { Journal } from "../core/upgrade/journal.ts";
 import { type RollState, stateFile } from "../core/upgrade/roll.ts";
 import { Fleet } from "../test/fleet.ts";

@@ -10,7 +10,7 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, w
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { PlanetError } from "./errors.ts";
-import { expandVars } from "./manifests.ts";
+import { expandVars } from "./kube/apply.ts";
 import { lastLine, run } from "./proc.ts";
 
 /** The asset whose `helm` binary renders charts at build time and installs them at boot. */

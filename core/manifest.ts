@@ -2,7 +2,7 @@ import { createHash } from "node:crypto";
 import { existsSync, readFileSync } from "node:fs";
 import type { ShippedChart } from "./charts.ts";
 import { PlanetError } from "./errors.ts";
-import type { ObjectRef } from "./manifests.ts";
+import type { ObjectRef } from "./kube/apply.ts";
 import { type CertRequest, type CheckDef, issuedTo, type Role, type UpgradeDef } from "./plugin.ts";
 import { shapeProblem } from "./util.ts";
 

@@ -1,5 +1,3 @@
-import type { ChartInfo } from "./charts.ts";
-import type { ManifestFile } from "./manifests.ts";
 /**
  * The plugin contract. A plugin is data: a folder under `plugins/` (or anywhere, for your own)
  * holding `index.ts` that default-exports `definePlugin({...})`, its real systemd unit files beside
@@ -258,20 +256,6 @@ export interface ObjectRule {
  */
 export function definePlugin<const T extends PluginDef>(def: T): T {
   return def;
-}
-
-/** A plugin after resolution: normalised units, known folder. */
-export interface ResolvedPlugin {
-  def: PluginDef;
-  /** Absolute folder of the plugin. */
-  dir: string;
-  /** `true` for `--plugin ./dir` plugins. */
-  external: boolean;
-  units: Required<UnitDef>[];
-  /** Its validated `manifests/` files, when it ships any. */
-  manifests: ManifestFile[];
-  /** Its validated `charts/`, when it ships any. */
-  charts: ChartInfo[];
 }
 
 export function checkKind(c: CheckDef): "http" | "tcp" | "unit" | "command" {

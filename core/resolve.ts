@@ -1,10 +1,10 @@
 import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { basename, join, resolve as resolvePath } from "node:path";
-import { HELM_ASSET, loadPluginCharts } from "./charts.ts";
+import { type ChartInfo, HELM_ASSET, loadPluginCharts } from "./charts.ts";
 import { type ErrorCode, PlanetError } from "./errors.ts";
 import { parseRef } from "./image/oci-layout.ts";
-import { checkObjects, loadPluginManifests } from "./manifests.ts";
-import { isCertificate, type PluginDef, type ResolvedPlugin, ROLES, type Role, type UnitDef } from "./plugin.ts";
+import { checkObjects, loadPluginManifests, type ManifestFile } from "./kube/apply.ts";
+import { isCertificate, type PluginDef, ROLES, type Role, type UnitDef } from "./plugin.ts";
 import { BASE_UNITS, parseUnit, referencedUnits, UnitParseError } from "./units.ts";
 
 /** A build target: which plugins an image carries and which roles it can start as. */
@@ -36,6 +36,20 @@ export interface ResolveInput {
   assets: readonly string[];
   /** Units the base rootfs overlay ships (so plugins may refer to them). */
   baseUnits?: readonly string[];
+}
+
+/** A plugin after resolution: normalised units, known folder. */
+export interface ResolvedPlugin {
+  def: PluginDef;
+  /** Absolute folder of the plugin. */
+  dir: string;
+  /** `true` for `--plugin ./dir` plugins. */
+  external: boolean;
+  units: Required<UnitDef>[];
+  /** Its validated `manifests/` files, when it ships any. */
+  manifests: ManifestFile[];
+  /** Its validated `charts/`, when it ships any. */
+  charts: ChartInfo[];
 }
 
 export interface Resolution {

@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { PlanetError } from "./errors.ts";
 import { MANIFEST_PATH, readManifest } from "./manifest.ts";
-import { poll, readSysctl, shapeProblem, walkTree } from "./util.ts";
+import { poll, readJsonOrNull, readSysctl, shapeProblem, walkTree } from "./util.ts";
 
 const root = mkdtempSync(join(tmpdir(), "planet-util-"));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
@@ -49,6 +49,17 @@ describe("JSON read back from disk", () => {
     expect(shapeProblem({ files: {} }, shape)).toBe("schema is missing");
     expect(shapeProblem({ schema: 1, files: {}, host: null }, shape)).toBe("host is null, not object");
     expect(shapeProblem([1], shape)).toBe("not a JSON object");
+  });
+
+  test("readJsonOrNull: null only when the file is missing; one that does not parse, or holds null, throws", () => {
+    const file = join(root, "read.json");
+    expect(readJsonOrNull(file)).toBeNull();
+    writeFileSync(file, '{"a": 1}');
+    expect(readJsonOrNull<{ a: number }>(file)).toEqual({ a: 1 });
+    writeFileSync(file, "{ torn");
+    expect(() => readJsonOrNull(file)).toThrow(SyntaxError);
+    writeFileSync(file, "null");
+    expect(() => readJsonOrNull(file)).toThrow(SyntaxError);
   });
 
   test("an image manifest that is not ours is CORRUPT_MANIFEST, with the fix", () => {

@@ -1,4 +1,4 @@
-/** Small pieces several rooms of the core share: one poll, one directory walk, one sysctl reader, durable writes. */
+/** Small pieces several rooms of the core share: one poll, one directory walk, one sysctl reader, durable writes, JSON read back. */
 import {
   closeSync,
   copyFileSync,
@@ -65,6 +65,19 @@ export function readSysctl(name: string): string | null {
 }
 
 type Kind = "string" | "number" | "boolean" | "object" | "array";
+
+/**
+ * The JSON in `path` as it parses (unchecked: `T` is what the caller expects), or null when there is
+ * no such file. A file that is there but does not parse throws JSON.parse's error, and so does one
+ * that holds just `null`, so that null always means "missing": what a corrupt file means (start over,
+ * refuse, rebuild) is the caller's to say.
+ */
+export function readJsonOrNull<T>(path: string): T | null {
+  if (!existsSync(path)) return null;
+  const value: unknown = JSON.parse(readFileSync(path, "utf8"));
+  if (value === null) throw new SyntaxError(`${path} holds null`);
+  return value as T;
+}
 
 /**
  * The first way `value` differs from `shape` (field → kind; a trailing `?` makes it optional), or

@@ -14,8 +14,8 @@
 import { randomBytes } from "node:crypto";
 import { rmSync } from "node:fs";
 import { join } from "node:path";
-import type { Kube } from "../core/e2e/kube.ts";
 import { PlanetError } from "../core/errors.ts";
+import type { Kube } from "../core/kube/client.ts";
 import { Batch, hashOf, loadRecord, RECORD, read, rotating } from "./store.ts";
 
 const phase = "encryption";

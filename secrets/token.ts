@@ -7,8 +7,8 @@
  */
 import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
 import forge from "node-forge";
-import type { Kube, KubeError } from "../core/e2e/kube.ts";
 import { PlanetError } from "../core/errors.ts";
+import type { Kube, KubeError } from "../core/kube/client.ts";
 import type { Role } from "../core/plugin.ts";
 
 const phase = "join";

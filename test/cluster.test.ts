@@ -13,7 +13,7 @@ import { connect, type PeerCertificate } from "node:tls";
 import forge from "node-forge";
 import { readState } from "../core/box/state.ts";
 import { certRequests } from "../core/cli/commands/secrets.ts";
-import { Kube, type KubeError, loadKubeconfig } from "../core/e2e/kube.ts";
+import { Kube, type KubeError, loadKubeconfig } from "../core/kube/client.ts";
 import type { Role } from "../core/plugin.ts";
 import { csrPem, parseCert, parseKey, pemsOf, signedBy } from "../secrets/pki.ts";
 import { initSecrets, issueHost } from "../secrets/store.ts";

@@ -6,7 +6,7 @@
 import { existsSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { certRequests } from "../core/cli/commands/secrets.ts";
-import { Kube, loadKubeconfig } from "../core/e2e/kube.ts";
+import { Kube, loadKubeconfig } from "../core/kube/client.ts";
 import { pointer } from "../core/upgrade/slots.ts";
 import { initSecrets, issueHost } from "../secrets/store.ts";
 import { planet, planetAsync, type Ran, sh, startArgs, waitFor } from "./helpers.ts";

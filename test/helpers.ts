@@ -5,7 +5,7 @@ import { dirname, join, resolve } from "node:path";
 import { type Agent, type AgentOptions, createAgent } from "../core/agent/agent.ts";
 import { RUNC_ROOT } from "../core/box/state.ts";
 import { certRequests } from "../core/cli/commands/secrets.ts";
-import type { Kube } from "../core/e2e/kube.ts";
+import type { Kube } from "../core/kube/client.ts";
 import { poll } from "../core/util.ts";
 import { initSecrets } from "../secrets/store.ts";
 

@@ -7,7 +7,7 @@ import { createHash } from "node:crypto";
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { readState } from "../core/box/state.ts";
-import { Kube, loadKubeconfig } from "../core/e2e/kube.ts";
+import { Kube, loadKubeconfig } from "../core/kube/client.ts";
 import {
   buildTest,
   busybox,

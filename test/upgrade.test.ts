@@ -9,9 +9,9 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { existsSync, mkdirSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
+import { agentSocket, ask } from "../core/agent/client.ts";
 import { readState } from "../core/box/state.ts";
-import { agentSocket, ask } from "../core/cli/commands/status.ts";
-import { Kube, loadKubeconfig } from "../core/e2e/kube.ts";
+import { Kube, loadKubeconfig } from "../core/kube/client.ts";
 import { type Journal, PHASES, type UpgradePhase } from "../core/upgrade/journal.ts";
 import {
   buildTest,

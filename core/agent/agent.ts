@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, rmSync } from "node:fs";
 import { isIP } from "node:net";
 import { dirname, join } from "node:path";
 import { Etcd3 } from "etcd3";
@@ -156,9 +156,7 @@ export function pointHost(file: string, name: string, ip: string): boolean {
     if (lines[i] === line) return true;
     if (i >= 0) lines[i] = line;
     else lines.push(line);
-    const tmp = `${file}.planet-tmp`;
-    writeFileSync(tmp, `${lines.join("\n")}\n`);
-    renameSync(tmp, file);
+    writeDurably(file, `${lines.join("\n")}\n`);
     log.info(`${name} → ${ip}`);
     return true;
   } catch (e) {

@@ -4,18 +4,7 @@
  */
 
 import { createHash } from "node:crypto";
-import {
-  existsSync,
-  mkdirSync,
-  readdirSync,
-  readFileSync,
-  readlinkSync,
-  realpathSync,
-  renameSync,
-  symlinkSync,
-  unlinkSync,
-  writeFileSync,
-} from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, readlinkSync, realpathSync, symlinkSync, unlinkSync } from "node:fs";
 import { isIP } from "node:net";
 import { hostname as osHostname } from "node:os";
 import { dirname, join, resolve } from "node:path";
@@ -26,6 +15,7 @@ import { type Manifest, readManifest } from "../manifest.ts";
 import { type Cidr, firstIp, nthIp, overlaps, parseCidr, requireIp } from "../net.ts";
 import { ROLES, type Role } from "../plugin.ts";
 import { isSymlink } from "../proc.ts";
+import { writeDurably } from "../util.ts";
 import { expandEnv, formatEnvFile } from "./environment.ts";
 import { preflightNetns } from "./preflight.ts";
 import { bubbleSpec, type Volume } from "./spec.ts";
@@ -152,13 +142,11 @@ function mastersFromJoin(secretsDir: string | undefined): string | undefined {
   return masters?.length ? masters.join(",") : undefined;
 }
 
-/** Writes a file inside the rootfs atomically (temp + rename). */
+/** Writes a file inside the rootfs whole or not at all (a handful, once a start: the fsyncs cost little). */
 function writeRootfsFile(rootfs: string, path: string, text: string): void {
   const dest = join(rootfs, path);
   mkdirSync(dirname(dest), { recursive: true });
-  const tmp = `${dest}.planet-tmp`;
-  writeFileSync(tmp, text);
-  renameSync(tmp, dest);
+  writeDurably(dest, text);
 }
 
 function parseVolume(spec: string): Volume {

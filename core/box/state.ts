@@ -1,19 +1,8 @@
-import {
-  closeSync,
-  existsSync,
-  mkdirSync,
-  openSync,
-  readdirSync,
-  readFileSync,
-  renameSync,
-  rmdirSync,
-  rmSync,
-  writeFileSync,
-  writeSync,
-} from "node:fs";
+import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmdirSync, rmSync, writeSync } from "node:fs";
 import { join } from "node:path";
 import { PlanetError } from "../errors.ts";
 import { run } from "../proc.ts";
+import { readJsonOrNull, writeDurably } from "../util.ts";
 
 /** Host-side state of running bubbles; a tmpfs, so a host reboot forgets them. */
 export const STATE_ROOT = process.env.PLANET_STATE_DIR ?? "/run/planet";
@@ -70,13 +59,14 @@ export function boxDir(id: string): string {
  */
 export function readState(id: string): BoxState | null {
   const file = join(boxDir(id), "start.json");
-  if (!existsSync(file)) return null;
-  let s: Partial<BoxState>;
+  let s: Partial<BoxState> | null;
   try {
-    s = JSON.parse(readFileSync(file, "utf8")) as Partial<BoxState>;
+    s = readJsonOrNull<Partial<BoxState>>(file);
   } catch {
+    // Not JSON: refused below like any other file that is not a bubble state.
     s = {};
   }
+  if (!s) return null;
   if (typeof s.id !== "string" || typeof s.rootfs !== "string" || typeof s.pid !== "number" || typeof s.phase !== "string")
     throw new PlanetError(
       "CORRUPT_STATE",
@@ -88,9 +78,7 @@ export function readState(id: string): BoxState | null {
 export function writeState(state: BoxState): void {
   const dir = boxDir(state.id);
   mkdirSync(dir, { recursive: true });
-  const tmp = join(dir, `.start.json.${process.pid}`);
-  writeFileSync(tmp, `${JSON.stringify(state, null, 2)}\n`);
-  renameSync(tmp, join(dir, "start.json"));
+  writeDurably(join(dir, "start.json"), `${JSON.stringify(state, null, 2)}\n`);
 }
 
 /** Every bubble this host knows of. */

@@ -2,10 +2,10 @@
  * Host sysctls a bubble may change: recorded before the first bubble starts, restored when the
  * last one stops (they belong to every bubble on the host until then).
  */
-import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { dirname } from "node:path";
 import { logger } from "../log.ts";
-import { readSysctl, sysctlPath } from "../util.ts";
+import { readSysctl, sysctlPath, writeDurably } from "../util.ts";
 import { HOST_SYSCTLS_FILE, listStates, ownerAlive } from "./state.ts";
 
 const log = logger("box");
@@ -36,8 +36,7 @@ export function snapshotSysctls(): void {
     if (value !== null) out[name] = value;
   }
   mkdirSync(dirname(HOST_SYSCTLS_FILE), { recursive: true });
-  writeFileSync(`${HOST_SYSCTLS_FILE}.tmp`, `${JSON.stringify(out, null, 2)}\n`);
-  renameSync(`${HOST_SYSCTLS_FILE}.tmp`, HOST_SYSCTLS_FILE);
+  writeDurably(HOST_SYSCTLS_FILE, `${JSON.stringify(out, null, 2)}\n`);
 }
 
 /** Restores the host's sysctls once no other bubble runs: they belong to all of them until then. */

@@ -10,7 +10,7 @@ import { accessSync, constants, createWriteStream, existsSync, mkdirSync, readFi
 import { join, resolve } from "node:path";
 import { PlanetError } from "../errors.ts";
 import { BUNDLE_FILE, type Bundle } from "../image/bundle.ts";
-import { type Kube, KubeError } from "./kube.ts";
+import { type Kube, KubeError } from "../kube/client.ts";
 
 export const CONFORMANCE_FOCUS = "\\[Conformance\\]";
 

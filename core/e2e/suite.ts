@@ -2,7 +2,7 @@
  * `planet test`: an end-to-end suite against any live cluster. Each case is a name and a function;
  * cases share one namespace, created first and deleted last.
  */
-import { type Kube, KubeError } from "./kube.ts";
+import { type Kube, KubeError } from "../kube/client.ts";
 
 export interface CaseResult {
   name: string;

@@ -8,8 +8,8 @@ import { dirname, join } from "node:path";
 import { PlanetError } from "../errors.ts";
 import { logger } from "../log.ts";
 import type { Manifest } from "../manifest.ts";
-import type { ResolvedPlugin } from "../plugin.ts";
 import { run, runOk } from "../proc.ts";
+import type { ResolvedPlugin } from "../resolve.ts";
 import { cacheRoot, debianMirror, type ResolvedAsset } from "./assets.ts";
 
 const log = logger("build");

@@ -18,11 +18,11 @@ import {
 import { dirname, join, relative } from "node:path";
 import { CHARTS_DIR, chartDigest, type ShippedChart } from "../charts.ts";
 import { PlanetError } from "../errors.ts";
+import { MANIFESTS_DIR } from "../kube/apply.ts";
 import type { Manifest, ManifestAsset } from "../manifest.ts";
-import { MANIFESTS_DIR } from "../manifests.ts";
-import { type ResolvedPlugin, ROLES, type Role } from "../plugin.ts";
+import { ROLES, type Role } from "../plugin.ts";
 import { isSymlink } from "../proc.ts";
-import { overlayPaths, type Resolution, UNIT_DIR } from "../resolve.ts";
+import { overlayPaths, type Resolution, type ResolvedPlugin, UNIT_DIR } from "../resolve.ts";
 import { walkTree } from "../util.ts";
 import { commit, VERSION } from "../version.ts";
 import { type AssetDef, type ResolvedAsset, sha256File } from "./assets.ts";

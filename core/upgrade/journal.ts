@@ -3,9 +3,10 @@
  * phase, so a killed `planet upgrade` is resumed from what it says (and two never run at once).
  * Finished upgrades move to `<data-dir>/upgrade/history/`.
  */
-import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, renameSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { PlanetError } from "../errors.ts";
+import { readJsonOrNull, writeDurably } from "../util.ts";
 
 /** In order; `committed` and `rolled-back` end an upgrade. */
 export const PHASES = [
@@ -57,13 +58,14 @@ export function ended(j: Journal): boolean {
 
 export function readJournal(dataDir: string): Journal | null {
   const file = journalFile(dataDir);
-  if (!existsSync(file)) return null;
-  let j: Partial<Journal>;
+  let j: Partial<Journal> | null;
   try {
-    j = JSON.parse(readFileSync(file, "utf8")) as Partial<Journal>;
+    j = readJsonOrNull<Partial<Journal>>(file);
   } catch {
+    // Not JSON: refused below like any other file that is not a journal.
     j = {};
   }
+  if (!j) return null;
   if (typeof j.id !== "string" || typeof j.phase !== "string" || !PHASES.includes(j.phase) || !Array.isArray(j.history))
     throw new PlanetError("CORRUPT_STATE", `${file} is not an upgrade journal: look at it, then move it away to start over`);
   return j as Journal;
@@ -77,9 +79,7 @@ export function writeJournal(j: Journal, phase?: UpgradePhase, note?: string): J
   }
   const dir = upgradeDir(j.dataDir);
   mkdirSync(dir, { recursive: true });
-  const tmp = join(dir, `.journal.json.${process.pid}`);
-  writeFileSync(tmp, `${JSON.stringify(j, null, 2)}\n`);
-  renameSync(tmp, journalFile(j.dataDir));
+  writeDurably(journalFile(j.dataDir), `${JSON.stringify(j, null, 2)}\n`);
   // A test kills the upgrade here to show every phase boundary converges (PLANET_FAILPOINT=upgrade-after-<phase>).
   if (phase && process.env.PLANET_FAILPOINT === `upgrade-after-${phase}`) process.kill(process.pid, "SIGKILL");
   return j;
@@ -98,5 +98,5 @@ export function lastUpgrade(dataDir: string): Journal | null {
   const dir = join(upgradeDir(dataDir), "history");
   if (!existsSync(dir)) return null;
   const last = readdirSync(dir).sort().at(-1);
-  return last ? (JSON.parse(readFileSync(join(dir, last), "utf8")) as Journal) : null;
+  return last ? readJsonOrNull<Journal>(join(dir, last)) : null;
 }

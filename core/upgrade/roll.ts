@@ -5,13 +5,13 @@
  * rolled back, leaving the cluster healthy and mixed. Its state file (beside the plan) records each
  * host's outcome, so `--resume` after a fix carries on with the hosts not yet upgraded.
  */
-import { existsSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { pidAlive } from "../box/state.ts";
 import { PlanetError } from "../errors.ts";
 import { logger } from "../log.ts";
 import { run, selfCommand } from "../proc.ts";
-import { poll, shapeProblem } from "../util.ts";
+import { poll, readJsonOrNull, shapeProblem, writeDurably } from "../util.ts";
 
 const log = logger("upgrade");
 
@@ -80,9 +80,7 @@ export function readPlan(file: string): Plan {
 export const stateFile = (plan: string) => `${resolve(plan)}.state.json`;
 
 function writeRollState(s: RollState): void {
-  const file = stateFile(s.plan);
-  writeFileSync(`${file}.tmp`, `${JSON.stringify(s, null, 2)}\n`);
-  renameSync(`${file}.tmp`, file);
+  writeDurably(stateFile(s.plan), `${JSON.stringify(s, null, 2)}\n`);
 }
 
 function hostArgs(h: PlanHost): string[] {
@@ -165,7 +163,7 @@ async function upgradeHost(plan: Plan, h: PlanHost, state: RollState): Promise<b
 export async function roll(planFile: string, o: { resume?: boolean; concurrency?: number }): Promise<void> {
   const plan = readPlan(planFile);
   const file = stateFile(planFile);
-  let state: RollState | null = existsSync(file) ? (JSON.parse(readFileSync(file, "utf8")) as RollState) : null;
+  let state = readJsonOrNull<RollState>(file);
   if (state && state.phase === "running" && pidAlive(state.pid) && state.pid !== process.pid)
     throw new PlanetError("UPGRADE_RUNNING", `the cluster upgrade of ${planFile} is running (pid ${state.pid})`);
   if (state && state.phase !== "done" && !o.resume)

@@ -5,20 +5,20 @@
  * old bubble started again. Each phase is journaled first, so a killed upgrade converges when run
  * again (`--resume`): to the old image before the switch, through the gate after it.
  */
-import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import type { CheckStatus } from "../agent/checks.ts";
 import { stop } from "../box/box.ts";
 import { execRun } from "../box/exec.ts";
 import { boxId } from "../box/prepare.ts";
 import { ownerAlive, pidAlive, readState } from "../box/state.ts";
-import { agentSocket, ask } from "../cli/commands/status.ts";
 import { PlanetError } from "../errors.ts";
 import { logger } from "../log.ts";
 import { type Manifest, manifestDigest, readManifest } from "../manifest.ts";
-import { run, runOk, selfCommand } from "../proc.ts";
+import { run, selfCommand } from "../proc.ts";
 import { freeBytes, poll } from "../util.ts";
-import { archiveJournal, ended, type Journal, readJournal, upgradeDir, writeJournal } from "./journal.ts";
+import { failingChecks, gate } from "./gate.ts";
+import { archiveJournal, ended, type Journal, readJournal, writeJournal } from "./journal.ts";
+import { lockHost, releaseClusterLock, takeClusterLock } from "./locks.ts";
 import { checkSkew } from "./skew.ts";
 import {
   bubbleRoot,
@@ -32,6 +32,7 @@ import {
   setPointer,
   slotOfRootfs,
 } from "./slots.ts";
+import { restorePlan, restoreVolumes, savedDir, saveVolumes } from "./volumes.ts";
 
 const log = logger("upgrade");
 
@@ -75,30 +76,6 @@ async function candidateManifest(image: string): Promise<{ manifest: Manifest; d
   }
 }
 
-const critical = (checks: CheckStatus[]) => checks.filter((c) => c.severity !== "warning");
-
-/**
- * The running bubble's critical checks that are not ok, or (with `since`) not probed since then, or
- * (with `redSince`) red at any of their last probes since then — each with what it said (agent
- * unreachable → one entry).
- */
-async function failingChecks(rootfs: string, since = 0, redSince = 0): Promise<string[]> {
-  try {
-    const checks = critical(await ask<CheckStatus[]>(agentSocket(rootfs), "/checks"));
-    // A green older than `since` is no evidence: the host may have changed since it was probed.
-    const flapped = (c: CheckStatus) => !!redSince && c.results.some((r) => !r.ok && Date.parse(r.at) >= redSince);
-    const bad = checks.filter((c) => c.state !== "ok" || Date.parse(c.results[0]?.at ?? "") < since || flapped(c));
-    return checks.length
-      ? bad.map(
-          (c) =>
-            `${c.name} (${c.state !== "ok" ? (c.results[0]?.error ?? c.state) : flapped(c) ? "red at a probe since the window began" : "not probed again yet"})`,
-        )
-      : ["no checks yet"];
-  } catch (e) {
-    return [`agent: ${(e as Error).message}`];
-  }
-}
-
 /** Where the admin kubeconfig given with --kubeconfig is, inside the bubble, while its steps run. */
 const STEP_KUBECONFIG = "/var/lib/planet/upgrade.kubeconfig";
 
@@ -123,49 +100,6 @@ async function runSteps(rootfs: string, manifest: Manifest, kind: "before" | "af
       }
   } finally {
     rmSync(inView, { force: true });
-  }
-}
-
-/** Volumes the plugins want restored on rollback, and whether it is safe here (their `if`). */
-async function restorePlan(rootfs: string, manifest: Manifest): Promise<{ volumes: string[]; safe: boolean }> {
-  const volumes: string[] = [];
-  let safe = true;
-  for (const p of manifest.plugins) {
-    const r = p.upgrade?.restore;
-    if (!r) continue;
-    if (r.if && (await execRun(rootfs, r.if)).exitCode !== 0) {
-      log.info(`${p.name}: its volumes ${r.volumes.join(", ")} are not restored on rollback (${r.if.join(" ")} said no)`);
-      safe = false;
-      continue;
-    }
-    volumes.push(...r.volumes);
-  }
-  return { volumes, safe };
-}
-
-const savedDir = (dataDir: string) => join(upgradeDir(dataDir), "saved");
-
-async function saveVolumes(dataDir: string, volumes: string[]): Promise<void> {
-  const dir = savedDir(dataDir);
-  rmSync(dir, { recursive: true, force: true });
-  mkdirSync(dir, { recursive: true });
-  for (const v of volumes)
-    if (existsSync(join(dataDir, v)))
-      await runOk(["cp", "-a", "--reflink=auto", join(dataDir, v), join(dir, v)], { phase: "upgrade" });
-}
-
-async function restoreVolumes(dataDir: string, volumes: string[]): Promise<void> {
-  for (const v of volumes) {
-    const saved = join(savedDir(dataDir), v);
-    if (!existsSync(saved)) continue;
-    const live = join(dataDir, v);
-    const aside = `${live}.rollback-${process.pid}`;
-    // The saved copy is copied again, so a kill mid-restore leaves it for the next try.
-    await runOk(["cp", "-a", "--reflink=auto", saved, `${aside}.new`], { phase: "upgrade" });
-    if (existsSync(live)) renameSync(live, aside);
-    renameSync(`${aside}.new`, live);
-    rmSync(aside, { recursive: true, force: true });
-    log.info(`restored volume ${v} as it was before the upgrade`);
   }
 }
 
@@ -202,60 +136,6 @@ async function stopIfRunning(j: Journal): Promise<void> {
   if (st) await stop(st.rootfs, 60);
 }
 
-/** How long every critical check must stay green, with no unit restarting, before the gate passes. */
-const GATE_WINDOW_MS = Number(process.env.PLANET_GATE_WINDOW_MS ?? 15_000);
-/** Restarts of one unit while the gate watches that make it a crash loop: the gate fails at once. */
-const CRASH_LOOP_RESTARTS = 2;
-
-/** The image's service units and how often systemd restarted each (`NRestarts`), in the running bubble. */
-async function unitRestarts(rootfs: string): Promise<Map<string, number>> {
-  const units = [...new Set(Object.values(readManifest(rootfs)?.manifest.units ?? {}).flat())].filter((u) =>
-    u.endsWith(".service"),
-  );
-  const out = new Map<string, number>();
-  if (!units.length) return out;
-  const res = await execRun(rootfs, ["systemctl", "show", "--property=Id,NRestarts", ...units]).catch(() => null);
-  for (const block of (res?.stdout ?? "").split("\n\n")) {
-    const id = /^Id=(.+)$/m.exec(block)?.[1];
-    const n = Number(/^NRestarts=(\d+)$/m.exec(block)?.[1] ?? Number.NaN);
-    if (id && Number.isFinite(n)) out.set(id, n);
-  }
-  return out;
-}
-
-/**
- * Watches the new bubble until every critical check has stayed green through a whole window
- * (`GATE_WINDOW_MS`, each check probed again within it) with no unit restarting: a check that caught a
- * crash-looping unit in a green instant does not pass it. A unit systemd restarts during the window
- * starts the window again; one restarted `CRASH_LOOP_RESTARTS` times fails the gate at once. Fails too
- * when the bubble dies, or at the deadline.
- */
-async function gate(j: Journal, slot: Slot, seconds: number): Promise<string | null> {
-  const end = Date.now() + seconds * 1000;
-  const base = await unitRestarts(slot.rootfs);
-  let last = base;
-  let failing: string[] = [];
-  let greenSince = 0;
-  while (Date.now() < end) {
-    const st = readState(j.box);
-    if (!st || !ownerAlive(st)) return "the new bubble stopped while its checks ran";
-    const now = await unitRestarts(slot.rootfs);
-    const looping = [...now].filter(([u, n]) => n - (base.get(u) ?? n) >= CRASH_LOOP_RESTARTS);
-    if (looping.length)
-      return `crash-looping: ${looping.map(([u, n]) => `${u} restarted ${n - (base.get(u) ?? 0)} times`).join(", ")} while the gate watched`;
-    const restarted = [...now].filter(([u, n]) => n > (last.get(u) ?? n)).map(([u]) => `${u} restarted`);
-    last = now;
-    // Red now, or red at any probe since the window began: the window starts again.
-    failing = [...restarted, ...(await failingChecks(slot.rootfs, 0, greenSince))];
-    if (failing.length) greenSince = 0;
-    else if (!greenSince) greenSince = Date.now();
-    // The window is whole once it lasted and every check was probed again inside it.
-    else if (Date.now() - greenSince >= GATE_WINDOW_MS && !(await failingChecks(slot.rootfs, greenSince)).length) return null;
-    await Bun.sleep(1000);
-  }
-  return `checks not passing after ${seconds}s: ${failing.slice(0, 4).join("; ")}`;
-}
-
 function slotByName(dataDir: string, name: string | undefined | null): Slot | null {
   return name ? (listSlots(dataDir).find((s) => s.info.name === name) ?? null) : null;
 }
@@ -284,41 +164,6 @@ async function rollback(j: Journal, o: UpgradeOptions, reason: string): Promise<
   throw new PlanetError("UPGRADE_ROLLED_BACK", `upgrade to ${j.to ?? o.image} rolled back: ${reason}`);
 }
 
-/**
- * Takes the cluster's upgrade lock through the agent of the bubble at `rootfs`. False when that
- * agent keeps none (an image older than the lock, or a node, whose agent holds no etcd credential):
- * the upgrade goes on without one, said aloud.
- */
-export async function takeClusterLock(rootfs: string, owner: string, what: string): Promise<boolean> {
-  try {
-    await ask(agentSocket(rootfs), "/upgrade/lock", "POST", { owner, what });
-    return true;
-  } catch (e) {
-    if (!(e instanceof PlanetError && e.code === "NOT_FOUND")) throw e;
-    log.warn(`the running bubble's agent keeps no cluster upgrade lock (${e.message}): upgrading without it`);
-    return false;
-  }
-}
-
-/**
- * Releases the cluster's upgrade lock held by `owner` (or whatever holds it, with `force`) through
- * the agent of the bubble at `rootfs`, waiting up to `waitMs` for an agent that is still starting.
- */
-export async function releaseClusterLock(
-  rootfs: string,
-  owner: string | null,
-  waitMs = 0,
-): Promise<{ owner: string; what: string } | null> {
-  const query = owner ? `owner=${encodeURIComponent(owner)}` : "force=1";
-  const { value, error } = await poll(
-    () => ask<{ released: { owner: string; what: string } | null }>(agentSocket(rootfs), `/upgrade/lock?${query}`, "DELETE"),
-    waitMs,
-    2000,
-  );
-  if (!value) throw error;
-  return value.released;
-}
-
 /** Ends the journal: into the history; the saved volumes and the slots no pointer names are dropped. */
 async function finish(j: Journal): Promise<void> {
   j.endedAt = new Date().toISOString();
@@ -337,27 +182,6 @@ async function finish(j: Journal): Promise<void> {
       `the cluster's upgrade lock stays held (${(e as Error).message}): release it with planet upgrade --unlock --lock-owner ${j.lock.owner}`,
     );
   }
-}
-
-/**
- * One `planet upgrade` per host at a time: `<data-dir>/upgrade/lock` is created exclusively with our
- * PID (a lock whose process is gone is taken over) and removed when this process exits.
- */
-function lockHost(dataDir: string): void {
-  const file = join(upgradeDir(dataDir), "lock");
-  mkdirSync(upgradeDir(dataDir), { recursive: true });
-  for (let i = 0; i < 2; i++)
-    try {
-      writeFileSync(file, String(process.pid), { flag: "wx" });
-      process.on("exit", () => rmSync(file, { force: true }));
-      return;
-    } catch {
-      const pid = Number(readFileSync(file, "utf8"));
-      if (pid && pid !== process.pid && pidAlive(pid))
-        throw new PlanetError("UPGRADE_RUNNING", `an upgrade is already running on this host (pid ${pid})`);
-      rmSync(file, { force: true });
-    }
-  throw new PlanetError("UPGRADE_RUNNING", `cannot take ${file}: another upgrade is starting`);
 }
 
 /** Upgrades this host's bubble to `o.image`, or resumes the journaled upgrade. Returns what changed. */

@@ -8,15 +8,15 @@ import { answerRenew, type RenewRequest, trustFiles } from "../../../secrets/ren
 import { checkToken } from "../../../secrets/token.ts";
 import { type AgentOptions, createAgent } from "../../agent/agent.ts";
 import { hostChecks, manifestChecks } from "../../agent/checks.ts";
-import { Kube, type KubeError, loadKubeconfig } from "../../e2e/kube.ts";
+import { AGENT_SOCKET } from "../../agent/client.ts";
 import { PlanetError } from "../../errors.ts";
+import { Kube, type KubeError, loadKubeconfig } from "../../kube/client.ts";
 import { logger } from "../../log.ts";
 import { certsFor, type Manifest, readManifest } from "../../manifest.ts";
 import type { Role } from "../../plugin.ts";
 import { ruledVersions } from "../../upgrade/skew.ts";
 import { debugArg, multi } from "../_args.ts";
 import { removeNode } from "./leave.ts";
-import { AGENT_SOCKET } from "./status.ts";
 
 const log = logger("agent");
 

@@ -1,8 +1,8 @@
 import { hostname } from "node:os";
 import { defineCommand } from "citty";
 import { applyCharts } from "../../charts.ts";
-import { Kube, loadKubeconfig } from "../../e2e/kube.ts";
 import { PlanetError } from "../../errors.ts";
+import { Kube, loadKubeconfig } from "../../kube/client.ts";
 import { logger } from "../../log.ts";
 import { readManifest } from "../../manifest.ts";
 import { debugArg } from "../_args.ts";

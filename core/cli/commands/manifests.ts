@@ -1,10 +1,10 @@
 import { readFileSync } from "node:fs";
 import { defineCommand } from "citty";
-import { Kube, loadKubeconfig } from "../../e2e/kube.ts";
 import { PlanetError } from "../../errors.ts";
+import { applyManifests } from "../../kube/apply.ts";
+import { Kube, loadKubeconfig } from "../../kube/client.ts";
 import { logger } from "../../log.ts";
 import { readManifest } from "../../manifest.ts";
-import { applyManifests } from "../../manifests.ts";
 import { debugArg } from "../_args.ts";
 
 const log = logger("manifests");

@@ -12,9 +12,9 @@ import {
   prepareReportDir,
   runConformance,
 } from "../../e2e/conformance.ts";
-import { Kube, loadKubeconfig } from "../../e2e/kube.ts";
 import { type CaseResult, junit, runSuite } from "../../e2e/suite.ts";
 import { PlanetError } from "../../errors.ts";
+import { Kube, loadKubeconfig } from "../../kube/client.ts";
 import { ownImageRootfs } from "../../manifest.ts";
 import { selfCommand } from "../../proc.ts";
 import { debugArg } from "../_args.ts";

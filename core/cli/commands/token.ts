@@ -2,8 +2,8 @@ import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { defineCommand } from "citty";
 import { createToken, listTokens, parseTtl, revokeToken } from "../../../secrets/token.ts";
-import { Kube, loadKubeconfig } from "../../e2e/kube.ts";
 import { PlanetError } from "../../errors.ts";
+import { Kube, loadKubeconfig } from "../../kube/client.ts";
 import { debugArg } from "../_args.ts";
 
 /**

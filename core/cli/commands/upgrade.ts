@@ -4,9 +4,10 @@ import { ownerAlive, readState } from "../../box/state.ts";
 import { PlanetError } from "../../errors.ts";
 import { logger } from "../../log.ts";
 import { lastUpgrade } from "../../upgrade/journal.ts";
+import { releaseClusterLock } from "../../upgrade/locks.ts";
 import { roll } from "../../upgrade/roll.ts";
 import { listSlots, pointer } from "../../upgrade/slots.ts";
-import { install, releaseClusterLock, upgrade } from "../../upgrade/upgrade.ts";
+import { install, upgrade } from "../../upgrade/upgrade.ts";
 import { debugArg } from "../_args.ts";
 
 const log = logger("upgrade");

@@ -2,7 +2,7 @@ import { afterAll, describe, expect, test } from "bun:test";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { expandVars, loadPluginManifests, parseManifest } from "./manifests.ts";
+import { expandVars, loadPluginManifests, parseManifest } from "./apply.ts";
 
 const root = mkdtempSync(join(tmpdir(), "planet-manifests-"));
 afterAll(() => rmSync(root, { recursive: true, force: true }));

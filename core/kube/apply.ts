@@ -6,9 +6,9 @@
  */
 import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
-import { type Kube, KubeError } from "./e2e/kube.ts";
-import { PlanetError } from "./errors.ts";
-import type { ObjectRule } from "./plugin.ts";
+import { PlanetError } from "../errors.ts";
+import type { ObjectRule } from "../plugin.ts";
+import { type Kube, KubeError } from "./client.ts";
 
 /** Where an image keeps each plugin's manifests: `<dir>/<plugin>/<file>`. */
 export const MANIFESTS_DIR = "/usr/share/planet/manifests";

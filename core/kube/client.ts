@@ -1,4 +1,7 @@
-/** A small Kubernetes API client: enough for the end-to-end suite, over fetch with client certs. */
+/**
+ * A small Kubernetes API client over fetch with client certs: what the agent, the secrets, the
+ * manifests and the end-to-end suite ask of an apiserver.
+ */
 import { readFileSync } from "node:fs";
 import { PlanetError } from "../errors.ts";
 
