@@ -7,7 +7,7 @@
  * (`PLANET_UPGRADE_KILLS=all` kills it at every boundary, `make upgrade-test`).
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { existsSync, mkdirSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, rmSync, symlinkSync } from "node:fs";
 import { join } from "node:path";
 import { agentSocket, ask } from "../core/agent/client.ts";
 import { readState } from "../core/box/state.ts";
@@ -76,13 +76,18 @@ describe.if(canBoot)("planet upgrade (one host)", () => {
       dev,
       join(work, "image-flapping"),
       "99.0.4",
-      { "etc/systemd/system/flappy.service": unit, "etc/systemd/system/planet-master.target.wants/flappy.service": unit },
+      { "etc/systemd/system/flappy.service": unit },
       (m) => {
         const mm = m as unknown as { units: Record<string, string[]>; unitOwners: Record<string, string>; checks: unknown[] };
         mm.units.master = [...(mm.units.master ?? []), "flappy.service"];
         mm.unitOwners["flappy.service"] = "user";
         mm.checks.push({ name: "user-flappy", unit: "flappy.service", plugin: "user", roles: ["master"] });
       },
+    );
+    // Enabled as a plugin's unit is: a link in its role's target.
+    symlinkSync(
+      "../flappy.service",
+      join(images.flapping, "rootfs/etc/systemd/system/planet-master.target.wants/flappy.service"),
     );
     await devSecrets(secrets, { domain: "upg.test", ips: [IP], node: NODE });
     host = testHost(HOST, IP);
