@@ -2,6 +2,7 @@ import { mkdirSync, readdirSync, readFileSync } from "node:fs";
 import { cpus, hostname, release, totalmem } from "node:os";
 import { basename, join } from "node:path";
 import { readJsonOrNull, writeDurably } from "../core/util.ts";
+import { Fleet, type FleetHost } from "../test/fleet.ts";
 
 /**
  * Prints rows as an aligned table — what every bench ends with — each figure beside the one the
@@ -144,4 +145,26 @@ export function pausePid(podUid: string): string | undefined {
         return false;
       }
     });
+}
+
+/** The rootfs of `target` built for the benches (`build/bench-<target>`, from the asset cache). */
+export function benchImage(target: string): string {
+  const out = join(REPO, "build", `bench-${target}`);
+  check(run([...CLI, "build", "--target", target, "--out", out]));
+  return join(out, "rootfs");
+}
+
+/**
+ * A fleet of test hosts for a bench: master and node images built, hosts `<prefix>-<name>` at
+ * `<net>.1`, `.2`, … on bridge `<prefix>-br`, the work folder `build/bench-<cluster>-work`.
+ */
+export function benchFleet(cluster: string, prefix: string, net: string, hosts: [string, FleetHost["role"]][]): Fleet {
+  return new Fleet({
+    cluster,
+    bridge: `${prefix}-br`,
+    work: join(REPO, "build", `bench-${cluster}-work`),
+    masterImage: benchImage("master"),
+    nodeImage: benchImage("node"),
+    hosts: hosts.map(([name, role], i) => ({ name, host: `${prefix}-${name}`, ip: `${net}.${i + 1}`, role })),
+  });
 }

@@ -2,28 +2,15 @@
 import { join } from "node:path";
 import { memoryInUse } from "../core/box/cgroups.ts";
 import type { Kube, KubeError } from "../core/kube/client.ts";
-import { Fleet } from "../test/fleet.ts";
 import { waitFor } from "../test/helpers.ts";
-import { CLI, check, mib, pausePid, REPO, run, table } from "./_table.ts";
+import { benchFleet, CLI, check, mib, pausePid, REPO, run, table } from "./_table.ts";
 
-const image = (target: string) => {
-  const out = join(REPO, "build", `bench-${target}`);
-  check(run([...CLI, "build", "--target", target, "--out", out]));
-  return join(out, "rootfs");
-};
-const fleet = new Fleet({
-  cluster: "bench",
-  bridge: "pbc-br",
-  work: join(REPO, "build", "bench-cluster-work"),
-  masterImage: image("master"),
-  nodeImage: image("node"),
-  hosts: [
-    { name: "m1", host: "pbc-m1", ip: "10.219.0.1", role: "master" },
-    { name: "m2", host: "pbc-m2", ip: "10.219.0.2", role: "master" },
-    { name: "m3", host: "pbc-m3", ip: "10.219.0.3", role: "master" },
-    { name: "n1", host: "pbc-n1", ip: "10.219.0.4", role: "node" },
-  ],
-});
+const fleet = benchFleet("cluster", "pbc", "10.219.0", [
+  ["m1", "master"],
+  ["m2", "master"],
+  ["m3", "master"],
+  ["n1", "node"],
+]);
 const node = fleet.host("n1");
 const rows: (string | number)[][] = [["measure", "value", "target"]];
 const s = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
@@ -83,7 +70,11 @@ try {
   // Memory of each bubble's cgroup once settled, without the page cache it can drop.
   await Bun.sleep(20_000);
   for (const h of [fleet.host("m1"), node])
-    rows.push([`memory, ${h.role} bubble (${h.name}), less inactive file cache`, mib(memoryInUse(`planet-bench-${h.host}`)), ""]);
+    rows.push([
+      `memory, ${h.role} bubble (${h.name}), less inactive file cache`,
+      mib(memoryInUse(`planet-${fleet.o.cluster}-${h.host}`)),
+      "",
+    ]);
 
   // Pod to pod across hosts (m1 → n1 over vxlan) and host to host on the bridge.
   await waitFor("default service account", () => kube.get("/api/v1/namespaces/default/serviceaccounts/default"), 60_000);

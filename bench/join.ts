@@ -7,31 +7,17 @@
  * token-joined node taking the trust from the master, each host's renew unit restarting what changed).
  */
 import { rmSync } from "node:fs";
-import { join } from "node:path";
 import { connect } from "node:tls";
 import { certRequests } from "../core/cli/commands/secrets.ts";
 import { Kube, loadKubeconfig } from "../core/kube/client.ts";
 import { issueHost } from "../secrets/store.ts";
-import { Fleet } from "../test/fleet.ts";
 import { planet, waitFor } from "../test/helpers.ts";
-import { CLI, check, REPO, run, runAsync, table } from "./_table.ts";
+import { benchFleet, CLI, check, run, runAsync, table } from "./_table.ts";
 
-const image = (target: string) => {
-  const out = join(REPO, "build", `bench-${target}`);
-  check(run([...CLI, "build", "--target", target, "--out", out]));
-  return join(out, "rootfs");
-};
-const fleet = new Fleet({
-  cluster: "benchjoin",
-  bridge: "pbj-br",
-  work: join(REPO, "build", "bench-join-work"),
-  masterImage: image("master"),
-  nodeImage: image("node"),
-  hosts: [
-    { name: "m1", host: "pbj-m1", ip: "10.222.0.1", role: "master" },
-    { name: "n1", host: "pbj-n1", ip: "10.222.0.2", role: "node" },
-  ],
-});
+const fleet = benchFleet("join", "pbj", "10.222.0", [
+  ["m1", "master"],
+  ["n1", "node"],
+]);
 const master = fleet.host("m1");
 const node = fleet.host("n1");
 const s = (ms: number) => `${(ms / 1000).toFixed(1)} s`;

@@ -10,28 +10,16 @@ import { readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { RUNC_ROOT } from "../core/box/state.ts";
 import type { EtcdMember } from "../plugins/etcd/members.ts";
-import { Fleet, type FleetHost } from "../test/fleet.ts";
+import type { FleetHost } from "../test/fleet.ts";
 import { waitFor } from "../test/helpers.ts";
-import { CLI, check, REPO, run, runAsync, table } from "./_table.ts";
+import { benchFleet, CLI, check, run, runAsync, table } from "./_table.ts";
 
-const image = (target: string) => {
-  const out = join(REPO, "build", `bench-${target}`);
-  check(run([...CLI, "build", "--target", target, "--out", out]));
-  return join(out, "rootfs");
-};
-const fleet = new Fleet({
-  cluster: "benchm",
-  bridge: "pbm-br",
-  work: join(REPO, "build", "bench-masters-work"),
-  masterImage: image("master"),
-  nodeImage: image("node"),
-  hosts: [
-    { name: "m1", host: "pbm-m1", ip: "10.225.0.1", role: "master" },
-    { name: "m2", host: "pbm-m2", ip: "10.225.0.2", role: "master" },
-    { name: "m3", host: "pbm-m3", ip: "10.225.0.3", role: "master" },
-    { name: "n1", host: "pbm-n1", ip: "10.225.0.4", role: "node" },
-  ],
-});
+const fleet = benchFleet("masters", "pbm", "10.225.0", [
+  ["m1", "master"],
+  ["m2", "master"],
+  ["m3", "master"],
+  ["n1", "node"],
+]);
 const [m1, m2, m3] = fleet.masters as [FleetHost, FleetHost, FleetHost];
 const node = fleet.host("n1");
 const rows: (string | number)[][] = [["measure", "value", "target"]];
@@ -51,7 +39,7 @@ function startAlone(h: FleetHost) {
     "--netns",
     h.host,
     "--cluster-id",
-    "benchm",
+    fleet.o.cluster,
     "--node-name",
     h.name,
     "--secrets-dir",
@@ -66,7 +54,9 @@ function startAlone(h: FleetHost) {
 
 /** Kills a bubble as a power cut would: SIGKILL to its init, every process of it gone at once. */
 function killBubble(h: FleetHost): void {
-  const st = JSON.parse(check(run(["runc", "--root", RUNC_ROOT, "state", `planet-benchm-${h.host}`])).out) as { pid: number };
+  const st = JSON.parse(check(run(["runc", "--root", RUNC_ROOT, "state", `planet-${fleet.o.cluster}-${h.host}`])).out) as {
+    pid: number;
+  };
   process.kill(st.pid, "SIGKILL");
 }
 
