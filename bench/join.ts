@@ -11,7 +11,7 @@ import { join } from "node:path";
 import { connect } from "node:tls";
 import { certRequests } from "../core/cli/commands/secrets.ts";
 import { Kube, loadKubeconfig } from "../core/kube/client.ts";
-import { issueHost } from "../secrets/store.ts";
+import { issueHost } from "../secrets/host.ts";
 import { Fleet } from "../test/fleet.ts";
 import { planet, waitFor } from "../test/helpers.ts";
 import { CLI, check, REPO, run, runAsync, table } from "./_table.ts";

@@ -5,7 +5,8 @@ import { join } from "node:path";
 import { certRequests } from "../core/cli/commands/secrets.ts";
 import { type ErrorCode, PlanetError } from "../core/errors.ts";
 import { checkSecrets, renewSecrets } from "./check.ts";
-import { initSecrets, issueHost, loadRecord, type SecretsOptions } from "./store.ts";
+import { issueHost } from "./host.ts";
+import { initSecrets, loadRecord, type SecretsOptions } from "./store.ts";
 
 const root = mkdtempSync(join(tmpdir(), "planet-secrets-"));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
