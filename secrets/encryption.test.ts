@@ -5,7 +5,8 @@ import { join } from "node:path";
 import { certRequests } from "../core/cli/commands/secrets.ts";
 import { rotateEncryption } from "./encryption.ts";
 import { issueHost } from "./host.ts";
-import { initSecrets, loadRecord } from "./store.ts";
+import { initSecrets } from "./init.ts";
+import { loadRecord } from "./store.ts";
 
 const work = mkdtempSync(join(tmpdir(), "planet-encryption-"));
 const dir = join(work, "cluster");

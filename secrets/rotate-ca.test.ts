@@ -7,9 +7,10 @@ import { plugins } from "../plugins/index.ts";
 import { REPO } from "../test/helpers.ts";
 import { checkSecrets } from "./check.ts";
 import { issueHost } from "./host.ts";
+import { initSecrets } from "./init.ts";
 import { keyMatches, parseCert, parseKey, pemsOf, signedBy } from "./pki.ts";
 import { rotateCA } from "./rotate-ca.ts";
-import { initSecrets, loadRecord } from "./store.ts";
+import { loadRecord } from "./store.ts";
 
 const every = plugins.flatMap((p) => p.certs ?? []);
 const opts = {

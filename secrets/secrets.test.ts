@@ -6,7 +6,8 @@ import { certRequests } from "../core/cli/commands/secrets.ts";
 import { type ErrorCode, PlanetError } from "../core/errors.ts";
 import { checkSecrets, renewSecrets } from "./check.ts";
 import { issueHost } from "./host.ts";
-import { initSecrets, loadRecord, type SecretsOptions } from "./store.ts";
+import { initSecrets } from "./init.ts";
+import { loadRecord, type SecretsOptions } from "./store.ts";
 
 const root = mkdtempSync(join(tmpdir(), "planet-secrets-"));
 afterAll(() => rmSync(root, { recursive: true, force: true }));

@@ -7,7 +7,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { issueHost } from "../../secrets/host.ts";
-import { initSecrets } from "../../secrets/store.ts";
+import { initSecrets } from "../../secrets/init.ts";
 import { loopbackMaster } from "../../test/helpers.ts";
 import { certRequests } from "../cli/commands/secrets.ts";
 import type { Agent } from "./agent.ts";
