@@ -7,6 +7,7 @@ import { existsSync, realpathSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { PlanetError } from "../core/errors.ts";
 import { type CertRequest, isCA, type Role } from "../core/plugin.ts";
+import { putBundle, putLeaf } from "./leaf.ts";
 import { type KeyPair, keyPem } from "./pki.ts";
 import {
   Batch,
@@ -21,8 +22,6 @@ import {
   newRecord,
   OWN_EXTS,
   prepareDir,
-  putBundle,
-  putLeaf,
   RECORD,
   read,
   rotating,

@@ -5,6 +5,7 @@
 import { randomBytes } from "node:crypto";
 import { PlanetError } from "../core/errors.ts";
 import { type CertRequest, isCA } from "../core/plugin.ts";
+import { putBundle, putLeaf } from "./leaf.ts";
 import { certPem, createCA, generateKey, type KeyPair, keyPem, publicKeyPem } from "./pki.ts";
 import {
   Batch,
@@ -15,8 +16,6 @@ import {
   loadRecord,
   newRecord,
   prepareDir,
-  putBundle,
-  putLeaf,
   RECORD,
   read,
   rotating,
