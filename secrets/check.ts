@@ -7,7 +7,7 @@ import { existsSync, readdirSync } from "node:fs";
 import { PlanetError } from "../core/errors.ts";
 import { writeLeaf } from "./leaf.ts";
 import { type KeyPair, keyMatches, parseCert, parseKey, sansOf, signedByAny, subjectText } from "./pki.ts";
-import { Batch, hashOf, loadCA, loadRecord, RECORD, read } from "./store.ts";
+import { Batch, hashOf, loadCA, loadRecord, RECORD, read } from "./record.ts";
 
 const DAY = 86_400_000;
 const phase = "secrets";

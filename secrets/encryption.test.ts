@@ -6,7 +6,7 @@ import { certRequests } from "../core/cli/commands/secrets.ts";
 import { rotateEncryption } from "./encryption.ts";
 import { issueHost } from "./host.ts";
 import { initSecrets } from "./init.ts";
-import { loadRecord } from "./store.ts";
+import { loadRecord } from "./record.ts";
 
 const work = mkdtempSync(join(tmpdir(), "planet-encryption-"));
 const dir = join(work, "cluster");

@@ -22,7 +22,7 @@ import {
   type SecretsOptions,
   validate,
   withRoot,
-} from "./store.ts";
+} from "./record.ts";
 
 const phase = "secrets";
 

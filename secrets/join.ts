@@ -36,7 +36,7 @@ import {
   rotating,
   type SecretsOptions,
   validate,
-} from "./store.ts";
+} from "./record.ts";
 import { caHash, type JoinToken } from "./token.ts";
 
 const phase = "join";

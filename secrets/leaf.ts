@@ -27,7 +27,7 @@ import {
   type Record_,
   read,
   type SecretsOptions,
-} from "./store.ts";
+} from "./record.ts";
 
 const phase = "secrets";
 

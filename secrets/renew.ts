@@ -26,7 +26,7 @@ import {
   signedByAny,
   subjectText,
 } from "./pki.ts";
-import { Batch, type FileRecord, hashOf, loadCA, loadRecord, RECORD, read, rotating } from "./store.ts";
+import { Batch, type FileRecord, hashOf, loadCA, loadRecord, RECORD, read, rotating } from "./record.ts";
 
 const phase = "renew";
 

@@ -9,8 +9,8 @@ import { checkSecrets } from "./check.ts";
 import { issueHost } from "./host.ts";
 import { initSecrets } from "./init.ts";
 import { keyMatches, parseCert, parseKey, pemsOf, signedBy } from "./pki.ts";
+import { loadRecord } from "./record.ts";
 import { rotateCA } from "./rotate-ca.ts";
-import { loadRecord } from "./store.ts";
 
 const every = plugins.flatMap((p) => p.certs ?? []);
 const opts = {

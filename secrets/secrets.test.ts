@@ -7,7 +7,7 @@ import { type ErrorCode, PlanetError } from "../core/errors.ts";
 import { checkSecrets, renewSecrets } from "./check.ts";
 import { issueHost } from "./host.ts";
 import { initSecrets } from "./init.ts";
-import { loadRecord, type SecretsOptions } from "./store.ts";
+import { loadRecord, type SecretsOptions } from "./record.ts";
 
 const root = mkdtempSync(join(tmpdir(), "planet-secrets-"));
 afterAll(() => rmSync(root, { recursive: true, force: true }));

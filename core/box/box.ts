@@ -12,7 +12,7 @@ import {
 } from "node:fs";
 import { dirname, join } from "node:path";
 import { joined } from "../../secrets/join.ts";
-import { filesOf, loadRecord } from "../../secrets/store.ts";
+import { filesOf, loadRecord } from "../../secrets/record.ts";
 import { formatToken } from "../../secrets/token.ts";
 import { type ErrorCode, PlanetError } from "../errors.ts";
 import { logger } from "../log.ts";

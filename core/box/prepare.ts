@@ -8,7 +8,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, readlinkSync, realpat
 import { isIP } from "node:net";
 import { hostname as osHostname } from "node:os";
 import { dirname, join, resolve } from "node:path";
-import { loadRecord } from "../../secrets/store.ts";
+import { loadRecord } from "../../secrets/record.ts";
 import type { JoinToken } from "../../secrets/token.ts";
 import { PlanetError } from "../errors.ts";
 import { type Manifest, readManifest } from "../manifest.ts";

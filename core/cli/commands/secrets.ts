@@ -9,9 +9,9 @@ import { reencryptSecrets, rotateEncryption, STAGES, type Stage } from "../../..
 import { issueHost } from "../../../secrets/host.ts";
 import { initSecrets } from "../../../secrets/init.ts";
 import { joinCluster } from "../../../secrets/join.ts";
+import { loadRecord } from "../../../secrets/record.ts";
 import { renewThroughMasters } from "../../../secrets/renew.ts";
 import { CA_STAGES, type CaStage, rotateCA } from "../../../secrets/rotate-ca.ts";
-import { loadRecord } from "../../../secrets/store.ts";
 import { parseToken } from "../../../secrets/token.ts";
 import { PlanetError } from "../../errors.ts";
 import { Kube, loadKubeconfig } from "../../kube/client.ts";

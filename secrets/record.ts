@@ -2,6 +2,8 @@
  * A secrets directory: the files `planet secrets init` issues from the plugins' certificate
  * requests, and `planet-secrets.json`, which remembers what each file was issued for so that
  * re-runs keep what is still right, `check` knows what to expect and `renew` can reissue alone.
+ * This room holds the record and what reads and writes the directory; the verbs that use them are
+ * init.ts (the cluster's directory), host.ts (a host's), leaf.ts (one leaf) and check.ts.
  */
 import { createHash } from "node:crypto";
 import {
