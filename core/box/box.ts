@@ -30,7 +30,8 @@ import {
 } from "./state.ts";
 import { restoreSysctlsIfLast, snapshotSysctls } from "./sysctls.ts";
 
-export { boxId, initialCluster, type Member, parseDnsList, prepare, type StartOptions } from "./prepare.ts";
+export { initialCluster, type Member, parseDnsList } from "./flags.ts";
+export { boxId, prepare, type StartOptions } from "./prepare.ts";
 
 const log = logger("box");
 
