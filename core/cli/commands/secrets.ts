@@ -20,7 +20,7 @@ import { certsFor, ownImageRootfs, readManifest } from "../../manifest.ts";
 import { requireIp } from "../../net.ts";
 import { type CertRequest, issuedTo, ROLES, type Role } from "../../plugin.ts";
 import { run } from "../../proc.ts";
-import { debugArg, multi } from "../_args.ts";
+import { debugArg, multi, parseValidity } from "../_args.ts";
 
 const log = logger("secrets");
 
@@ -58,18 +58,6 @@ export function certRequests(
     return active(p.roles) ? (p.certs ?? []).filter(mine) : [];
   });
   return { from: choice ? `--plugins ${choice}` : `target ${fallback}`, requests };
-}
-
-/** A validity in days: `365`, or `30d`, `12h`, `10m` (short ones are for tests of renewal). */
-export function parseValidity(text: string): number {
-  const m = /^(\d+(?:\.\d+)?)(d|h|m)?$/.exec(text.trim());
-  const days = m ? Number(m[1]) / { d: 1, h: 24, m: 1440 }[(m[2] ?? "d") as "d"] : Number.NaN;
-  if (!(days >= 1 / 1440))
-    throw new PlanetError(
-      "BAD_FLAG",
-      `--validity ${text}: expected days (365) or a duration such as 30d, 12h or 10m (at least 1m)`,
-    );
-  return days;
 }
 
 /** Masters' addresses from `name:ip,…` or `ip,…`. */
