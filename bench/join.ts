@@ -10,7 +10,7 @@ import { rmSync } from "node:fs";
 import { connect } from "node:tls";
 import { certRequests } from "../core/cli/commands/secrets.ts";
 import { Kube, loadKubeconfig } from "../core/kube/client.ts";
-import { issueHost } from "../secrets/store.ts";
+import { issueHost } from "../secrets/host.ts";
 import { planet, waitFor } from "../test/helpers.ts";
 import { benchFleet, CLI, check, run, runAsync, table } from "./_table.ts";
 

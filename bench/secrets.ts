@@ -4,7 +4,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { certRequests } from "../core/cli/commands/secrets.ts";
-import { initSecrets } from "../secrets/store.ts";
+import { initSecrets } from "../secrets/init.ts";
 import { CLI, median, run, table } from "./_table.ts";
 
 const { requests } = certRequests("dev");

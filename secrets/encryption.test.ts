@@ -4,7 +4,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { certRequests } from "../core/cli/commands/secrets.ts";
 import { rotateEncryption } from "./encryption.ts";
-import { initSecrets, issueHost, loadRecord } from "./store.ts";
+import { issueHost } from "./host.ts";
+import { initSecrets } from "./init.ts";
+import { loadRecord } from "./record.ts";
 
 const work = mkdtempSync(join(tmpdir(), "planet-encryption-"));
 const dir = join(work, "cluster");

@@ -16,7 +16,7 @@ import { rmSync } from "node:fs";
 import { join } from "node:path";
 import { PlanetError } from "../core/errors.ts";
 import type { Kube } from "../core/kube/client.ts";
-import { Batch, hashOf, loadRecord, RECORD, read, rotating } from "./store.ts";
+import { Batch, hashOf, loadRecord, RECORD, read, rotating } from "./record.ts";
 
 const phase = "encryption";
 export const KEY = "encryption";

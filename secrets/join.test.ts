@@ -16,11 +16,13 @@ import type { Kube } from "../core/kube/client.ts";
 import { issuedTo } from "../core/plugin.ts";
 import { plugins } from "../plugins/index.ts";
 import { loopbackMaster } from "../test/helpers.ts";
+import { issueHost } from "./host.ts";
+import { initSecrets } from "./init.ts";
 import { answerJoin, type JoinRequest, joinCluster } from "./join.ts";
 import { csrPem, generateKey, issue, parseCert, parseKey, pemsOf, sansOf, signedBy, subjectText } from "./pki.ts";
+import { filesOf } from "./record.ts";
 import { answerRenew, type RenewRequest, renewThroughMasters, trustFiles } from "./renew.ts";
 import { rotateCA } from "./rotate-ca.ts";
-import { filesOf, initSecrets, issueHost } from "./store.ts";
 import { caHash, checkToken, formatToken, type JoinToken, parseToken, parseTtl } from "./token.ts";
 
 const work = mkdtempSync(join(tmpdir(), "planet-join-"));

@@ -18,6 +18,7 @@ import { isIP } from "node:net";
 import { join } from "node:path";
 import { PlanetError } from "../core/errors.ts";
 import { type CertificateRequest, type CertRequest, isCA, type Role } from "../core/plugin.ts";
+import { issueHost } from "./host.ts";
 import { certify, certPem, csrPem, csrPublicKey, generateKey, type IssueRequest, keyPem, kubeconfig } from "./pki.ts";
 import {
   Batch,
@@ -25,7 +26,6 @@ import {
   expandOne,
   type FileRecord,
   hashOf,
-  issueHost,
   loadCA,
   loadRecord,
   newRecord,
@@ -36,7 +36,7 @@ import {
   rotating,
   type SecretsOptions,
   validate,
-} from "./store.ts";
+} from "./record.ts";
 import { caHash, type JoinToken } from "./token.ts";
 
 const phase = "join";

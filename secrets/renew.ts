@@ -8,6 +8,7 @@
 import type forge from "node-forge";
 import { PlanetError } from "../core/errors.ts";
 import type { CertificateRequest, CertRequest } from "../core/plugin.ts";
+import { checkSecrets } from "./check.ts";
 import { SIGNER } from "./join.ts";
 import {
   certify,
@@ -25,7 +26,7 @@ import {
   signedByAny,
   subjectText,
 } from "./pki.ts";
-import { Batch, checkSecrets, type FileRecord, hashOf, loadCA, loadRecord, RECORD, read, rotating } from "./store.ts";
+import { Batch, type FileRecord, hashOf, loadCA, loadRecord, RECORD, read, rotating } from "./record.ts";
 
 const phase = "renew";
 

@@ -5,9 +5,12 @@ import { join } from "node:path";
 import { certRequests } from "../core/cli/commands/secrets.ts";
 import { plugins } from "../plugins/index.ts";
 import { REPO } from "../test/helpers.ts";
+import { checkSecrets } from "./check.ts";
+import { issueHost } from "./host.ts";
+import { initSecrets } from "./init.ts";
 import { keyMatches, parseCert, parseKey, pemsOf, signedBy } from "./pki.ts";
+import { loadRecord } from "./record.ts";
 import { rotateCA } from "./rotate-ca.ts";
-import { checkSecrets, initSecrets, issueHost, loadRecord } from "./store.ts";
 
 const every = plugins.flatMap((p) => p.certs ?? []);
 const opts = {

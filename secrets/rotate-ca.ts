@@ -17,8 +17,10 @@ import { existsSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { type ErrorCode, PlanetError } from "../core/errors.ts";
 import type { CertRequest } from "../core/plugin.ts";
+import { checkSecrets } from "./check.ts";
+import { initSecrets } from "./init.ts";
 import { certPem, createCA, keyMatches, keyPem, parseCert, parseKey, pemsOf, sameCert, signedBy } from "./pki.ts";
-import { Batch, checkSecrets, initSecrets, loadCA, loadRecord, RECORD, type Record_, read, rotating } from "./store.ts";
+import { Batch, loadCA, loadRecord, RECORD, type Record_, read, rotating } from "./record.ts";
 
 export const CA_STAGES = ["prepare", "rotate", "finish"] as const;
 export type CaStage = (typeof CA_STAGES)[number];

@@ -4,7 +4,10 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { certRequests } from "../core/cli/commands/secrets.ts";
 import { type ErrorCode, PlanetError } from "../core/errors.ts";
-import { checkSecrets, initSecrets, issueHost, loadRecord, renewSecrets, type SecretsOptions } from "./store.ts";
+import { checkSecrets, renewSecrets } from "./check.ts";
+import { issueHost } from "./host.ts";
+import { initSecrets } from "./init.ts";
+import { loadRecord, type SecretsOptions } from "./record.ts";
 
 const root = mkdtempSync(join(tmpdir(), "planet-secrets-"));
 afterAll(() => rmSync(root, { recursive: true, force: true }));

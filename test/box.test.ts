@@ -7,7 +7,7 @@ import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node
 import { join } from "node:path";
 import { readState } from "../core/box/state.ts";
 import { certRequests } from "../core/cli/commands/secrets.ts";
-import { initSecrets } from "../secrets/store.ts";
+import { initSecrets } from "../secrets/init.ts";
 import { buildTest, CLI, canBoot, hostSnapshot, planet, planetAsync, REPO, sh, testHost, waitFor } from "./helpers.ts";
 
 const HOST = "pt-box";

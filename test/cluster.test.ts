@@ -15,8 +15,9 @@ import { readState } from "../core/box/state.ts";
 import { certRequests } from "../core/cli/commands/secrets.ts";
 import { Kube, type KubeError, loadKubeconfig } from "../core/kube/client.ts";
 import type { Role } from "../core/plugin.ts";
+import { issueHost } from "../secrets/host.ts";
+import { initSecrets } from "../secrets/init.ts";
 import { csrPem, parseCert, parseKey, pemsOf, signedBy } from "../secrets/pki.ts";
-import { initSecrets, issueHost } from "../secrets/store.ts";
 import { caHash } from "../secrets/token.ts";
 import { buildTest, busybox, canBoot, hostSnapshot, planet, planetAsync, REPO, sh, startArgs, waitFor } from "./helpers.ts";
 

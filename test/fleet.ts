@@ -8,7 +8,8 @@ import { join } from "node:path";
 import { certRequests } from "../core/cli/commands/secrets.ts";
 import { Kube, loadKubeconfig } from "../core/kube/client.ts";
 import { pointer } from "../core/upgrade/slots.ts";
-import { initSecrets, issueHost } from "../secrets/store.ts";
+import { issueHost } from "../secrets/host.ts";
+import { initSecrets } from "../secrets/init.ts";
 import { planet, planetAsync, type Ran, sh, startArgs, waitFor } from "./helpers.ts";
 
 export interface FleetHost {

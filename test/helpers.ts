@@ -7,7 +7,7 @@ import { RUNC_ROOT } from "../core/box/state.ts";
 import { certRequests } from "../core/cli/commands/secrets.ts";
 import type { Kube } from "../core/kube/client.ts";
 import { poll } from "../core/util.ts";
-import { initSecrets } from "../secrets/store.ts";
+import { initSecrets } from "../secrets/init.ts";
 
 export const REPO = resolve(import.meta.dir, "..");
 export const CLI = [process.execPath, join(REPO, "core/cli/main.ts")];

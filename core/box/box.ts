@@ -1,30 +1,15 @@
 import { type ChildProcess, spawn } from "node:child_process";
-import {
-  existsSync,
-  mkdirSync,
-  openSync,
-  readdirSync,
-  readFileSync,
-  realpathSync,
-  rmSync,
-  statfsSync,
-  writeFileSync,
-} from "node:fs";
-import { dirname, join } from "node:path";
-import { joined } from "../../secrets/join.ts";
-import { filesOf, loadRecord } from "../../secrets/store.ts";
-import { formatToken } from "../../secrets/token.ts";
-import { type ErrorCode, PlanetError } from "../errors.ts";
+import { existsSync, mkdirSync, openSync, readFileSync, realpathSync, rmSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { PlanetError } from "../errors.ts";
 import { logger } from "../log.ts";
-import { certsFor } from "../manifest.ts";
-import { parseCidr } from "../net.ts";
-import { run, selfCommand } from "../proc.ts";
+import { run } from "../proc.ts";
 import { mountSlotRoot, slotOfRootfs, unmountSlotRoot } from "../upgrade/slots.ts";
 import { poll } from "../util.ts";
 import { cgroupMode, removeCgroupTree } from "./cgroups.ts";
-import { canProbe, probeJoinIn } from "./join.ts";
+import { joinFirst } from "./join.ts";
 import { listenNotify } from "./notify.ts";
-import { preflightHost, preflightRootfs } from "./preflight.ts";
+import { preflightHost, preflightImage, preflightRootfs } from "./preflight.ts";
 import { disabledUnits, type Prepared, prepare, type StartOptions, writeRootfs } from "./prepare.ts";
 import {
   type BoxState,
@@ -45,7 +30,8 @@ import {
 } from "./state.ts";
 import { restoreSysctlsIfLast, snapshotSysctls } from "./sysctls.ts";
 
-export { boxId, initialCluster, type Member, parseDnsList, prepare, type StartOptions } from "./prepare.ts";
+export { initialCluster, type Member, parseDnsList } from "./flags.ts";
+export { boxId, prepare, type StartOptions } from "./prepare.ts";
 
 const log = logger("box");
 
@@ -83,157 +69,6 @@ function readComm(pid: number): string {
 function removeCgroups(id: string): void {
   for (const d of removeCgroupTree(id, cgroupMode())) log.warn(`cgroup ${d} not removed (processes left in it?)`);
 }
-
-/**
- * `--join`: a host without secrets makes its keys and gets its certificates from a master (its
- * token checked there, the master's CA checked here against the token). A host that joined before
- * keeps what it has: a restart needs no token.
- */
-async function joinFirst(p: Prepared, opts: StartOptions, j: NonNullable<StartOptions["join"]>, rootfs: string): Promise<void> {
-  if (!opts.secretsDir)
-    throw new PlanetError("BAD_FLAG", "--join needs --secrets-dir: the folder where this host keeps the keys it makes", {
-      phase: "join",
-    });
-  const had = loadRecord(opts.secretsDir)?.host;
-  if (had && had.cluster !== j.token.caHash)
-    throw new PlanetError(
-      "SECRETS_OTHER_HOST",
-      `--secrets-dir ${opts.secretsDir} holds the secrets of another cluster (CA sha256:${had.cluster}); give --join an empty folder`,
-      { phase: "join" },
-    );
-  if (joined(opts.secretsDir)) return;
-  if (existsSync(opts.secretsDir) && readdirSync(opts.secretsDir).length)
-    throw new PlanetError(
-      "NOT_OUR_DIR",
-      `--secrets-dir ${opts.secretsDir} is not empty and holds no host's secrets; give --join an empty or new folder`,
-      { phase: "join" },
-    );
-  log.info(`joining the cluster through ${j.master} with token ${j.token.id}`);
-  // From the bubble's network (a test host's namespace, else the host's): the master issues
-  // certificates for the address the join comes from. The token travels in the environment.
-  const cmd = [
-    ...(opts.netns ? ["ip", "netns", "exec", opts.netns] : []),
-    ...selfCommand(),
-    "secrets",
-    "join",
-    opts.secretsDir,
-    "--master",
-    j.master,
-    "--node-name",
-    p.env.KUBE_NODE_NAME as string,
-    "--ip",
-    p.env.PLANET_PUBLIC_IP as string,
-    "--role",
-    p.roles.join(","),
-    "--rootfs",
-    rootfs,
-    "--port",
-    String(p.env.PLANET_AGENT_PORT ?? 7575),
-  ];
-  const res = await run(cmd, { env: { ...process.env, PLANET_TOKEN: formatToken(j.token) }, timeoutMs: 120_000 });
-  if (res.exitCode !== 0) {
-    const line =
-      res.stderr
-        .trim()
-        .split("\n")
-        .filter((l) => /^[A-Z_]+: /.test(l))
-        .pop() ?? res.stderr.trim();
-    const m = /^([A-Z_]+): (.*)$/.exec(line);
-    // The child's line already names its phase: `(join)` is not said twice.
-    const message = (m?.[2] ?? line).replace(/^\(join\) /, "");
-    throw new PlanetError((m?.[1] as ErrorCode | undefined) ?? "JOIN_FAILED", message, { phase: "join" });
-  }
-  log.success(
-    res.stderr
-      .trim()
-      .split("\n")
-      .pop()
-      ?.replace(/^.*?\] /, "") ?? "joined",
-  );
-}
-
-/** Everything the image's plugins need from the host, checked before anything is written. */
-async function preflightImage(p: Prepared, opts: StartOptions): Promise<void> {
-  const certs = certsFor(p.manifest, p.roles);
-  if (certs.length && !opts.secretsDir)
-    throw new PlanetError(
-      "NO_SECRETS",
-      `this image's plugins request ${certs.length} certificates: issue them with planet secrets init --domain D <dir> and pass --secrets-dir <dir>`,
-      { phase: "preflight" },
-    );
-  if (opts.secretsDir) {
-    const record = loadRecord(opts.secretsDir);
-    const env = p.env;
-    if (record?.host && record.nodeName !== env.KUBE_NODE_NAME)
-      throw new PlanetError(
-        "SECRETS_OTHER_HOST",
-        `${opts.secretsDir} holds the secrets of host ${record.nodeName}, not --node-name ${env.KUBE_NODE_NAME}; issue this host's: planet secrets host <cluster-dir> <dir> --node-name ${env.KUBE_NODE_NAME} --ip ${env.PLANET_PUBLIC_IP} --role ${p.roles.join(",")}`,
-        { phase: "preflight" },
-      );
-    if (record?.host && !record.ips.includes(env.PLANET_PUBLIC_IP as string))
-      throw new PlanetError(
-        "SECRETS_OTHER_HOST",
-        `${opts.secretsDir} was issued for ${record.ips.join(", ")}, not --public-ip ${env.PLANET_PUBLIC_IP}; reissue it: planet secrets host <cluster-dir> ${opts.secretsDir} --node-name ${record.nodeName} --ip ${env.PLANET_PUBLIC_IP} --role ${p.roles.join(",")}`,
-        { phase: "preflight" },
-      );
-    for (const c of certs)
-      for (const f of filesOf(c, record?.host ? p.roles : undefined))
-        if (!existsSync(join(opts.secretsDir, f)))
-          throw new PlanetError(
-            "MISSING_SECRET",
-            `${join(opts.secretsDir, f)} is missing (requested by plugin ${c.plugin}); add it with: planet secrets init --domain D ${opts.secretsDir}`,
-            { phase: "preflight" },
-          );
-    const wanted = parseCidr(opts.serviceSubnet, "--service-subnet").text;
-    if (record && record.serviceSubnet !== wanted)
-      throw new PlanetError(
-        "SUBNET_MISMATCH",
-        `the certificates in ${opts.secretsDir} were issued for service subnet ${record.serviceSubnet} (service IP ${record.serviceIp}), not --service-subnet ${wanted}; reissue: planet secrets init --service-subnet ${wanted} --force …`,
-        { phase: "preflight" },
-      );
-  }
-  for (const { port, plugin, roles } of p.manifest.ports ?? []) {
-    if (!roles.some((r) => p.roles.includes(r))) continue;
-    const ss = ["ss", "-Htlnp", `sport = :${port}`];
-    const res = await run(opts.netns ? ["ip", "netns", "exec", opts.netns, ...ss] : ss);
-    const line = res.stdout.trim();
-    if (line) {
-      const who = /users:\(\("([^"]+)",pid=(\d+)/.exec(line);
-      throw new PlanetError(
-        "PORT_IN_USE",
-        `port ${port} (plugin ${plugin}) is taken by ${who ? `${who[1]} (pid ${who[2]})` : "another process"} in ${opts.netns ? `network namespace ${opts.netns}` : "the host network"}`,
-        { phase: "preflight" },
-      );
-    }
-  }
-  // A node joins a running cluster: ask a master before anything is written.
-  const kubelet = certs.some((c) => c.name === "kubelet");
-  if (!p.roles.includes("master") && kubelet && opts.secretsDir && canProbe(opts.secretsDir)) {
-    const masters = (p.env.PLANET_INITIAL_CLUSTER ?? "").split(",").map((m) => m.split(":")[1] ?? "");
-    const first = p.env.KUBE_MASTER_IP as string;
-    const via = await probeJoinIn(opts.netns, {
-      masters: [first, ...masters.filter((m) => m && m !== first)],
-      port: Number(p.env.KUBE_APISERVER_PORT ?? 6443),
-      secretsDir: realpathSync(opts.secretsDir),
-      nodeName: p.env.KUBE_NODE_NAME as string,
-      publicIp: p.env.PLANET_PUBLIC_IP as string,
-      waitSeconds: opts.joinWaitSeconds ?? 20,
-    });
-    log.info(`joining the cluster through master ${via}`);
-  }
-  for (const dir of p.dataDirs) {
-    let probe = dir;
-    while (!existsSync(probe)) probe = dirname(probe);
-    if (statfsSync(probe).type === OVERLAYFS_MAGIC)
-      throw new PlanetError(
-        "BAD_VOLUME",
-        `data volume ${dir} is on overlayfs, which cannot hold the bubble's own overlay mounts; use --data-dir on a plain filesystem (ext4, xfs)`,
-        { phase: "preflight" },
-      );
-  }
-}
-
-const OVERLAYFS_MAGIC = 0x794c7630;
 
 /** Refuses a second bubble for the same cluster or rootfs; cleans up after a crashed one. */
 async function claim(id: string, rootfs: string): Promise<void> {

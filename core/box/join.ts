@@ -1,9 +1,19 @@
-import { existsSync, readFileSync } from "node:fs";
+/**
+ * A bubble and the cluster it joins, before it boots: `--join` gets a new host its secrets from a
+ * master with a token, and a node that has its secrets asks a master whether it may join at all.
+ */
+import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
+import { joined } from "../../secrets/join.ts";
+import { loadRecord } from "../../secrets/record.ts";
+import { formatToken } from "../../secrets/token.ts";
 import { type ErrorCode, PlanetError } from "../errors.ts";
+import { logger } from "../log.ts";
 import { run, selfCommand } from "../proc.ts";
+import type { Prepared, StartOptions } from "./prepare.ts";
 
 const phase = "join";
+const log = logger("box");
 
 export interface JoinProbe {
   /** Masters' addresses, tried in order. */
@@ -121,4 +131,77 @@ export async function probeJoinIn(netns: string | undefined, p: JoinProbe): Prom
 /** Whether the secrets dir carries what the probe presents (a node's kubelet certificate). */
 export function canProbe(secretsDir: string): boolean {
   return ["root.cert", "kubelet.cert", "kubelet.key"].every((f) => existsSync(join(secretsDir, f)));
+}
+
+/**
+ * `--join`: a host without secrets makes its keys and gets its certificates from a master (its
+ * token checked there, the master's CA checked here against the token). A host that joined before
+ * keeps what it has: a restart needs no token.
+ */
+export async function joinFirst(
+  p: Prepared,
+  opts: StartOptions,
+  j: NonNullable<StartOptions["join"]>,
+  rootfs: string,
+): Promise<void> {
+  if (!opts.secretsDir)
+    throw new PlanetError("BAD_FLAG", "--join needs --secrets-dir: the folder where this host keeps the keys it makes", {
+      phase: "join",
+    });
+  const had = loadRecord(opts.secretsDir)?.host;
+  if (had && had.cluster !== j.token.caHash)
+    throw new PlanetError(
+      "SECRETS_OTHER_HOST",
+      `--secrets-dir ${opts.secretsDir} holds the secrets of another cluster (CA sha256:${had.cluster}); give --join an empty folder`,
+      { phase: "join" },
+    );
+  if (joined(opts.secretsDir)) return;
+  if (existsSync(opts.secretsDir) && readdirSync(opts.secretsDir).length)
+    throw new PlanetError(
+      "NOT_OUR_DIR",
+      `--secrets-dir ${opts.secretsDir} is not empty and holds no host's secrets; give --join an empty or new folder`,
+      { phase: "join" },
+    );
+  log.info(`joining the cluster through ${j.master} with token ${j.token.id}`);
+  // From the bubble's network (a test host's namespace, else the host's): the master issues
+  // certificates for the address the join comes from. The token travels in the environment.
+  const cmd = [
+    ...(opts.netns ? ["ip", "netns", "exec", opts.netns] : []),
+    ...selfCommand(),
+    "secrets",
+    "join",
+    opts.secretsDir,
+    "--master",
+    j.master,
+    "--node-name",
+    p.env.KUBE_NODE_NAME as string,
+    "--ip",
+    p.env.PLANET_PUBLIC_IP as string,
+    "--role",
+    p.roles.join(","),
+    "--rootfs",
+    rootfs,
+    "--port",
+    String(p.env.PLANET_AGENT_PORT ?? 7575),
+  ];
+  const res = await run(cmd, { env: { ...process.env, PLANET_TOKEN: formatToken(j.token) }, timeoutMs: 120_000 });
+  if (res.exitCode !== 0) {
+    const line =
+      res.stderr
+        .trim()
+        .split("\n")
+        .filter((l) => /^[A-Z_]+: /.test(l))
+        .pop() ?? res.stderr.trim();
+    const m = /^([A-Z_]+): (.*)$/.exec(line);
+    // The child's line already names its phase: `(join)` is not said twice.
+    const message = (m?.[2] ?? line).replace(/^\(join\) /, "");
+    throw new PlanetError((m?.[1] as ErrorCode | undefined) ?? "JOIN_FAILED", message, { phase: "join" });
+  }
+  log.success(
+    res.stderr
+      .trim()
+      .split("\n")
+      .pop()
+      ?.replace(/^.*?\] /, "") ?? "joined",
+  );
 }

@@ -20,3 +20,15 @@ export function multi(rawArgs: string[], name: string, opts: { split?: boolean; 
 
 /** `--debug` is accepted by every command. */
 export const debugArg = { debug: { type: "boolean", description: "debug logging and stack traces" } } as const;
+
+/** A validity in days: `365`, or `30d`, `12h`, `10m` (short ones are for tests of renewal). */
+export function parseValidity(text: string): number {
+  const m = /^(\d+(?:\.\d+)?)(d|h|m)?$/.exec(text.trim());
+  const days = m ? Number(m[1]) / { d: 1, h: 24, m: 1440 }[(m[2] ?? "d") as "d"] : Number.NaN;
+  if (!(days >= 1 / 1440))
+    throw new PlanetError(
+      "BAD_FLAG",
+      `--validity ${text}: expected days (365) or a duration such as 30d, 12h or 10m (at least 1m)`,
+    );
+  return days;
+}

@@ -22,7 +22,8 @@ import {
 } from "node:fs";
 import { basename, dirname, join, resolve } from "node:path";
 import { defineCommand } from "citty";
-import { issueHost, loadRecord, RECORD } from "../../../secrets/store.ts";
+import { issueHost } from "../../../secrets/host.ts";
+import { loadRecord, RECORD } from "../../../secrets/record.ts";
 import { findBubble } from "../../box/box.ts";
 import { execRun } from "../../box/exec.ts";
 import { listStates, ownerAlive } from "../../box/state.ts";

@@ -1,14 +1,15 @@
-import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
+import { existsSync } from "node:fs";
 import { hostname } from "node:os";
 import { join } from "node:path";
 import { defineCommand } from "citty";
 import { targets } from "../../../build.assets/targets.ts";
 import { plugins } from "../../../plugins/index.ts";
+import { checkSecrets } from "../../../secrets/check.ts";
 import { reencryptSecrets, rotateEncryption, STAGES, type Stage } from "../../../secrets/encryption.ts";
+import { issueHost } from "../../../secrets/host.ts";
+import { initSecrets } from "../../../secrets/init.ts";
 import { joinCluster } from "../../../secrets/join.ts";
-import { renewThroughMasters } from "../../../secrets/renew.ts";
 import { CA_STAGES, type CaStage, rotateCA } from "../../../secrets/rotate-ca.ts";
-import { checkSecrets, initSecrets, issueHost, loadRecord, renewSecrets } from "../../../secrets/store.ts";
 import { parseToken } from "../../../secrets/token.ts";
 import { PlanetError } from "../../errors.ts";
 import { Kube, loadKubeconfig } from "../../kube/client.ts";
@@ -16,8 +17,8 @@ import { logger } from "../../log.ts";
 import { certsFor, ownImageRootfs, readManifest } from "../../manifest.ts";
 import { requireIp } from "../../net.ts";
 import { type CertRequest, issuedTo, ROLES, type Role } from "../../plugin.ts";
-import { run } from "../../proc.ts";
-import { debugArg, multi } from "../_args.ts";
+import { debugArg, multi, parseValidity } from "../_args.ts";
+import { renewCmd } from "./secrets-renew.ts";
 
 const log = logger("secrets");
 
@@ -56,83 +57,6 @@ export function certRequests(
   });
   return { from: choice ? `--plugins ${choice}` : `target ${fallback}`, requests };
 }
-
-/** A validity in days: `365`, or `30d`, `12h`, `10m` (short ones are for tests of renewal). */
-export function parseValidity(text: string): number {
-  const m = /^(\d+(?:\.\d+)?)(d|h|m)?$/.exec(text.trim());
-  const days = m ? Number(m[1]) / { d: 1, h: 24, m: 1440 }[(m[2] ?? "d") as "d"] : Number.NaN;
-  if (!(days >= 1 / 1440))
-    throw new PlanetError(
-      "BAD_FLAG",
-      `--validity ${text}: expected days (365) or a duration such as 30d, 12h or 10m (at least 1m)`,
-    );
-  return days;
-}
-
-/** Masters' addresses from `name:ip,…` or `ip,…`. */
-function mastersOf(text?: string): string[] {
-  const ips = (text ?? "")
-    .split(",")
-    .filter(Boolean)
-    .map((m) => m.split(":").pop() as string);
-  if (!ips.length)
-    throw new PlanetError(
-      "BAD_FLAG",
-      "a host's certificates are renewed by the masters: pass --masters ip,… (or run it inside the bubble)",
-    );
-  for (const ip of ips) requireIp(ip, "--masters");
-  return ips;
-}
-
-/** When a unit's main process started, from systemd (microseconds), or null when it does not run. */
-async function startedAt(unit: string): Promise<number | null> {
-  const res = await run(["systemctl", "show", "--timestamp=us+utc", "-p", "ExecMainStartTimestamp", "--value", unit]);
-  const m = /(\d{4}-\d\d-\d\d) (\d\d:\d\d:\d\d)(\.\d+)? UTC/.exec(res.stdout);
-  return m ? Date.parse(`${m[1]}T${m[2]}${m[3] ?? ""}Z`) : null;
-}
-
-/**
- * Restarts, one at a time, every running unit that uses a file of `dir` (/var/state) written after
- * it started: components read their certificates, kubeconfigs and trust when they start. What uses
- * what is read from the unit's file and the config files and scripts it names (kube-proxy.yaml,
- * coredns-config…); the agent reads its API's certificates and the trust through --secrets-dir.
- */
-async function restartStale(dir = "/var/state"): Promise<void> {
-  const units = existsSync(UNIT_DIR) ? readdirSync(UNIT_DIR).filter((f) => f.endsWith(".service")) : [];
-  const textOf = (unit: string) => {
-    const text = readFileSync(join(UNIT_DIR, unit), "utf8");
-    // The container environment names every host's kubeconfig (KUBECONFIG): it says nothing of the unit.
-    const named = [...text.matchAll(/(\/(?:etc|usr\/lib\/planet)\/[\w./-]+)/g)]
-      .map((m) => m[1] as string)
-      .filter((f) => f !== "/etc/container-environment");
-    const files = named.filter((f) => existsSync(f) && statSync(f).isFile());
-    return [text, ...files.map((f) => readFileSync(f, "utf8"))].join("\n");
-  };
-  const mtime = (f: string) => (existsSync(join(dir, f)) ? statSync(join(dir, f)).mtimeMs : 0);
-  const ours = readdirSync(dir).filter((f) => !f.startsWith("."));
-  for (const unit of units) {
-    const text = textOf(unit);
-    const used = ours.filter(
-      (f) =>
-        text.includes(`/var/state/${f}`) ||
-        (unit === "planet-agent.service" && (f.startsWith("planet-rpc") || ["root.cert", "client-ca.pem"].includes(f))),
-    );
-    if (!used.length) continue;
-    const since = await startedAt(unit);
-    const newer = since === null ? [] : used.filter((f) => mtime(f) > since);
-    // A unit may say which files it reads again by itself (`X-Planet-Reloads=` in its unit file).
-    const reloads = /^X-Planet-Reloads=(.*)$/m.exec(text)?.[1]?.split(/\s+/) ?? [];
-    if (newer.every((f) => reloads.includes(f))) {
-      if (newer.length) log.info(`${unit} reads ${newer.join(", ")} again by itself: not restarted`);
-      continue;
-    }
-    const res = await run(["systemctl", "try-restart", unit], { timeoutMs: 120_000 });
-    if (res.exitCode !== 0) log.warn(`${unit} did not restart: ${res.stderr.trim()}`);
-    else log.info(`restarted ${unit} (${newer.join(", ")} changed)`);
-  }
-}
-
-const UNIT_DIR = "/etc/systemd/system";
 
 const dirArg = { dir: { type: "positional", description: "secrets directory", required: true } } as const;
 
@@ -250,44 +174,6 @@ const check = defineCommand({
         );
       process.exitCode = 1;
     }
-  },
-});
-
-const renew = defineCommand({
-  meta: { name: "renew", description: "reissue, with the same keys, leaf certificates expiring within --warn-days" },
-  args: {
-    ...debugArg,
-    ...dirArg,
-    "warn-days": { type: "string", description: "renew what expires within this many days", default: "30" },
-    validity: { type: "string", description: "new validity in days (default: as issued, at least a year)" },
-    masters: {
-      type: "string",
-      description: "a host's directory: the masters that renew it, name:ip,… or ip,… (default PLANET_INITIAL_CLUSTER)",
-    },
-    "restart-units": {
-      type: "boolean",
-      description: "inside a bubble: restart, one at a time, the units using a file of <dir> written since they started",
-    },
-  },
-  async run({ args }) {
-    if (!existsSync(join(args.dir))) throw new PlanetError("NO_SECRETS", `${args.dir} does not exist`);
-    const warnDays = Number(args["warn-days"]);
-    if (!Number.isFinite(warnDays) || warnDays < 0)
-      throw new PlanetError("BAD_FLAG", `--warn-days ${args["warn-days"]}: expected days`);
-    // A node's own directory holds no CA key: its certificates are renewed by a master. A master's
-    // (and the cluster's) holds every CA's key: renewed here.
-    const host = loadRecord(args.dir)?.host;
-    const renewed =
-      host && !host.roles.includes("master")
-        ? await renewThroughMasters({
-            dir: args.dir,
-            masters: mastersOf(args.masters ?? process.env.PLANET_INITIAL_CLUSTER),
-            port: Number(process.env.PLANET_AGENT_PORT ?? 7575),
-            warnDays,
-          })
-        : await renewSecrets(args.dir, warnDays, args.validity ? parseValidity(args.validity) : undefined);
-    log.success(renewed.length ? `renewed ${renewed.join(", ")}` : "nothing to renew");
-    if (args["restart-units"]) await restartStale(args.dir);
   },
 });
 
@@ -411,7 +297,7 @@ export default defineCommand({
     host,
     join: joinCmd,
     check,
-    renew,
+    renew: renewCmd,
     "rotate-ca": rotateCaCmd,
     "rotate-encryption": rotateEncryptionCmd,
     reencrypt,
