@@ -2,7 +2,7 @@ import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { basename, join, resolve as resolvePath } from "node:path";
 import { type ChartInfo, HELM_ASSET, loadPluginCharts } from "./charts.ts";
 import { type ErrorCode, PlanetError } from "./errors.ts";
-import { parseRef } from "./image/oci-layout.ts";
+import { parseRef } from "./image-ref.ts";
 import { checkObjects, loadPluginManifests, type ManifestFile } from "./kube/apply.ts";
 import { isCertificate, type PluginDef, ROLES, type Role, type UnitDef } from "./plugin.ts";
 import { BASE_UNITS, parseUnit, referencedUnits, UnitParseError } from "./units.ts";

@@ -4,9 +4,9 @@
  */
 import { existsSync } from "node:fs";
 import { join, resolve } from "node:path";
+import { bubbleRoot } from "../box/slot-root.ts";
 import { type ErrorCode, PlanetError } from "../errors.ts";
 import { ownImageRootfs } from "../manifest.ts";
-import { bubbleRoot } from "../upgrade/slots.ts";
 
 /** Where the agent's unix socket lives inside the rootfs (so the host reaches it through the rootfs path). */
 export const AGENT_SOCKET = "/var/lib/planet/agent.sock";

@@ -4,13 +4,13 @@ import { join } from "node:path";
 import { PlanetError } from "../errors.ts";
 import { logger } from "../log.ts";
 import { run } from "../proc.ts";
-import { mountSlotRoot, slotOfRootfs, unmountSlotRoot } from "../upgrade/slots.ts";
 import { poll } from "../util.ts";
 import { cgroupMode, removeCgroupTree } from "./cgroups.ts";
 import { joinFirst } from "./join.ts";
 import { listenNotify } from "./notify.ts";
 import { preflightHost, preflightImage, preflightRootfs } from "./preflight.ts";
 import { disabledUnits, type Prepared, prepare, type StartOptions, writeRootfs } from "./prepare.ts";
+import { mountSlotRoot, slotOfRootfs, unmountSlotRoot } from "./slot-root.ts";
 import {
   type BoxState,
   boxDir,

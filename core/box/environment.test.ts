@@ -1,8 +1,8 @@
 import { describe, expect, test } from "bun:test";
+import { expandEnv, formatEnvFile, parseEnvFile, parseEnvPair } from "../environment.ts";
 import { PlanetError } from "../errors.ts";
 import { ownImageRootfs } from "../manifest.ts";
 import { firstIp, overlaps, parseCidr } from "../net.ts";
-import { expandEnv, formatEnvFile, parseEnvFile, parseEnvPair } from "./environment.ts";
 import { hostCapabilities, hostNofile } from "./spec.ts";
 
 describe("container environment", () => {

@@ -2,11 +2,11 @@ import { spawn } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
 import { constants } from "node:os";
 import { join } from "node:path";
+import { parseEnvFile } from "../environment.ts";
 import { PlanetError } from "../errors.ts";
 import { type RunResult, run } from "../proc.ts";
-import { bubbleRoot } from "../upgrade/slots.ts";
 import { findBubble } from "./box.ts";
-import { parseEnvFile } from "./environment.ts";
+import { bubbleRoot } from "./slot-root.ts";
 import { RUNC_ROOT, runcStatus } from "./state.ts";
 
 export interface ExecOptions {

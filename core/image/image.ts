@@ -1,7 +1,7 @@
 import { existsSync, mkdirSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
-import { expandEnv } from "../box/environment.ts";
 import { HELM_ASSET, renderChart, type ShippedChart } from "../charts.ts";
+import { expandEnv } from "../environment.ts";
 import { PlanetError } from "../errors.ts";
 import { logger } from "../log.ts";
 import { MANIFEST_PATH, type Manifest } from "../manifest.ts";

@@ -7,9 +7,10 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "no
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { recipes } from "../../build.assets/index.ts";
+import { parseRef } from "../image-ref.ts";
 import { poll } from "../util.ts";
 import { ensureAsset } from "./assets.ts";
-import { MEDIA, parseRef, readOciLayout, writeOciLayout } from "./oci-layout.ts";
+import { MEDIA, readOciLayout, writeOciLayout } from "./oci-layout.ts";
 import { pushLayouts, registryFetch } from "./push.ts";
 
 const work = mkdtempSync(join(tmpdir(), "planet-push-"));

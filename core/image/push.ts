@@ -6,7 +6,8 @@
  */
 import { readFileSync } from "node:fs";
 import { PlanetError } from "../errors.ts";
-import { type LayoutImage, parseRef, readOciLayout } from "./oci-layout.ts";
+import { parseRef } from "../image-ref.ts";
+import { type LayoutImage, readOciLayout } from "./oci-layout.ts";
 
 export interface RegistryTarget {
   /** `unix:/path.sock` or `https://host:port`. */

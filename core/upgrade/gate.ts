@@ -5,10 +5,10 @@
 import type { CheckStatus } from "../agent/checks.ts";
 import { agentSocket, ask } from "../agent/client.ts";
 import { execRun } from "../box/exec.ts";
+import type { Slot } from "../box/slot-root.ts";
 import { ownerAlive, readState } from "../box/state.ts";
 import { readManifest } from "../manifest.ts";
 import type { Journal } from "./journal.ts";
-import type { Slot } from "./slots.ts";
 
 const critical = (checks: CheckStatus[]) => checks.filter((c) => c.severity !== "warning");
 

@@ -3,9 +3,10 @@ import { createHash } from "node:crypto";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { slotOfRootfs } from "../box/slot-root.ts";
 import type { PlanetError } from "../errors.ts";
 import { type Journal, journalFile, readJournal, writeJournal } from "./journal.ts";
-import { installSlot, listSlots, pointer, pruneSlots, setPointer, slotOfRootfs } from "./slots.ts";
+import { installSlot, listSlots, pointer, pruneSlots, setPointer } from "./slots.ts";
 
 const root = mkdtempSync(join(tmpdir(), "planet-slots-"));
 afterAll(() => rmSync(root, { recursive: true, force: true }));

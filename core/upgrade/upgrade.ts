@@ -10,6 +10,7 @@ import { join } from "node:path";
 import { stop } from "../box/box.ts";
 import { execRun } from "../box/exec.ts";
 import { boxId } from "../box/prepare.ts";
+import { bubbleRoot, type Slot, slotOfRootfs } from "../box/slot-root.ts";
 import { ownerAlive, pidAlive, readState } from "../box/state.ts";
 import { PlanetError } from "../errors.ts";
 import { logger } from "../log.ts";
@@ -20,18 +21,7 @@ import { failingChecks, gate } from "./gate.ts";
 import { archiveJournal, ended, type Journal, readJournal, writeJournal } from "./journal.ts";
 import { lockHost, releaseClusterLock, takeClusterLock } from "./locks.ts";
 import { checkSkew } from "./skew.ts";
-import {
-  bubbleRoot,
-  imageBytes,
-  imageSource,
-  installSlot,
-  listSlots,
-  pointer,
-  pruneSlots,
-  type Slot,
-  setPointer,
-  slotOfRootfs,
-} from "./slots.ts";
+import { imageBytes, imageSource, installSlot, listSlots, pointer, pruneSlots, setPointer } from "./slots.ts";
 import { restorePlan, restoreVolumes, savedDir, saveVolumes } from "./volumes.ts";
 
 const log = logger("upgrade");

@@ -1,4 +1,4 @@
-import { PlanetError } from "../errors.ts";
+import { PlanetError } from "./errors.ts";
 
 /**
  * Expands `${NAME}` references between variables (plugin defaults refer to flag values, e.g.
