@@ -9,7 +9,6 @@ import {
   lstatSync,
   mkdirSync,
   readdirSync,
-  readFileSync,
   readlinkSync,
   realpathSync,
   renameSync,
@@ -17,13 +16,13 @@ import {
   symlinkSync,
   writeFileSync,
 } from "node:fs";
-import { basename, dirname, join, resolve } from "node:path";
-import { isMounted, readSlotInfo, type Slot, type SlotInfo, slotOfRootfs } from "../box/slot-root.ts";
+import { basename, join, resolve } from "node:path";
+import { isMounted, readSlotInfo, type Slot, type SlotInfo } from "../box/slot-root.ts";
 import { PlanetError } from "../errors.ts";
 import { sha256File } from "../image/assets.ts";
 import { logger } from "../log.ts";
 import { MANIFEST_PATH, type Manifest, readManifest } from "../manifest.ts";
-import { run, runOk } from "../proc.ts";
+import { runOk } from "../proc.ts";
 
 const log = logger("upgrade");
 
