@@ -1,6 +1,6 @@
 #!/usr/bin/env bun
 import { join } from "node:path";
-import { memoryInUse } from "../core/box/cgroups.ts";
+import { memoryInUse } from "../core/bubble/cgroups.ts";
 import type { Kube, KubeError } from "../core/kube/client.ts";
 import { waitFor } from "../test/helpers.ts";
 import { benchFleet, CLI, check, mib, pausePid, REPO, run, table } from "./_table.ts";

@@ -8,7 +8,7 @@
 import { mkdtempSync, readdirSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { execEnv } from "../core/box/exec.ts";
+import { execEnv } from "../core/bubble/exec.ts";
 import { importImages } from "../core/e2e/conformance.ts";
 import { Kube, loadKubeconfig } from "../core/kube/client.ts";
 import { startArgs } from "../test/helpers.ts";

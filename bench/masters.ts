@@ -8,7 +8,7 @@
  */
 import { readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
-import { RUNC_ROOT } from "../core/box/state.ts";
+import { RUNC_ROOT } from "../core/bubble/state.ts";
 import type { EtcdMember } from "../plugins/etcd/members.ts";
 import type { FleetHost } from "../test/fleet.ts";
 import { waitFor } from "../test/helpers.ts";

@@ -1,6 +1,6 @@
 /**
  * The core's house: each file on a floor, and no import pointing up — a library never imports a CLI
- * command, the box never the upgrade, the contract nothing of ours. A new file gets a floor here.
+ * command, the bubble never the upgrade, the contract nothing of ours. A new file gets a floor here.
  */
 import { describe, expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
@@ -13,7 +13,7 @@ const FLOORS: [RegExp, number][] = [
   [/^core\/kube\//, 2],
   [/^core\/(manifest|resolve|charts)\.ts$/, 3],
   [/^core\/image\//, 4],
-  [/^core\/box\//, 5],
+  [/^core\/bubble\//, 5],
   [/^core\/agent\//, 6],
   [/^core\/upgrade\//, 7],
   [/^core\/e2e\//, 8],

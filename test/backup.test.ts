@@ -9,7 +9,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, truncateSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
-import { readState } from "../core/box/state.ts";
+import { readState } from "../core/bubble/state.ts";
 import { Kube, loadKubeconfig } from "../core/kube/client.ts";
 import {
   buildTest,

@@ -11,7 +11,7 @@ import { existsSync, lstatSync, readdirSync, readFileSync, readlinkSync, rmSync,
 import { basename, join } from "node:path";
 import { connect, type PeerCertificate } from "node:tls";
 import forge from "node-forge";
-import { readState } from "../core/box/state.ts";
+import { readState } from "../core/bubble/state.ts";
 import { certRequests } from "../core/cli/commands/secrets.ts";
 import { Kube, type KubeError, loadKubeconfig } from "../core/kube/client.ts";
 import type { Role } from "../core/plugin.ts";

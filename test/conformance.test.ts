@@ -7,7 +7,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { readState } from "../core/box/state.ts";
+import { readState } from "../core/bubble/state.ts";
 import { Kube, loadKubeconfig } from "../core/kube/client.ts";
 import { buildTest, canBoot, devSecrets, planet, planetAsync, REPO, startBubble, testHost, waitFor } from "./helpers.ts";
 

@@ -3,7 +3,7 @@
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { type Agent, type AgentOptions, createAgent } from "../core/agent/agent.ts";
-import { RUNC_ROOT } from "../core/box/state.ts";
+import { RUNC_ROOT } from "../core/bubble/state.ts";
 import { certRequests } from "../core/cli/commands/secrets.ts";
 import type { Kube } from "../core/kube/client.ts";
 import { poll } from "../core/util.ts";

@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { createHash } from "node:crypto";
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
-import { readState } from "../core/box/state.ts";
+import { readState } from "../core/bubble/state.ts";
 import { Kube, loadKubeconfig } from "../core/kube/client.ts";
 import {
   buildTest,

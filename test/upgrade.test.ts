@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { existsSync, mkdirSync, readFileSync, rmSync, symlinkSync } from "node:fs";
 import { join } from "node:path";
 import { agentSocket, ask } from "../core/agent/client.ts";
-import { readState } from "../core/box/state.ts";
+import { readState } from "../core/bubble/state.ts";
 import { Kube, loadKubeconfig } from "../core/kube/client.ts";
 import { type Journal, PHASES, type UpgradePhase } from "../core/upgrade/journal.ts";
 import {

@@ -4,7 +4,7 @@
  */
 import { existsSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { bubbleRoot } from "../box/slot-root.ts";
+import { bubbleRoot } from "../bubble/slot-root.ts";
 import { type ErrorCode, PlanetError } from "../errors.ts";
 import { ownImageRootfs } from "../manifest.ts";
 

@@ -45,7 +45,7 @@ describe("the CLI's boundaries: a typo is an error, never a silent success", () 
 
 describe("exec's command line", () => {
   test("the command starts at the first positional; a -- before it ends planet's flags, one after it is the command's", async () => {
-    const { commandAfterFlags } = await import("./commands/box.ts");
+    const { commandAfterFlags } = await import("./commands/bubble.ts");
     expect(
       commandAfterFlags(["--rootfs", "/r", "kubectl", "create", "deployment", "x", "--image=y", "--", "sleep", "1"]),
     ).toEqual(["kubectl", "create", "deployment", "x", "--image=y", "--", "sleep", "1"]);
@@ -56,7 +56,7 @@ describe("exec's command line", () => {
 
 describe("start's command line, kept for planet upgrade", () => {
   test("every flag but --rootfs (either form) and --detach, values as given", async () => {
-    const { restartArgs } = await import("./commands/box.ts");
+    const { restartArgs } = await import("./commands/bubble.ts");
     expect(
       restartArgs(["--rootfs", "/r", "--netns", "h1", "--detach", "--rootfs=/s", "--kubelet-options", "--v=2", "--role", "node"]),
     ).toEqual(["--netns", "h1", "--kubelet-options", "--v=2", "--role", "node"]);

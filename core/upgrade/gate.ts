@@ -4,9 +4,9 @@
  */
 import type { CheckStatus } from "../agent/checks.ts";
 import { agentSocket, ask } from "../agent/client.ts";
-import { execRun } from "../box/exec.ts";
-import type { Slot } from "../box/slot-root.ts";
-import { ownerAlive, readState } from "../box/state.ts";
+import { execRun } from "../bubble/exec.ts";
+import type { Slot } from "../bubble/slot-root.ts";
+import { ownerAlive, readState } from "../bubble/state.ts";
 import { readManifest } from "../manifest.ts";
 import type { Journal } from "./journal.ts";
 

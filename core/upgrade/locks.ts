@@ -5,7 +5,7 @@
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { agentSocket, ask } from "../agent/client.ts";
-import { pidAlive } from "../box/state.ts";
+import { pidAlive } from "../bubble/state.ts";
 import { PlanetError } from "../errors.ts";
 import { logger } from "../log.ts";
 import { poll } from "../util.ts";

@@ -7,7 +7,7 @@
  */
 import { existsSync, readFileSync } from "node:fs";
 import { resolve } from "node:path";
-import { pidAlive } from "../box/state.ts";
+import { pidAlive } from "../bubble/state.ts";
 import { PlanetError } from "../errors.ts";
 import { logger } from "../log.ts";
 import { run, selfCommand } from "../proc.ts";

@@ -3,7 +3,7 @@ import { createHash } from "node:crypto";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { slotOfRootfs } from "../box/slot-root.ts";
+import { slotOfRootfs } from "../bubble/slot-root.ts";
 import type { PlanetError } from "../errors.ts";
 import { type Journal, journalFile, readJournal, writeJournal } from "./journal.ts";
 import { installSlot, listSlots, pointer, pruneSlots, setPointer } from "./slots.ts";

@@ -17,7 +17,7 @@ import {
   writeFileSync,
 } from "node:fs";
 import { basename, join, resolve } from "node:path";
-import { isMounted, readSlotInfo, type Slot, type SlotInfo } from "../box/slot-root.ts";
+import { isMounted, readSlotInfo, type Slot, type SlotInfo } from "../bubble/slot-root.ts";
 import { PlanetError } from "../errors.ts";
 import { sha256File } from "../image/assets.ts";
 import { logger } from "../log.ts";

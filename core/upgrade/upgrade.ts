@@ -7,11 +7,11 @@
  */
 import { existsSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { stop } from "../box/box.ts";
-import { execRun } from "../box/exec.ts";
-import { boxId } from "../box/prepare.ts";
-import { bubbleRoot, type Slot, slotOfRootfs } from "../box/slot-root.ts";
-import { ownerAlive, pidAlive, readState } from "../box/state.ts";
+import { stop } from "../bubble/bubble.ts";
+import { execRun } from "../bubble/exec.ts";
+import { bubbleId } from "../bubble/prepare.ts";
+import { bubbleRoot, type Slot, slotOfRootfs } from "../bubble/slot-root.ts";
+import { ownerAlive, pidAlive, readState } from "../bubble/state.ts";
 import { PlanetError } from "../errors.ts";
 import { logger } from "../log.ts";
 import { type Manifest, manifestDigest, readManifest } from "../manifest.ts";
@@ -46,8 +46,8 @@ export interface UpgradeOptions {
 
 /** Where a bubble's data dir is: its state says, else the default. */
 function dataDirOf(clusterId: string, netns?: string): string {
-  const st = readState(boxId(clusterId, netns));
-  return st?.dataDir ?? `/var/lib/planet/${boxId(clusterId, netns).replace(/^planet-/, "")}`;
+  const st = readState(bubbleId(clusterId, netns));
+  return st?.dataDir ?? `/var/lib/planet/${bubbleId(clusterId, netns).replace(/^planet-/, "")}`;
 }
 
 /** The manifest of an image to install and its digest, read without unpacking it. */
@@ -176,7 +176,7 @@ async function finish(j: Journal): Promise<void> {
 
 /** Upgrades this host's bubble to `o.image`, or resumes the journaled upgrade. Returns what changed. */
 export async function upgrade(o: UpgradeOptions): Promise<Journal> {
-  const box = boxId(o.clusterId, o.netns);
+  const box = bubbleId(o.clusterId, o.netns);
   const dataDir = o.dataDir ?? dataDirOf(o.clusterId, o.netns);
   lockHost(dataDir);
   const open = readJournal(dataDir);

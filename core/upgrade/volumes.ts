@@ -4,7 +4,7 @@
  */
 import { existsSync, mkdirSync, renameSync, rmSync } from "node:fs";
 import { join } from "node:path";
-import { execRun } from "../box/exec.ts";
+import { execRun } from "../bubble/exec.ts";
 import { logger } from "../log.ts";
 import type { Manifest } from "../manifest.ts";
 import { runOk } from "../proc.ts";

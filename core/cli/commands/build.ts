@@ -1,6 +1,6 @@
 import { join, resolve } from "node:path";
 import { defineCommand } from "citty";
-import { findByRootfs, ownerAlive } from "../../box/state.ts";
+import { findByRootfs, ownerAlive } from "../../bubble/state.ts";
 import { PlanetError } from "../../errors.ts";
 import { buildBundle } from "../../image/bundle.ts";
 import { buildImage } from "../../image/image.ts";

@@ -1,5 +1,5 @@
 import { defineCommand } from "citty";
-import { devHost, devHostDown, devHostUp } from "../../box/devhost.ts";
+import { devHost, devHostDown, devHostUp } from "../../bubble/devhost.ts";
 import { logger } from "../../log.ts";
 import { debugArg } from "../_args.ts";
 

@@ -1,5 +1,5 @@
 import { defineCommand } from "citty";
-import { probeJoin } from "../../box/join.ts";
+import { probeJoin } from "../../bubble/join.ts";
 import { debugArg } from "../_args.ts";
 
 /** What `planet start` runs before a node boots (in the test host's namespace when there is one). */

@@ -4,7 +4,7 @@ import type { LeaderView, MemberHealth } from "../../agent/api.ts";
 import type { CheckStatus } from "../../agent/checks.ts";
 import { agentSocket, ask } from "../../agent/client.ts";
 import type { UpgradeLock } from "../../agent/upgrade-lock.ts";
-import { slotOfRootfs } from "../../box/slot-root.ts";
+import { slotOfRootfs } from "../../bubble/slot-root.ts";
 import { type Journal, lastUpgrade } from "../../upgrade/journal.ts";
 import { pointer } from "../../upgrade/slots.ts";
 import { debugArg } from "../_args.ts";

@@ -2,8 +2,8 @@ import { existsSync, renameSync, writeFileSync } from "node:fs";
 import { isIP } from "node:net";
 import { join, resolve } from "node:path";
 import { defineCommand } from "citty";
-import { execEnv } from "../../box/exec.ts";
-import { findByRootfs, pidAlive } from "../../box/state.ts";
+import { execEnv } from "../../bubble/exec.ts";
+import { findByRootfs, pidAlive } from "../../bubble/state.ts";
 import {
   CONFORMANCE_FOCUS,
   checkCluster,

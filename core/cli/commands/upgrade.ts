@@ -1,6 +1,6 @@
 import { defineCommand } from "citty";
-import { boxId } from "../../box/prepare.ts";
-import { ownerAlive, readState } from "../../box/state.ts";
+import { bubbleId } from "../../bubble/prepare.ts";
+import { ownerAlive, readState } from "../../bubble/state.ts";
 import { PlanetError } from "../../errors.ts";
 import { logger } from "../../log.ts";
 import { lastUpgrade } from "../../upgrade/journal.ts";
@@ -75,9 +75,9 @@ export const upgradeCmd = defineCommand({
     const clusterId = args["cluster-id"] ?? process.env.PLANET_CLUSTER_ID ?? "local";
     const netns = args.netns ?? process.env.PLANET_NETNS;
     if (args.unlock) {
-      const st = readState(boxId(clusterId, netns));
+      const st = readState(bubbleId(clusterId, netns));
       if (!st || !ownerAlive(st))
-        throw new PlanetError("NOT_RUNNING", `bubble ${boxId(clusterId, netns)} is not running: its agent releases the lock`);
+        throw new PlanetError("NOT_RUNNING", `bubble ${bubbleId(clusterId, netns)} is not running: its agent releases the lock`);
       const released = await releaseClusterLock(st.rootfs, args["lock-owner"] ?? null);
       log.success(
         released

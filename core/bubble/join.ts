@@ -13,7 +13,7 @@ import { run, selfCommand } from "../proc.ts";
 import type { Prepared, StartOptions } from "./prepare.ts";
 
 const phase = "join";
-const log = logger("box");
+const log = logger("bubble");
 
 export interface JoinProbe {
   /** Masters' addresses, tried in order. */

@@ -19,7 +19,7 @@ import { writeDurably } from "../util.ts";
 import { initialCluster, parseDnsList, parseVolume } from "./flags.ts";
 import { preflightNetns } from "./preflight.ts";
 import { bubbleSpec, type Volume } from "./spec.ts";
-import { boxDir } from "./state.ts";
+import { bubbleDir } from "./state.ts";
 
 export interface StartOptions {
   rootfs: string;
@@ -61,7 +61,7 @@ export interface StartOptions {
 }
 
 /** The bubble's name (runc id, cgroup, state dir): one per cluster on a host, one per test host. */
-export function boxId(clusterId: string, netns?: string): string {
+export function bubbleId(clusterId: string, netns?: string): string {
   return netns ? `planet-${clusterId}-${netns}` : `planet-${clusterId}`;
 }
 
@@ -173,7 +173,7 @@ export function prepare(opts: StartOptions): Prepared {
         "BAD_CIDR",
         `--pod-subnet ${pod.text} overlaps the host's network ${net.text}; choose a pod subnet the host does not use`,
       );
-  const id = boxId(opts.clusterId, opts.netns);
+  const id = bubbleId(opts.clusterId, opts.netns);
 
   const flags: Record<string, string> = {
     PLANET_ROLE: roles.join(","),
@@ -240,7 +240,7 @@ export function prepare(opts: StartOptions): Prepared {
     cgroupsPath: `/${id}`,
     netns: netnsPath,
     volumes,
-    notifyDir: join(boxDir(id), "notify"),
+    notifyDir: join(bubbleDir(id), "notify"),
   });
   const dataDirs = volumes.filter((v) => v.source.startsWith(`${dataDir}/`)).map((v) => v.source);
   return { id, env, roles, manifest, spec, netnsPath, dataDir, dataDirs, resolvConf };

@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { parseEnvFile } from "../environment.ts";
 import { PlanetError } from "../errors.ts";
 import { type RunResult, run } from "../proc.ts";
-import { findBubble } from "./box.ts";
+import { findBubble } from "./bubble.ts";
 import { bubbleRoot } from "./slot-root.ts";
 import { RUNC_ROOT, runcStatus } from "./state.ts";
 

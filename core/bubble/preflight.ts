@@ -15,7 +15,7 @@ import { canProbe, probeJoinIn } from "./join.ts";
 import type { Prepared, StartOptions } from "./prepare.ts";
 
 const phase = "preflight";
-const log = logger("box");
+const log = logger("bubble");
 
 export function requireRoot(what: string): void {
   if (process.getuid?.() !== 0) throw new PlanetError("NOT_ROOT", `planet ${what} must run as root`, { phase });

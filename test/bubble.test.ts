@@ -5,16 +5,16 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { readState } from "../core/box/state.ts";
+import { readState } from "../core/bubble/state.ts";
 import { certRequests } from "../core/cli/commands/secrets.ts";
 import { initSecrets } from "../secrets/init.ts";
 import { buildTest, CLI, canBoot, hostSnapshot, planet, planetAsync, REPO, sh, testHost, waitFor } from "./helpers.ts";
 
-const HOST = "pt-box";
+const HOST = "pt-bubble";
 const IP = "10.212.0.1";
-const CLUSTER = "boxtest";
+const CLUSTER = "bubbletest";
 
-describe.if(canBoot)("box: planet start | exec | stop", () => {
+describe.if(canBoot)("bubble: planet start | exec | stop", () => {
   let rootfs = "";
   let before: Record<string, unknown> = {};
   let host: ReturnType<typeof testHost> | undefined;
@@ -28,18 +28,18 @@ describe.if(canBoot)("box: planet start | exec | stop", () => {
     "--cluster-id",
     CLUSTER,
     "--node-name",
-    "box-node",
+    "bubble-node",
     "--env",
     "GREETING=hello world",
     "--data-dir",
-    join(REPO, "build", "test-box-data"),
+    join(REPO, "build", "test-bubble-data"),
     "--secrets-dir",
-    join(REPO, "build", "test-box-secrets"),
+    join(REPO, "build", "test-bubble-secrets"),
   ];
 
   beforeAll(async () => {
     rootfs = join(
-      buildTest("box", [
+      buildTest("bubble", [
         "--target",
         "node",
         "--without",
@@ -61,12 +61,12 @@ describe.if(canBoot)("box: planet start | exec | stop", () => {
       ]),
       "rootfs",
     );
-    await initSecrets(join(REPO, "build", "test-box-secrets"), certRequests("node").requests, {
-      domain: "box.local",
+    await initSecrets(join(REPO, "build", "test-bubble-secrets"), certRequests("node").requests, {
+      domain: "bubble.local",
       serviceSubnet: "10.100.0.0/16",
       ips: [IP],
       hosts: [],
-      nodeName: "box-node",
+      nodeName: "bubble-node",
       validityDays: 30,
     });
     before = hostSnapshot();
@@ -90,7 +90,7 @@ describe.if(canBoot)("box: planet start | exec | stop", () => {
     for (const line of [
       `PLANET_PUBLIC_IP="${IP}"`,
       `KUBE_CLUSTER_ID="${CLUSTER}"`,
-      'KUBE_NODE_NAME="box-node"',
+      'KUBE_NODE_NAME="bubble-node"',
       'KUBE_SERVICE_SUBNET="10.100.0.0/16"',
       'KUBE_POD_SUBNET="10.244.0.0/16"',
       'GREETING="hello world"',
@@ -114,12 +114,12 @@ describe.if(canBoot)("box: planet start | exec | stop", () => {
     expect(inBubble("sh", "-c", "exit 7").exitCode).toBe(7);
     const env = inBubble("sh", "-c", 'echo "$GREETING|$KUBE_NODE_NAME|$PATH"');
     expect(env.exitCode).toBe(0);
-    expect(env.stdout.trim()).toBe("hello world|box-node|/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+    expect(env.stdout.trim()).toBe("hello world|bubble-node|/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
     expect(inBubble("ls", "-d", "/ext/state", "/var/state/root.cert").exitCode).toBe(0);
     expect(inBubble("touch", "/var/state/x").exitCode).not.toBe(0); // secrets are read-only inside
     // Named by the flags that started it, as an installed image is (no rootfs path to give).
     expect(planet("exec", "--cluster-id", CLUSTER, "--netns", HOST, "--", "hostname").exitCode).toBe(0);
-    expect(planet("exec", "--data-dir", join(REPO, "build", "test-box-data"), "--", "sh", "-c", "exit 3").exitCode).toBe(3);
+    expect(planet("exec", "--data-dir", join(REPO, "build", "test-bubble-data"), "--", "sh", "-c", "exit 3").exitCode).toBe(3);
     const none = planet("stop", "--cluster-id", "nope");
     expect(none.exitCode).toBe(1);
     expect(none.stderr).toMatch(
@@ -168,7 +168,7 @@ describe.if(canBoot)("box: planet start | exec | stop", () => {
   }, 90_000);
 
   test("the secrets plugin's renew unit renews expiring certificates from inside the bubble", () => {
-    const dir = join(REPO, "build", "test-box-secrets");
+    const dir = join(REPO, "build", "test-bubble-secrets");
     expect(planet("secrets", "check", "--quiet", dir).exitCode).toBe(1); // issued for 30 days, inside the 30-day window
     expect(inBubble("systemctl", "start", "planet-secrets-renew.service").exitCode).toBe(0);
     expect(planet("secrets", "check", dir).exitCode).toBe(0);
@@ -186,7 +186,7 @@ describe.if(canBoot)("box: planet start | exec | stop", () => {
   test("a second start on the same rootfs is refused with one clear line", () => {
     const res = planet(...startArgs());
     expect(res.exitCode).toBe(1);
-    expect(res.stderr.trim()).toMatch(/^ALREADY_RUNNING: bubble planet-boxtest-pt-box is already running/);
+    expect(res.stderr.trim()).toMatch(/^ALREADY_RUNNING: bubble planet-bubbletest-pt-bubble is already running/);
     expect(res.stderr.trim().split("\n")).toHaveLength(1);
   });
 
@@ -276,8 +276,8 @@ describe.if(canBoot)("box: planet start | exec | stop", () => {
   test("a data volume that fills up: a critical check names it and the host turns degraded; space freed, healthy again", async () => {
     expect(planet("stop", "--rootfs", rootfs).exitCode).toBe(0);
     // The data dir on a small filesystem of its own (a loop-mounted file), as a host's data disk.
-    const img = join(REPO, "build", "test-box-small.img");
-    const mnt = join(REPO, "build", "test-box-small");
+    const img = join(REPO, "build", "test-bubble-small.img");
+    const mnt = join(REPO, "build", "test-bubble-small");
     rmSync(img, { force: true });
     mkdirSync(mnt, { recursive: true });
     expect(sh(["truncate", "-s", "64M", img]).exitCode).toBe(0);

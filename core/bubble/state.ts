@@ -12,7 +12,7 @@ export const RUNC_ROOT = join(STATE_ROOT, "runc");
 export type Phase = "booting" | "ready" | "stopping" | "failed";
 
 /** What `planet start` records about the bubble it runs (`<STATE_ROOT>/<id>/start.json`). */
-export interface BoxState {
+export interface BubbleState {
   id: string;
   rootfs: string;
   clusterId: string;
@@ -49,7 +49,7 @@ export function detachLog(id: string): string {
   return join(STATE_ROOT, `${id}.log`);
 }
 
-export function boxDir(id: string): string {
+export function bubbleDir(id: string): string {
   return join(STATE_ROOT, id);
 }
 
@@ -57,11 +57,11 @@ export function boxDir(id: string): string {
  * The state `planet start` wrote for bubble `id`, or null when there is none. A file that does not
  * parse as one is an error, never "no state": its bubble may be alive, and would be killed as an orphan.
  */
-export function readState(id: string): BoxState | null {
-  const file = join(boxDir(id), "start.json");
-  let s: Partial<BoxState> | null;
+export function readState(id: string): BubbleState | null {
+  const file = join(bubbleDir(id), "start.json");
+  let s: Partial<BubbleState> | null;
   try {
-    s = readJsonOrNull<Partial<BoxState>>(file);
+    s = readJsonOrNull<Partial<BubbleState>>(file);
   } catch {
     // Not JSON: refused below like any other file that is not a bubble state.
     s = {};
@@ -70,19 +70,19 @@ export function readState(id: string): BoxState | null {
   if (typeof s.id !== "string" || typeof s.rootfs !== "string" || typeof s.pid !== "number" || typeof s.phase !== "string")
     throw new PlanetError(
       "CORRUPT_STATE",
-      `${file} is not a bubble state: see whether its planet start still runs (ps aux | grep "planet start"), stop that by hand, then remove ${boxDir(id)}`,
+      `${file} is not a bubble state: see whether its planet start still runs (ps aux | grep "planet start"), stop that by hand, then remove ${bubbleDir(id)}`,
     );
-  return s as BoxState;
+  return s as BubbleState;
 }
 
-export function writeState(state: BoxState): void {
-  const dir = boxDir(state.id);
+export function writeState(state: BubbleState): void {
+  const dir = bubbleDir(state.id);
   mkdirSync(dir, { recursive: true });
   writeDurably(join(dir, "start.json"), `${JSON.stringify(state, null, 2)}\n`);
 }
 
 /** Every bubble this host knows of. */
-export function listStates(): BoxState[] {
+export function listStates(): BubbleState[] {
   if (!existsSync(STATE_ROOT)) return [];
   return readdirSync(STATE_ROOT)
     .filter((d) => d !== "runc" && !d.endsWith(".log") && !d.endsWith(".json") && !d.endsWith(".lock"))
@@ -95,7 +95,7 @@ export function listStates(): BoxState[] {
     });
 }
 
-export function findByRootfs(rootfs: string): BoxState | undefined {
+export function findByRootfs(rootfs: string): BubbleState | undefined {
   return listStates().find((s) => s.rootfs === rootfs);
 }
 
@@ -121,7 +121,7 @@ export function procStart(pid: number): string | null {
 }
 
 /** Whether the `planet start` that owns a bubble still runs (its PID, and the process that had it). */
-export const ownerAlive = (st: Pick<BoxState, "pid" | "pidStart">): boolean => pidAlive(st.pid, st.pidStart);
+export const ownerAlive = (st: Pick<BubbleState, "pid" | "pidStart">): boolean => pidAlive(st.pid, st.pidStart);
 
 /** runc's view of a container: its status, or null when runc does not know it. */
 export async function runcStatus(id: string): Promise<{ status: string; pid: number } | null> {

@@ -8,7 +8,7 @@ import { logger } from "../log.ts";
 import { readSysctl, sysctlPath, writeDurably } from "../util.ts";
 import { HOST_SYSCTLS_FILE, listStates, ownerAlive } from "./state.ts";
 
-const log = logger("box");
+const log = logger("bubble");
 
 /** Kernel settings that are not per network namespace, which components in a bubble may change. */
 const HOST_SYSCTLS = [

@@ -12,8 +12,8 @@ import { preflightHost, preflightImage, preflightRootfs } from "./preflight.ts";
 import { disabledUnits, type Prepared, prepare, type StartOptions, writeRootfs } from "./prepare.ts";
 import { mountSlotRoot, slotOfRootfs, unmountSlotRoot } from "./slot-root.ts";
 import {
-  type BoxState,
-  boxDir,
+  type BubbleState,
+  bubbleDir,
   detachLog,
   findByRootfs,
   listStates,
@@ -31,12 +31,12 @@ import {
 import { restoreSysctlsIfLast, snapshotSysctls } from "./sysctls.ts";
 
 export { initialCluster, type Member, parseDnsList } from "./flags.ts";
-export { boxId, prepare, type StartOptions } from "./prepare.ts";
+export { bubbleId, prepare, type StartOptions } from "./prepare.ts";
 
-const log = logger("box");
+const log = logger("bubble");
 
 /** Removes everything a bubble left on the host: runc state, cgroups, state dir; restores sysctls. */
-export async function cleanup(id: string, state: BoxState | null): Promise<void> {
+export async function cleanup(id: string, state: BubbleState | null): Promise<void> {
   const rs = await runcStatus(id);
   if (rs) {
     if (rs.status === "running" || rs.status === "paused") await run(["runc", "--root", RUNC_ROOT, "kill", id, "KILL"]);
@@ -53,7 +53,7 @@ export async function cleanup(id: string, state: BoxState | null): Promise<void>
   if (state?.notifyPid && pidAlive(state.notifyPid) && /socat/.test(readComm(state.notifyPid)))
     process.kill(state.notifyPid, "SIGKILL");
   restoreSysctlsIfLast(id);
-  rmSync(boxDir(id), { recursive: true, force: true });
+  rmSync(bubbleDir(id), { recursive: true, force: true });
   pruneStateRoot();
 }
 
@@ -170,7 +170,7 @@ export async function start(opts: StartOptions): Promise<number> {
     pruneStateRoot(); // `runc state` creates its root; a refused start leaves nothing behind
     throw e;
   }
-  const dir = boxDir(p.id);
+  const dir = bubbleDir(p.id);
   // The state dir is the lock: of two starts racing past claim(), one creates it, the other stops.
   mkdirSync(STATE_ROOT, { recursive: true });
   try {
@@ -179,7 +179,7 @@ export async function start(opts: StartOptions): Promise<number> {
     if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e;
     throw new PlanetError("ALREADY_RUNNING", `another planet start of bubble ${p.id} is under way; stop it first: planet stop`);
   }
-  const state: BoxState = {
+  const state: BubbleState = {
     id: p.id,
     rootfs,
     clusterId: opts.clusterId,
@@ -193,7 +193,7 @@ export async function start(opts: StartOptions): Promise<number> {
   };
   writeState(state);
   // Another cluster id on the same rootfs, claimed at the same moment: the later one steps back.
-  const first = (o: BoxState) => o.startedAt < state.startedAt || (o.startedAt === state.startedAt && o.id < p.id);
+  const first = (o: BubbleState) => o.startedAt < state.startedAt || (o.startedAt === state.startedAt && o.id < p.id);
   const twin = listStates().find((o) => o.rootfs === rootfs && o.id !== p.id && ownerAlive(o) && first(o));
   if (twin) {
     rmSync(dir, { recursive: true, force: true });
@@ -305,7 +305,7 @@ export async function start(opts: StartOptions): Promise<number> {
 }
 
 /** Finds the bubble booted from `rootfs`. */
-export function findBubble(rootfs: string): BoxState {
+export function findBubble(rootfs: string): BubbleState {
   const real = existsSync(rootfs) ? realpathSync(rootfs) : rootfs;
   const state = findByRootfs(real);
   if (!state) throw new PlanetError("NOT_RUNNING", `no bubble runs from ${real} (start it: planet start)`);

@@ -3,9 +3,9 @@ import { existsSync, mkdirSync, openSync, readFileSync, rmSync, statSync } from 
 import { dirname, resolve } from "node:path";
 import { defineCommand } from "citty";
 import { parseToken } from "../../../secrets/token.ts";
-import { boxId, start, stop } from "../../box/box.ts";
-import { execIn } from "../../box/exec.ts";
-import { detachLog, listStates, ownerAlive, pidAlive, pruneStateRoot, readState } from "../../box/state.ts";
+import { bubbleId, start, stop } from "../../bubble/bubble.ts";
+import { execIn } from "../../bubble/exec.ts";
+import { detachLog, listStates, ownerAlive, pidAlive, pruneStateRoot, readState } from "../../bubble/state.ts";
 import { parseEnvPair } from "../../environment.ts";
 import { PlanetError } from "../../errors.ts";
 import { logger } from "../../log.ts";
@@ -16,7 +16,7 @@ import { selfCommand } from "../../proc.ts";
 import { pointer } from "../../upgrade/slots.ts";
 import { debugArg, multi } from "../_args.ts";
 
-const log = logger("box");
+const log = logger("bubble");
 const env = (name: string) => process.env[name] || undefined;
 
 /** `--rootfs`, the rootfs this binary lives in (`…/rootfs/usr/bin/planet`), or the current slot of `--data-dir`. */
@@ -70,7 +70,7 @@ export function bubbleRootfs(args: { rootfs?: string; "cluster-id"?: string; net
   const netns = args.netns ?? env("PLANET_NETNS");
   const dataDir = args["data-dir"] ? resolve(args["data-dir"]) : undefined;
   if (cluster || dataDir) {
-    const named = cluster ? readState(boxId(cluster, netns)) : null;
+    const named = cluster ? readState(bubbleId(cluster, netns)) : null;
     const found = named ?? listStates().find((st) => !!dataDir && !!st.dataDir && resolve(st.dataDir) === dataDir);
     if (!found || (dataDir && found.dataDir && resolve(found.dataDir) !== dataDir))
       throw new PlanetError(
@@ -190,7 +190,7 @@ export const startCmd = defineCommand({
       throw new PlanetError("BAD_FLAG", `--ready-timeout ${args["ready-timeout"]}: expected seconds`);
     if (args.detach) {
       process.exitCode = await detach(
-        boxId(opts.clusterId, opts.netns),
+        bubbleId(opts.clusterId, opts.netns),
         rawArgs.filter((a) => a !== "--detach"),
         opts.readyTimeout,
       );

@@ -1,6 +1,6 @@
 import { describe, expect, test } from "bun:test";
 import type { PlanetError } from "../errors.ts";
-import { boxId, initialCluster } from "./box.ts";
+import { bubbleId, initialCluster } from "./bubble.ts";
 import { devHost } from "./devhost.ts";
 
 const code = (f: () => unknown) => {
@@ -43,8 +43,8 @@ describe("--initial-cluster", () => {
   });
 
   test("bubbles in test hosts get their own names; the host network keeps the cluster's", () => {
-    expect(boxId("prod")).toBe("planet-prod");
-    expect(boxId("prod", "h1")).toBe("planet-prod-h1");
+    expect(bubbleId("prod")).toBe("planet-prod");
+    expect(bubbleId("prod", "h1")).toBe("planet-prod-h1");
   });
 });
 
