@@ -68,17 +68,16 @@ export async function preflightImage(p: Prepared, opts: StartOptions): Promise<v
     );
   if (opts.secretsDir) {
     const record = loadRecord(opts.secretsDir);
-    const env = p.env;
-    if (record?.host && record.nodeName !== env.KUBE_NODE_NAME)
+    if (record?.host && record.nodeName !== p.nodeName)
       throw new PlanetError(
         "SECRETS_OTHER_HOST",
-        `${opts.secretsDir} holds the secrets of host ${record.nodeName}, not --node-name ${env.KUBE_NODE_NAME}; issue this host's: planet secrets host <cluster-dir> <dir> --node-name ${env.KUBE_NODE_NAME} --ip ${env.PLANET_PUBLIC_IP} --role ${p.roles.join(",")}`,
+        `${opts.secretsDir} holds the secrets of host ${record.nodeName}, not --node-name ${p.nodeName}; issue this host's: planet secrets host <cluster-dir> <dir> --node-name ${p.nodeName} --ip ${p.publicIp} --role ${p.roles.join(",")}`,
         { phase: "preflight" },
       );
-    if (record?.host && !record.ips.includes(env.PLANET_PUBLIC_IP as string))
+    if (record?.host && !record.ips.includes(p.publicIp))
       throw new PlanetError(
         "SECRETS_OTHER_HOST",
-        `${opts.secretsDir} was issued for ${record.ips.join(", ")}, not --public-ip ${env.PLANET_PUBLIC_IP}; reissue it: planet secrets host <cluster-dir> ${opts.secretsDir} --node-name ${record.nodeName} --ip ${env.PLANET_PUBLIC_IP} --role ${p.roles.join(",")}`,
+        `${opts.secretsDir} was issued for ${record.ips.join(", ")}, not --public-ip ${p.publicIp}; reissue it: planet secrets host <cluster-dir> ${opts.secretsDir} --node-name ${record.nodeName} --ip ${p.publicIp} --role ${p.roles.join(",")}`,
         { phase: "preflight" },
       );
     for (const c of certs)
@@ -114,14 +113,14 @@ export async function preflightImage(p: Prepared, opts: StartOptions): Promise<v
   // A node joins a running cluster: ask a master before anything is written.
   const kubelet = certs.some((c) => c.name === "kubelet");
   if (!p.roles.includes("master") && kubelet && opts.secretsDir && canProbe(opts.secretsDir)) {
-    const masters = (p.env.PLANET_INITIAL_CLUSTER ?? "").split(",").map((m) => m.split(":")[1] ?? "");
-    const first = p.env.KUBE_MASTER_IP as string;
+    const masters = p.masters.map((m) => m.ip);
+    const first = p.masterIp;
     const via = await probeJoinIn(opts.netns, {
       masters: [first, ...masters.filter((m) => m && m !== first)],
       port: Number(p.env.KUBE_APISERVER_PORT ?? 6443),
       secretsDir: realpathSync(opts.secretsDir),
-      nodeName: p.env.KUBE_NODE_NAME as string,
-      publicIp: p.env.PLANET_PUBLIC_IP as string,
+      nodeName: p.nodeName,
+      publicIp: p.publicIp,
       waitSeconds: opts.joinWaitSeconds ?? 20,
     });
     log.info(`joining the cluster through master ${via}`);

@@ -16,7 +16,7 @@ import { type Cidr, firstIp, nthIp, overlaps, parseCidr, requireIp } from "../ne
 import { ROLES, type Role } from "../plugin.ts";
 import { isSymlink } from "../proc.ts";
 import { writeDurably } from "../util.ts";
-import { initialCluster, parseDnsList, parseVolume } from "./flags.ts";
+import { initialCluster, type Member, parseDnsList, parseVolume } from "./flags.ts";
 import { preflightNetns } from "./preflight.ts";
 import { bubbleSpec, type Volume } from "./spec.ts";
 import { bubbleDir } from "./state.ts";
@@ -121,6 +121,14 @@ export interface Prepared {
   dataDirs: string[];
   /** The host's resolv.conf as the bubble sees it (loopback resolvers dropped in a network namespace). */
   resolvConf: string;
+  /** The typed values the environment was made from: what the start's own steps use. */
+  publicIp: string;
+  nodeName: string;
+  /** The masters (`--initial-cluster`, a join's record, or `--master-ip`), and the one to ask first. */
+  masters: Member[];
+  masterIp: string;
+  /** Plugins of the image left out of this start. */
+  disabled: string[];
 }
 
 /** Validates flags and computes everything `start` writes, without writing anything. */
@@ -243,7 +251,22 @@ export function prepare(opts: StartOptions): Prepared {
     notifyDir: join(bubbleDir(id), "notify"),
   });
   const dataDirs = volumes.filter((v) => v.source.startsWith(`${dataDir}/`)).map((v) => v.source);
-  return { id, env, roles, manifest, spec, netnsPath, dataDir, dataDirs, resolvConf };
+  return {
+    id,
+    env,
+    roles,
+    manifest,
+    spec,
+    netnsPath,
+    dataDir,
+    dataDirs,
+    resolvConf,
+    publicIp,
+    nodeName,
+    masters,
+    masterIp,
+    disabled,
+  };
 }
 
 /** The first IPv4 address of a network namespace (the test host's own address). */
@@ -295,9 +318,9 @@ export function writeRootfs(rootfs: string, p: Prepared): void {
   const hosts = [
     "127.0.0.1\tlocalhost",
     "::1\tlocalhost ip6-localhost ip6-loopback",
-    `${p.env.PLANET_PUBLIC_IP}\t${p.spec.hostname}${p.env.KUBE_NODE_NAME !== p.spec.hostname ? ` ${p.env.KUBE_NODE_NAME}` : ""}`,
+    `${p.publicIp}\t${p.spec.hostname}${p.nodeName !== p.spec.hostname ? ` ${p.nodeName}` : ""}`,
     // A node-local load balancer in front of every master (a plugin's PLANET_MASTER_LB), else a master.
-    `${p.env.PLANET_MASTER_LB || p.env.KUBE_MASTER_IP}\tplanet-master`,
+    `${p.env.PLANET_MASTER_LB || p.masterIp}\tplanet-master`,
   ];
   writeRootfsFile(rootfs, "etc/hosts", `${hosts.join("\n")}\n`);
   // Units of plugins left out of this start are masked where systemd looks first; last start's go.
@@ -317,7 +340,7 @@ export function writeRootfs(rootfs: string, p: Prepared): void {
 
 /** Units owned by the plugins `--disable-*` left out. */
 export function disabledUnits(p: Prepared): string[] {
-  const off = (p.env.PLANET_DISABLED_PLUGINS ?? "").split(",").filter(Boolean);
+  const off = p.disabled;
   return Object.entries(p.manifest.unitOwners)
     .filter(([, owner]) => off.includes(owner))
     .map(([u]) => u);
