@@ -75,6 +75,7 @@ export type ErrorCode =
   | "KERNEL_FEATURE"
   | "KUBE_ERROR"
   | "LAST_MEMBER"
+  | "LEAVE_REFUSED"
   | "MANIFEST_APPLY"
   | "MANIFEST_INVALID"
   | "MASTER_CA_MISMATCH"

@@ -1,8 +1,8 @@
 /**
  * Hosts leaving a running cluster. `planet leave`, in the leaving host's bubble: a master takes
  * itself out (its etcd member, its Node, its gossip membership); a node asks a master, proving who
- * it is with its kubelet certificate's key, to drain it and delete its Node, then leaves the gossip. `planet remove <name>`, in a master's bubble, takes another
- * host out, e.g. one whose disk died. Each checks first what would break — the upgrade lock held,
+ * it is with its kubelet certificate's key, to drain it and delete its Node, then leaves the gossip.
+ * `planet remove <name>`, in a master's bubble, takes another host out, e.g. one whose disk died. Each checks first what would break — the upgrade lock held,
  * the last etcd member, another member down (quorum) — and changes nothing when it refuses.
  */
 import { existsSync, readFileSync } from "node:fs";
@@ -62,34 +62,33 @@ async function refuseWhileUpgrading(client: Etcd3, what: string): Promise<void> 
     );
 }
 
-/** kubectl with a kubeconfig (the admin's on a master), at `server` when given. */
-async function kubectl(server: string | undefined, kubeconfig: string, ...args: string[]): Promise<{ ok: boolean; out: string }> {
-  const res = await run(
-    ["kubectl", `--kubeconfig=${kubeconfig}`, ...(server ? [`--server=${server}`] : []), "--request-timeout=20s", ...args],
-    { timeoutMs: 240_000 },
-  );
+/** kubectl as the admin (a master's credential) at `server`. */
+async function kubectl(server: string, ...args: string[]): Promise<{ ok: boolean; out: string }> {
+  const res = await run(["kubectl", `--kubeconfig=${ADMIN}`, `--server=${server}`, "--request-timeout=20s", ...args], {
+    timeoutMs: 240_000,
+  });
   return { ok: res.exitCode === 0, out: (res.stdout + res.stderr).trim() };
 }
 
 /** The Node's Ready status ("True", "False", "Unknown"), or null when there is no such Node. */
-async function nodeReady(server: string | undefined, name: string, kubeconfig = ADMIN): Promise<string | null> {
+async function nodeReady(server: string, name: string): Promise<string | null> {
   const jsonpath = `jsonpath={.status.conditions[?(@.type=="Ready")].status}`;
-  const ready = await kubectl(server, kubeconfig, "get", "node", name, "-o", jsonpath);
+  const ready = await kubectl(server, "get", "node", name, "-o", jsonpath);
   if (ready.ok) return ready.out;
   if (/NotFound/.test(ready.out)) return null;
   throw new PlanetError("KUBE_ERROR", `cannot read Node ${name}: ${ready.out.split("\n").at(-1)}`, { phase });
 }
 
 /** The Node goes: drained first when it is Ready (its pods move on), then deleted. */
-export async function removeNode(server: string | undefined, name: string, kubeconfig = ADMIN): Promise<void> {
-  const ready = await nodeReady(server, name, kubeconfig);
+export async function removeNode(server: string, name: string): Promise<void> {
+  const ready = await nodeReady(server, name);
   if (ready === null) return void log.info(`Node ${name}: none`);
   if (ready === "True") {
     const flags = ["--ignore-daemonsets", "--delete-emptydir-data", "--force", "--timeout=120s"];
-    const drained = await kubectl(server, kubeconfig, "drain", name, ...flags);
+    const drained = await kubectl(server, "drain", name, ...flags);
     if (!drained.ok) log.warn(`drain ${name}: ${drained.out.split("\n").at(-1)} (deleting the Node anyway)`);
   }
-  const gone = await kubectl(server, kubeconfig, "delete", "node", name, "--ignore-not-found");
+  const gone = await kubectl(server, "delete", "node", name, "--ignore-not-found");
   if (!gone.ok) throw new PlanetError("KUBE_ERROR", `cannot delete Node ${name}: ${gone.out.split("\n").at(-1)}`, { phase });
   log.info(`Node ${name} deleted`);
 }
@@ -121,7 +120,7 @@ async function leaveAsNode(node: string): Promise<void> {
       if (!res.ok) {
         // A refusal is the cluster's answer, not a master down: no use asking another.
         if (res.status < 500)
-          throw new PlanetError("JOIN_REFUSED", `master ${ip} refused: ${json.error?.message ?? res.status}`, { phase });
+          throw new PlanetError("LEAVE_REFUSED", `master ${ip} refused: ${json.error?.message ?? res.status}`, { phase });
         errors.push(`${ip}: ${json.error?.message ?? `HTTP ${res.status}`}`);
         continue;
       }
