@@ -49,8 +49,10 @@ stop: ## halt the dev bubble and remove the test host
 test: deps ## lint, typecheck and every test (integration tests boot real bubbles)
 	@test/run.sh
 
-bench: deps ## the quick benches, each figure beside the last recorded one (RECORD=1 adds this run to bench/results/)
+bench: deps ## the quick benches, each figure beside the last recorded one (RECORD=1 adds this run to bench/results/ and the README)
+	@bun bench/_check.ts
 	@for b in secrets boot kube; do PLANET_BENCH_RECORD=$${RECORD:-0} bun bench/$$b.ts || exit 1; done
+	@if [ "$${RECORD:-0}" = 1 ]; then bun bench/_readme.ts; fi
 
 ha-test: deps ## only the three-master tests (part of make test): the leader's bubble stopped under a writer; masters joining and leaving
 	bun test --timeout 900000 ./test/ha.test.ts ./test/masters.test.ts
