@@ -176,9 +176,13 @@ describe.if(canBoot)("Helm charts from plugins (dev target + examples/chart)", (
       1000,
     );
     expect(page.trim()).toBe(`hello from cluster ${CLUSTER}`);
-    // planet status shows the chart check, red.
-    const status = inBubble("planet", "status", "--local");
-    expect(status.stdout).toMatch(/helm-charts.*planet-charts\.service is failed/);
+    // planet status shows the chart check, red, once the unit has given up on the refused chart.
+    await waitFor(
+      "the helm-charts check red",
+      () => /helm-charts.*planet-charts\.service is failed/.test(inBubble("planet", "status", "--local").stdout),
+      180_000,
+      2000,
+    );
   }, 900_000);
 
   test("a user's helm install of a local chart works offline; a node's identity cannot read any release", async () => {
