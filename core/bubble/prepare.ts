@@ -175,7 +175,12 @@ export function prepare(opts: StartOptions): Prepared {
   const dnsHosts = parseDnsList(opts.dnsHosts, "--dns-hosts", "domain/ip");
   const dnsZones = parseDnsList(opts.dnsZones, "--dns-zones", "zone/nameserver");
   const resolvConf = hostResolvConf(opts.netns);
-  for (const net of hostNetworks(opts.netns))
+  // Links a plugin's units make themselves (PLANET_OWN_LINKS_<plugin>: the overlay's, the pod bridge)
+  // are a killed bubble's leftovers, not the host's networks: its units clean them at boot.
+  const own = Object.entries(manifest.env)
+    .filter(([k]) => k.startsWith("PLANET_OWN_LINKS_"))
+    .flatMap(([, v]) => v.split(",").filter(Boolean));
+  for (const net of hostNetworks(opts.netns, own))
     if (overlaps(net, pod))
       throw new PlanetError(
         "BAD_CIDR",
@@ -291,21 +296,25 @@ function hostResolvConf(netns?: string): string {
 }
 
 /** IPv4 networks on the host's (or the namespace's) interfaces, loopback aside. */
-function hostNetworks(netns?: string): Cidr[] {
+function hostNetworks(netns: string | undefined, ownLinks: string[]): Cidr[] {
   const res = Bun.spawnSync(["ip", ...(netns ? ["-n", netns] : []), "-4", "-o", "addr", "show"]);
   if (res.exitCode !== 0) return [];
-  return res.stdout
-    .toString()
-    .split("\n")
-    .map((l) => /\sinet\s+(\d+\.\d+\.\d+\.\d+\/\d+)/.exec(l)?.[1])
-    .filter((c): c is string => !!c && !c.startsWith("127."))
-    .flatMap((c) => {
-      try {
-        return [parseCidr(c.replace(/\/(31|32)$/, "/30"), "address")];
-      } catch {
-        return [];
-      }
-    });
+  return (
+    res.stdout
+      .toString()
+      .split("\n")
+      // `2: eth0    inet 10.0.0.5/24 …`: the link's name is the second field.
+      .filter((l) => !ownLinks.includes(l.split(/\s+/)[1] ?? ""))
+      .map((l) => /\sinet\s+(\d+\.\d+\.\d+\.\d+\/\d+)/.exec(l)?.[1])
+      .filter((c): c is string => !!c && !c.startsWith("127."))
+      .flatMap((c) => {
+        try {
+          return [parseCidr(c.replace(/\/(31|32)$/, "/30"), "address")];
+        } catch {
+          return [];
+        }
+      })
+  );
 }
 
 /** Writes the files `start` owns inside the rootfs: environment, hostname, hosts, role target. */

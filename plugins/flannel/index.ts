@@ -11,6 +11,8 @@ import { definePlugin } from "../../core/plugin.ts";
  */
 export default definePlugin({
   name: "flannel",
+  // Its own links: a killed bubble leaves them behind, and the start after is not refused for them.
+  env: { PLANET_OWN_LINKS_FLANNEL: "flannel.1,cni0" },
   description:
     "flannel vxlan overlay: each host's subnet its Node's podCIDR (Kubernetes subnet manager), CNI conflist, masquerade",
   requires: ["secrets", "kube-node"],

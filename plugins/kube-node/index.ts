@@ -17,7 +17,8 @@ export default definePlugin({
   files: { "files/": "/" },
   volumes: { containerd: "/ext/containerd", "kubelet-pki": "/var/lib/kubelet-pki" },
   manifests: "manifests",
-  env: { KUBE_KUBELET_FLAGS: "", KUBE_PROXY_FLAGS: "" },
+  // cni0, the pod bridge (flannel's CNI or the plain bridge without flannel): see PLANET_OWN_LINKS_FLANNEL.
+  env: { KUBE_KUBELET_FLAGS: "", KUBE_PROXY_FLAGS: "", PLANET_OWN_LINKS_KUBE_NODE: "cni0" },
   certs: [
     { name: "kubelet", cn: "system:node:$NODE_NAME", org: ["system:nodes"], usage: ["client"], kubeconfig: MASTER },
     {
