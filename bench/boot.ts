@@ -6,36 +6,13 @@
 import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { startArgs } from "../test/helpers.ts";
+import { SMALL_IMAGE, startArgs } from "../test/helpers.ts";
 import { CLI, check, median, REPO, run, table } from "./_table.ts";
 
 const N = 5;
 const out = join(REPO, "build", "bench-box");
 const secrets = mkdtempSync(join(tmpdir(), "planet-bench-"));
-check(
-  run([
-    ...CLI,
-    "build",
-    "--target",
-    "node",
-    "--without",
-    "kube-node",
-    "--without",
-    "flannel",
-    "--without",
-    "dns",
-    "--without",
-    "storage",
-    "--without",
-    "netpol",
-    "--without",
-    "apilb",
-    "--plugin",
-    "./examples/hello",
-    "--out",
-    out,
-  ]),
-);
+check(run([...CLI, "build", ...SMALL_IMAGE, "--out", out]));
 check(run([...CLI, "secrets", "init", "--domain", "bench.local", "--plugins", "node", "--ip", "10.214.0.1", join(secrets, "s")]));
 check(run([...CLI, "dev-host", "up", "pt-bench", "--ip", "10.214.0.1"]));
 const rootfs = join(out, "rootfs");

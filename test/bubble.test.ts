@@ -8,7 +8,19 @@ import { join } from "node:path";
 import { readState } from "../core/bubble/state.ts";
 import { certRequests } from "../core/cli/commands/secrets.ts";
 import { initSecrets } from "../secrets/init.ts";
-import { buildTest, CLI, canBoot, hostSnapshot, planet, planetAsync, REPO, sh, testHost, waitFor } from "./helpers.ts";
+import {
+  buildTest,
+  CLI,
+  canBoot,
+  hostSnapshot,
+  planet,
+  planetAsync,
+  REPO,
+  SMALL_IMAGE,
+  sh,
+  testHost,
+  waitFor,
+} from "./helpers.ts";
 
 const HOST = "pt-bubble";
 const IP = "10.212.0.1";
@@ -38,29 +50,7 @@ describe.if(canBoot)("bubble: planet start | exec | stop", () => {
   ];
 
   beforeAll(async () => {
-    rootfs = join(
-      buildTest("bubble", [
-        "--target",
-        "node",
-        "--without",
-        "kube-node",
-        "--without",
-        "flannel",
-        "--without",
-        "dns",
-        // Node-local volumes and pod network policies need the kubelet: they go with kube-node.
-        "--without",
-        "storage",
-        "--without",
-        "netpol",
-        // The node-local load balancer goes with the masters a node reaches: none here.
-        "--without",
-        "apilb",
-        "--plugin",
-        "./examples/hello",
-      ]),
-      "rootfs",
-    );
+    rootfs = join(buildTest("bubble", SMALL_IMAGE), "rootfs");
     await initSecrets(join(REPO, "build", "test-bubble-secrets"), certRequests("node").requests, {
       domain: "bubble.local",
       serviceSubnet: "10.100.0.0/16",

@@ -49,6 +49,19 @@ export async function planetAsync(args: string[], env?: Record<string, string>):
   return { exitCode, stdout, stderr };
 }
 
+/**
+ * The small image of the bubble test and the boot bench: the node target with nothing that needs the
+ * kubelet or the masters (its volumes and policies go with kube-node, the load balancer with the
+ * masters a node reaches), and the example plugin.
+ */
+export const SMALL_IMAGE = [
+  "--target",
+  "node",
+  ...["kube-node", "flannel", "dns", "storage", "netpol", "apilb"].flatMap((p) => ["--without", p]),
+  "--plugin",
+  "./examples/hello",
+];
+
 /** Builds a target into build/test-<name> (warm cache: seconds) and returns its folder. */
 export function buildTest(name: string, args: string[]): string {
   const out = join(REPO, "build", `test-${name}`);
