@@ -75,7 +75,6 @@ function joinService(
   return {
     // What hosts trust now: during a CA rotation, the old CA and the new one.
     trust: () => trustFiles(dir),
-    // A node's certificates, proved by their keys (secrets/renew.ts), for a node that is still a member.
     // A node leaving at its own request: proved as a renewal is (its kubelet certificate and a request
     // signed with its key), then drained and its Node deleted with the admin's credential. A master
     // leaves with planet leave on itself (its etcd member too).
@@ -91,6 +90,7 @@ function joinService(
       log.info(`${node} left the cluster at its own request: drained, its Node deleted`);
       return { node };
     },
+    // A node's certificates, proved by their keys (secrets/renew.ts), for a node that is still a member.
     renew: async (body) => {
       const { certs, node } = answerRenew(dir, certsFor(manifest, ["node"]), body as RenewRequest);
       await kubeOf()
@@ -126,13 +126,14 @@ function joinService(
               ? `a Node named ${b.nodeName} exists; give this master another --node-name, or take the old one out first (planet remove ${b.nodeName} on a master)`
               : `a Node named ${b.nodeName} exists and its host is alive; give this host another --node-name, or take that one out first (planet remove ${b.nodeName} on a master)`,
           );
+        const answer = await answerJoin(dir, certsFor(manifest, [role]), b, role, peer);
+        // The old Node goes only once the join itself checked out: a refused join changes nothing.
         if (stale !== null) {
           await kube.delete(`/api/v1/nodes/${encodeURIComponent(String(b.nodeName))}`);
           log.warn(
             `Node ${b.nodeName} had no heartbeat for ${Math.round(stale / 1000)} s: replaced by the host joining under its name`,
           );
         }
-        const answer = await answerJoin(dir, certsFor(manifest, [role]), b, role, peer);
         // etcd last, once all else is checked: a master becomes a learner; every host learns the masters.
         const etcd = rootClient({ endpoints: etcdEndpoints, dir });
         try {
