@@ -16,6 +16,7 @@ import {
   csrPem,
   csrPublicKey,
   type IssueRequest,
+  type KeyPair,
   keyMatches,
   kubeconfig,
   parseCert,
@@ -57,25 +58,24 @@ const usageWanted = (r: CertificateRequest) =>
     .join(",");
 
 /**
- * On a master: re-issues each presented certificate that is one of `requests` (a node's: never a
- * master's or an operator's), was issued by the cluster CA or the signer, is still valid, carries
- * that request's organisations and usages, names one and the same node, and whose signing request
- * carries its own public key. Anything else refuses the whole renewal. Returns the certificates and
- * the node they belong to, which the caller checks is still a member (a removed node renews nothing).
+ * On a master: proves who a host is from certificates it presents with their keys. Each must be one
+ * of `requests` (a node's: never a master's or an operator's), issued by the cluster CA or the
+ * signer, still valid, carry that request's organisations and usages, name one and the same node,
+ * and come with a signing request carrying its own public key. Anything else refuses the whole
+ * request. Returns the node and, per certificate, what a renewal would issue again.
  */
-export function answerRenew(
+export function proveHost(
   signerDir: string,
   requests: CertRequest[],
   body: RenewRequest,
-  validityDays = 365,
-): { certs: Record<string, string>; node: string } {
+): { node: string; signer: KeyPair; proven: { req: IssueRequest; pub: forge.pki.rsa.PublicKey }[] } {
   const refuse = (why: string) => new PlanetError("RENEW_REFUSED", why, { phase });
   const signer = loadCA(signerDir, SIGNER);
   const rootPem = read(signerDir, "root.cert");
   if (!signer || !rootPem) throw refuse(`this master holds no ${SIGNER} key: it cannot renew certificates`);
   const names = Object.keys(body?.certs ?? {});
   if (!names.length) throw refuse("no certificate to renew");
-  const out: Record<string, string> = {};
+  const proven: { req: IssueRequest; pub: forge.pki.rsa.PublicKey }[] = [];
   let node = "";
   for (const name of names) {
     const r = requests.find((x): x is CertificateRequest => x.name === name && "cn" in x);
@@ -106,17 +106,26 @@ export function answerRenew(
     const own = current.publicKey as forge.pki.rsa.PublicKey;
     if (!pub?.n.equals(own.n) || !pub.e.equals(own.e))
       throw refuse(`${name}: the signing request is not signed with the certificate's own key`);
-    const req: IssueRequest = {
-      name,
-      cn,
-      org: orgs,
-      sans: sansOf(current),
-      usage: r.usage,
-    };
-    out[name] = certPem(certify(req, signer, validityDays, pub));
+    proven.push({ req: { name, cn, org: orgs, sans: sansOf(current), usage: r.usage }, pub });
   }
   if (!node) throw refuse("a renewal names its node: include a certificate that does (the kubelet's)");
-  return { certs: out, node };
+  return { node, signer, proven };
+}
+
+/**
+ * On a master: re-issues each certificate `proveHost` accepts, for the same names and key. Returns
+ * the certificates and the node they belong to, which the caller checks is still a member (a
+ * removed node renews nothing).
+ */
+export function answerRenew(
+  signerDir: string,
+  requests: CertRequest[],
+  body: RenewRequest,
+  validityDays = 365,
+): { certs: Record<string, string>; node: string } {
+  const { node, signer, proven } = proveHost(signerDir, requests, body);
+  const certs = Object.fromEntries(proven.map(({ req, pub }) => [req.name, certPem(certify(req, signer, validityDays, pub))]));
+  return { certs, node };
 }
 
 export interface HostRenewOptions {

@@ -4,7 +4,7 @@ import { defineCommand } from "citty";
 import { addLearner, listMembers, rootClient } from "../../../plugins/etcd/members.ts";
 import { answerJoin, type JoinRequest } from "../../../secrets/join.ts";
 import { KUBELET_SERVING, type NodeAddresses, type ServingCsr, servingRefusal } from "../../../secrets/kubelet-serving.ts";
-import { answerRenew, type RenewRequest, trustFiles } from "../../../secrets/renew.ts";
+import { answerRenew, proveHost, type RenewRequest, trustFiles } from "../../../secrets/renew.ts";
 import { checkToken } from "../../../secrets/token.ts";
 import { type AgentOptions, createAgent } from "../../agent/agent.ts";
 import { hostChecks, manifestChecks } from "../../agent/checks.ts";
@@ -79,7 +79,7 @@ function joinService(
     // signed with its key), then drained and its Node deleted with the admin's credential. A master
     // leaves with planet leave on itself (its etcd member too).
     leave: async (body) => {
-      const node = answerRenew(dir, certsFor(manifest, ["node"]), body as RenewRequest).node;
+      const { node } = proveHost(dir, certsFor(manifest, ["node"]), body as RenewRequest);
       if (!node) throw new PlanetError("RENEW_REFUSED", "the proof names no node: send the kubelet certificate");
       const etcd = rootClient({ endpoints: etcdEndpoints, dir });
       const master = await listMembers(etcd)
